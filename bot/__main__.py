@@ -1,0 +1,57 @@
+"""Command line: `python -m bot` runs the bot; `python -m bot content check [DIR]` validates content."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.content import InvalidContent, load_catalogue
+from bot.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run what it asks for; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="HK AI Pulse Telegram bot")
+    parser.add_argument("--config", type=Path, default=None, help="settings file (default config/settings.yaml)")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="run the bot: Telegram when TELEGRAM_BOT_TOKEN is set, else the console")
+    commands.add_parser("console", help="run the bot in this terminal, whatever the settings")
+    content = commands.add_parser("content", help="content tools")
+    content_commands = content.add_subparsers(dest="content_command", required=True)
+    check = content_commands.add_parser("check", help="validate content files and print every problem")
+    check.add_argument("directory", nargs="?", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings(args.config, os.environ)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "content":
+        return check_content(args.directory or settings.content_dir)
+
+    from bot.app import run
+
+    return run(settings, force_console=args.command == "console")
+
+
+def check_content(directory: Path) -> int:
+    """Validate a content directory; print every error as file:line: key: message."""
+    try:
+        catalogue = load_catalogue(directory, now=datetime.now(UTC))
+    except InvalidContent as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} problem(s) in {directory}", file=sys.stderr)
+        return 1
+    print(f"{directory}: OK — {len(catalogue.sections)} sections, {len(catalogue.initiatives)} initiatives, "
+          f"{len(catalogue.updates)} updates (version {catalogue.version})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

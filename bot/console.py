@@ -1,0 +1,112 @@
+"""The console front end: the same core over stdin/stdout, replies as plain text, buttons as numbered choices."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from html import unescape
+from html.parser import HTMLParser
+from typing import TextIO
+
+from bot.core.commands import dispatch
+from bot.core.messages import Button, Chat, ChatKind, Reply, User, interpret
+from bot.core.services import Services
+
+CONSOLE_CHAT = Chat(id=1, kind=ChatKind.PRIVATE, title="console")
+CONSOLE_USER = User(id=1, name="console")
+PROMPT = "you> "
+
+
+class _PlainText(HTMLParser):
+    """Telegram HTML to terminal text: tags dropped, links shown as `label <url>`."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hrefs: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._hrefs.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._hrefs:
+            href = self._hrefs.pop()
+            if href:
+                self.parts.append(f" <{href}>")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def to_plain_text(html: str) -> str:
+    """Render a reply's HTML as plain text for a terminal."""
+    parser = _PlainText()
+    parser.feed(html)
+    parser.close()
+    return unescape("".join(parser.parts))
+
+
+def render_reply(reply: Reply) -> tuple[str, list[Button]]:
+    """The text a terminal shows for a reply, and its buttons in the order they are numbered."""
+    text = to_plain_text(reply.text)
+    buttons = [button for row in reply.buttons for button in row]
+    if reply.notice:
+        text = f"({reply.notice})\n{text}"
+    if buttons:
+        choices = "\n".join(f"  [{number}] {button.label}" for number, button in enumerate(buttons, 1))
+        text = f"{text}\n\nChoose a number:\n{choices}"
+    return text, buttons
+
+
+class Console:
+    """A conversation with the bot in a terminal (or any pair of text streams)."""
+
+    def __init__(self, services: Services, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+        self.services = services
+        self.stdin = stdin
+        self.stdout = stdout
+        self.buttons: list[Button] = []
+
+    async def handle_line(self, line: str) -> str | None:
+        """Answer one line the user typed; None means nothing to show."""
+        text = line.strip()
+        from_button = False
+        if text.isdigit() and self.buttons:
+            number = int(text)
+            if not 1 <= number <= len(self.buttons):
+                return f"Choose a number from 1 to {len(self.buttons)}, or type a command."
+            text, from_button = self.buttons[number - 1].action, True
+        request = interpret(text, CONSOLE_CHAT, CONSOLE_USER, self.services.bot_username, from_button=from_button)
+        if request is None:
+            return None
+        reply = await dispatch(request, self.services)
+        if not reply.text:
+            return None
+        shown, self.buttons = render_reply(reply)
+        return shown
+
+    async def run(self) -> None:
+        """Read lines until end of input or /quit, answering each."""
+        interactive = self.stdin.isatty()
+        self._write(f"{self.services.content.catalogue.about.name} — console mode (no Telegram token set).\n"
+                    "Type /start or /help; /quit to leave.\n")
+        welcome = await self.handle_line("/start")
+        if welcome:
+            self._write(welcome + "\n")
+        while True:
+            if interactive:
+                self._write("\n" + PROMPT, newline=False)
+            line = await asyncio.to_thread(self.stdin.readline)
+            if not line or line.strip().lower() in ("/quit", "/exit", "quit", "exit"):
+                break
+            if not interactive:
+                self._write(f"\n{PROMPT}{line.rstrip()}")
+            answer = await self.handle_line(line)
+            if answer:
+                self._write(answer + "\n")
+        self._write("Bye.")
+
+    def _write(self, text: str, newline: bool = True) -> None:
+        self.stdout.write(text + ("\n" if newline else ""))
+        self.stdout.flush()

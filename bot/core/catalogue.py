@@ -1,0 +1,112 @@
+"""The content model: sections, initiatives and dated updates, immutable once loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cached_property
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.core.search import SearchIndex
+
+
+@dataclass(frozen=True)
+class Initiative:
+    """A named programme, body or scheme, with its source."""
+
+    name: str
+    body: str
+    description: str
+    link: str
+    section_id: str
+    year: int | None = None
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable identity used to remember which initiatives a chat was shown."""
+        return f"{self.section_id}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the catalogue (government, finance, ...)."""
+
+    id: str
+    order: int
+    title: str
+    aliases: tuple[str, ...]
+    summary: str
+    key_points: tuple[str, ...]
+    related: tuple[str, ...]
+    initiatives: tuple[Initiative, ...]
+
+
+@dataclass(frozen=True)
+class Update:
+    """A dated item of news, the stuff digests are made of."""
+
+    date: date
+    sections: tuple[str, ...]
+    title: str
+    summary: str
+    link: str
+
+    @property
+    def key(self) -> str:
+        """Stable identity used to remember which updates a chat already received."""
+        return f"{self.date.isoformat()}/{self.title}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A starting point for readers who want the primary material."""
+
+    title: str
+    link: str
+
+
+@dataclass(frozen=True)
+class About:
+    """What the bot says about itself."""
+
+    name: str
+    tagline: str
+    about: str
+    contact: str
+    sources: tuple[Source, ...]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """All content, validated; never mutated after loading."""
+
+    sections: tuple[Section, ...]
+    updates: tuple[Update, ...]
+    about: About
+    version: str
+    loaded_at: datetime
+    by_name: Mapping[str, Section] = field(default_factory=lambda: MappingProxyType({}))
+
+    def section(self, name: str) -> Section | None:
+        """Find a section by id or alias, case-insensitively."""
+        return self.by_name.get(name.strip().lower())
+
+    @property
+    def initiatives(self) -> tuple[Initiative, ...]:
+        """Every initiative, in section order."""
+        return tuple(item for section in self.sections for item in section.initiatives)
+
+    @cached_property
+    def search_index(self) -> SearchIndex:
+        """The search index of this catalogue, built once on first use."""
+        from bot.core.search import SearchIndex
+
+        return SearchIndex.build(self)
+
+    def updates_for(self, section_id: str) -> tuple[Update, ...]:
+        """Updates tagged with one section, newest first."""
+        return tuple(update for update in self.updates if section_id in update.sections)

@@ -1,0 +1,268 @@
+"""The command table and the commands: each turns a Request into a Reply and knows nothing of Telegram."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.core.catalogue import Catalogue, Initiative, Section, Update
+from bot.core.messages import Button, Reply, Request
+from bot.core.render import bold, italic, link, plain, render_initiative, render_section_header, render_update
+from bot.core.services import Services
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request, Services], Awaitable[Reply]]
+
+LATEST_DEFAULT = 5
+LATEST_MAX = 20
+SEARCH_RESULTS = 8
+SECTION_UPDATES_SHOWN = 3
+# A near miss this close (difflib ratio) is taken as meant; below it we ask "did you mean".
+SURE_MATCH = 0.8
+POSSIBLE_MATCH = 0.6
+
+
+@dataclass(frozen=True)
+class Command:
+    """One entry of the command table: it feeds dispatch, /help and the Telegram command menu."""
+
+    name: str
+    summary: str
+    usage: str
+    handler: Handler
+    admin_only: bool = False
+    in_menu: bool = True
+
+
+# --- replies shared by several commands --------------------------------------------------------
+
+
+def _sector_buttons(catalogue: Catalogue, per_row: int = 2) -> tuple[tuple[Button, ...], ...]:
+    buttons = [Button(section.title, f"sector {section.id}") for section in catalogue.sections]
+    return tuple(tuple(buttons[i:i + per_row]) for i in range(0, len(buttons), per_row))
+
+
+def _sections_reply(catalogue: Catalogue, intro: str = "") -> Reply:
+    lines = [intro] if intro else []
+    lines.append(bold("Sectors"))
+    for section in catalogue.sections:
+        lines.append(f"• {bold(section.title)} — /sector {plain(section.id)}")
+    lines.append("\nTap a sector, or type /sector followed by its name.")
+    return Reply("\n".join(lines), buttons=_sector_buttons(catalogue))
+
+
+def _section_reply(catalogue: Catalogue, section: Section, intro: str = "") -> Reply:
+    parts = [intro] if intro else []
+    parts.append(render_section_header(section))
+    updates = catalogue.updates_for(section.id)[:SECTION_UPDATES_SHOWN]
+    if updates:
+        parts.append(bold("Latest") + "\n" + "\n\n".join(render_update(u) for u in updates))
+    if section.initiatives:
+        parts.append(f"{len(section.initiatives)} initiatives: /initiatives {plain(section.id)}")
+    rows: list[tuple[Button, ...]] = []
+    if section.initiatives:
+        rows.append((Button(f"Initiatives ({len(section.initiatives)})", f"initiatives {section.id}"),))
+    related = [catalogue.section(name) for name in section.related]
+    related_buttons = tuple(Button(r.title, f"sector {r.id}") for r in related if r is not None)
+    if related_buttons:
+        rows.append(related_buttons)
+    rows.append((Button("« All sectors", "sectors"),))
+    return Reply("\n\n".join(parts), buttons=tuple(rows))
+
+
+def resolve_section(catalogue: Catalogue, name: str) -> tuple[Section | None, list[Section]]:
+    """Find the section a user meant: exact id/alias, else a sure near miss, else candidates to offer."""
+    wanted = name.strip().lower().lstrip("/")
+    exact = catalogue.section(wanted)
+    if exact is not None:
+        return exact, []
+    names = list(catalogue.by_name)
+    scored = sorted(((difflib.SequenceMatcher(None, wanted, n).ratio(), n) for n in names), reverse=True)
+    candidates: list[Section] = []
+    for ratio, matched in scored:
+        section = catalogue.by_name[matched]
+        if ratio < POSSIBLE_MATCH:
+            break
+        if section not in candidates:
+            candidates.append(section)
+    if candidates and scored[0][0] >= SURE_MATCH:
+        rivals = [s for ratio, n in scored[1:] if ratio >= SURE_MATCH and (s := catalogue.by_name[n]) != candidates[0]]
+        if not rivals:
+            return candidates[0], []
+    return None, candidates[:3]
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+async def start(request: Request, services: Services) -> Reply:
+    """Welcome; a deep-link payload (`/start finance`) opens that section."""
+    catalogue = services.content.catalogue
+    if request.args:
+        section, _ = resolve_section(catalogue, request.args[0])
+        if section is not None:
+            return _section_reply(catalogue, section)
+    about = catalogue.about
+    intro = (f"{bold(about.name)}: {plain(about.tagline)}\n\n"
+             "Pick a sector below, or try:\n"
+             "/latest — the newest updates\n"
+             "/search &lt;words&gt; — search everything\n"
+             "/help — all commands")
+    return Reply(intro, buttons=_sector_buttons(catalogue))
+
+
+async def help_(request: Request, services: Services) -> Reply:
+    """Every command with its usage, from the command table."""
+    is_admin = request.user is not None and request.user.id in services.admin_ids
+    lines = [bold("Commands")]
+    for command in COMMANDS:
+        if command.admin_only and not is_admin:
+            continue
+        lines.append(f"{plain(command.usage)} — {plain(command.summary)}")
+    lines.append("\nIn groups, address commands to the bot, e.g. /sector@"
+                 + plain(services.bot_username or "bot") + " finance.")
+    return Reply("\n".join(lines))
+
+
+async def sectors(request: Request, services: Services) -> Reply:
+    """The list of sections, as buttons."""
+    return _with_replace(_sections_reply(services.content.catalogue), request)
+
+
+async def sector(request: Request, services: Services) -> Reply:
+    """One section: by id, alias or a near miss; no argument lists them all."""
+    catalogue = services.content.catalogue
+    if not request.args:
+        return _with_replace(_sections_reply(catalogue, "Which sector? For example: /sector finance\n"), request)
+    wanted = request.text
+    section, candidates = resolve_section(catalogue, wanted)
+    if section is not None:
+        exact = catalogue.section(wanted) is not None
+        intro = "" if exact else italic(f"Showing {section.title} (closest to “{wanted}”).")
+        return _with_replace(_section_reply(catalogue, section, intro), request)
+    if candidates:
+        buttons = tuple((Button(c.title, f"sector {c.id}"),) for c in candidates)
+        return Reply(f"No sector called “{plain(wanted)}”. Did you mean:", buttons=buttons)
+    return _sections_reply(catalogue, f"No sector called “{plain(wanted)}”.\n")
+
+
+async def initiatives(request: Request, services: Services) -> Reply:
+    """The named initiatives of one section, or a compact list of all of them."""
+    catalogue = services.content.catalogue
+    if request.args:
+        section, candidates = resolve_section(catalogue, request.text)
+        if section is None:
+            hint = ", ".join(f"/initiatives {c.id}" for c in candidates) or "/sectors"
+            return Reply(f"No sector called “{plain(request.text)}”. Try {plain(hint)}.")
+        if not section.initiatives:
+            return Reply(f"{bold(section.title)} lists no initiatives yet.",
+                         buttons=((Button("« " + section.title, f"sector {section.id}"),),))
+        body = "\n\n".join(render_initiative(item) for item in section.initiatives)
+        return _with_replace(Reply(f"{bold(section.title + ': initiatives')}\n\n{body}",
+                                   buttons=((Button("« " + section.title, f"sector {section.id}"),),)), request)
+    groups = []
+    for each in catalogue.sections:
+        if each.initiatives:
+            items = "\n".join(_initiative_line(item) for item in each.initiatives)
+            groups.append(f"{bold(each.title)} (/initiatives {plain(each.id)})\n{items}")
+    return Reply("\n\n".join(groups) or "No initiatives yet.")
+
+
+def _initiative_line(item: Initiative) -> str:
+    year = f" ({item.year})" if item.year else ""
+    return f"• {link(item.name, item.link)}{plain(year)} — {plain(item.body)}"
+
+
+async def search(request: Request, services: Services) -> Reply:
+    """Ranked matches across sections, initiatives and updates."""
+    query = request.text.strip()
+    if not query:
+        return Reply("What should I look for? For example: /search hkust ai")
+    catalogue = services.content.catalogue
+    hits = catalogue.search_index.search(query, limit=SEARCH_RESULTS)
+    if not hits:
+        return Reply(f"Nothing matches “{plain(query)}”. Try fewer or other words, or browse /sectors.")
+    lines = [bold(f"Results for “{query}”")]
+    for hit in hits:
+        item = hit.item
+        if isinstance(item, Update):
+            lines.append(f"• {plain(item.date.isoformat())} · {link(item.title, item.link)}")
+        elif isinstance(item, Section):
+            lines.append(f"• Sector: {bold(item.title)} — /sector {plain(item.id)}")
+        else:
+            year = f" ({item.year})" if item.year else ""
+            section_title = catalogue.section(item.section_id)
+            where = f" · {plain(section_title.title)}" if section_title else ""
+            lines.append(f"• {link(item.name, item.link)}{plain(year)} — {plain(item.body)}{where}")
+    return Reply("\n".join(lines))
+
+
+async def latest(request: Request, services: Services) -> Reply:
+    """The newest updates (5 by default, up to 20)."""
+    count = LATEST_DEFAULT
+    if request.args:
+        if not request.args[0].isdigit() or not 1 <= int(request.args[0]) <= LATEST_MAX:
+            return Reply(f"/latest takes a number from 1 to {LATEST_MAX}, e.g. /latest 10")
+        count = int(request.args[0])
+    updates = services.content.catalogue.updates[:count]
+    if not updates:
+        return Reply("No updates yet.")
+    return Reply(bold("Latest updates") + "\n\n" + "\n\n".join(render_update(u) for u in updates))
+
+
+async def about(request: Request, services: Services) -> Reply:
+    """What the bot is, where its facts come from, and how to reach the admins."""
+    catalogue = services.content.catalogue
+    info = catalogue.about
+    sources = "\n".join(f"• {link(s.title, s.link)}" for s in info.sources)
+    counts = (f"{len(catalogue.sections)} sectors, {len(catalogue.initiatives)} initiatives, "
+              f"{len(catalogue.updates)} updates")
+    return Reply(f"{bold(info.name)} — {plain(info.tagline)}\n\n{plain(info.about)}\n\n"
+                 f"{bold('Sources')}\n{sources}\n\n{plain(info.contact)}\n\n"
+                 f"{italic(f'Content version {catalogue.version}: {counts}.')}")
+
+
+def _with_replace(reply: Reply, request: Request) -> Reply:
+    """A reply to a pressed button replaces the message that carried the button."""
+    if not request.from_button:
+        return reply
+    return Reply(reply.text, reply.buttons, replace=True, notice=reply.notice, silent=reply.silent)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("start", "welcome and sector buttons", "/start", start, in_menu=False),
+    Command("sectors", "list the sectors", "/sectors", sectors),
+    Command("sector", "one sector: summary, key points, latest", "/sector <name>", sector),
+    Command("initiatives", "named initiatives, by sector", "/initiatives [sector]", initiatives),
+    Command("search", "search sectors, initiatives and updates", "/search <words>", search),
+    Command("latest", "the newest updates", "/latest [count]", latest),
+    Command("about", "what this bot is and its sources", "/about", about),
+    Command("help", "all commands", "/help", help_),
+)
+_BY_NAME = {command.name: command for command in COMMANDS}
+
+
+def find_command(name: str) -> Command | None:
+    """The command of that name, if any."""
+    return _BY_NAME.get(name.lower())
+
+
+async def dispatch(request: Request, services: Services) -> Reply:
+    """Run the command a request names; unknown commands, refusals and failures get a short, helpful answer."""
+    command = find_command(request.command)
+    if command is None:
+        suggestion = difflib.get_close_matches(request.command.lower(), list(_BY_NAME), n=1)
+        hint = f" Did you mean /{suggestion[0]}?" if suggestion else ""
+        return Reply(f"I don't know /{plain(request.command)}.{hint} Send /help for the list of commands.")
+    if command.admin_only and (request.user is None or request.user.id not in services.admin_ids):
+        log.warning("refused admin command /%s from user %s in chat %s", command.name,
+                    request.user.id if request.user else None, request.chat.id)
+        return Reply("Sorry, that command is for the bot's admins.")
+    try:
+        return await command.handler(request, services)
+    except Exception:
+        log.exception("command /%s failed", command.name)
+        return Reply("Sorry, something went wrong on my side. Please try again in a moment.")

@@ -1,0 +1,109 @@
+"""The values that cross the boundary between the core and a front end (Telegram, console, tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+CALLBACK_DATA_LIMIT = 64
+
+
+class ChatKind(Enum):
+    """Where a request came from; groups and channels get group rules (admins, no chatter)."""
+
+    PRIVATE = "private"
+    GROUP = "group"
+    SUPERGROUP = "supergroup"
+    CHANNEL = "channel"
+
+    @property
+    def is_group(self) -> bool:
+        """True for chats with several members (groups, supergroups, channels)."""
+        return self is not ChatKind.PRIVATE
+
+
+@dataclass(frozen=True)
+class Chat:
+    """The chat a request came from."""
+
+    id: int
+    kind: ChatKind = ChatKind.PRIVATE
+    title: str | None = None
+    thread_id: int | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    """The person behind a request (absent for channel posts)."""
+
+    id: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A command as the core sees it: `/sector finance` becomes command='sector', args=('finance',)."""
+
+    command: str
+    args: tuple[str, ...] = ()
+    chat: Chat = field(default_factory=lambda: Chat(0))
+    user: User | None = None
+    from_button: bool = False
+
+    @property
+    def text(self) -> str:
+        """The arguments as one string."""
+        return " ".join(self.args)
+
+
+@dataclass(frozen=True)
+class Button:
+    """An inline button; pressing it runs `action` as if it were typed as a command (`sector finance`)."""
+
+    label: str
+    action: str
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.action.encode()) <= CALLBACK_DATA_LIMIT:
+            raise ValueError(f"button action must be 1-{CALLBACK_DATA_LIMIT} bytes: {self.action!r}")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a command answers: HTML text (Telegram's subset) and optional rows of buttons.
+
+    `replace` asks the front end to edit the message whose button was pressed instead of sending a new one;
+    `notice` is a short toast for a pressed button; `silent` sends without a notification sound.
+    """
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    replace: bool = False
+    notice: str | None = None
+    silent: bool = False
+
+
+NO_REPLY = Reply(text="")
+
+
+def interpret(text: str, chat: Chat, user: User | None, bot_username: str = "",
+              from_button: bool = False) -> Request | None:
+    """Turn typed text (or a button's action) into a Request, or None when the bot should stay quiet.
+
+    `/sector@OurBot finance` is ours; `/sector@OtherBot` is not. A button's action is a command without
+    its slash. In a private chat plain text is a search; in a group, plain chatter is ignored.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if from_button or text.startswith("/"):
+        head, *args = text.lstrip("/").split()
+        command, _, addressee = head.partition("@")
+        if addressee and bot_username and addressee.lower() != bot_username.lower():
+            return None
+        if not command:
+            return None
+        return Request(command.lower(), tuple(args), chat, user, from_button=from_button)
+    if chat.kind is ChatKind.PRIVATE:
+        return Request("search", tuple(text.split()), chat, user)
+    return None

@@ -1,0 +1,95 @@
+"""Ranked search across sections, initiatives and updates, with an index built once per catalogue."""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.core.catalogue import Catalogue, Initiative, Section, Update
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+
+# A word in a title or name counts more than one in a description.
+TITLE_WEIGHT = 3.0
+BODY_WEIGHT = 2.0
+TEXT_WEIGHT = 1.0
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words of a text; 'GenA.I.' and 'gen-ai' both give searchable parts."""
+    lowered = text.lower().replace("a.i.", "ai")
+    return [w.replace(".", "").replace("'", "") for w in _WORD.findall(lowered)]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: what matched and how well."""
+
+    score: float
+    kind: str  # "section" | "initiative" | "update"
+    item: Section | Initiative | Update
+
+
+@dataclass(frozen=True)
+class SearchIndex:
+    """An inverted index: word -> {document number: weight}."""
+
+    documents: tuple[tuple[str, Section | Initiative | Update], ...]
+    postings: dict[str, dict[int, float]]
+    vocabulary: tuple[str, ...]
+
+    @classmethod
+    def build(cls, catalogue: Catalogue) -> SearchIndex:
+        """Index every section, initiative and update of a catalogue."""
+        documents: list[tuple[str, Section | Initiative | Update]] = []
+        fields: list[list[tuple[str, float]]] = []
+        for section in catalogue.sections:
+            documents.append(("section", section))
+            fields.append([(" ".join((section.title, section.id, *section.aliases)), TITLE_WEIGHT),
+                           (section.summary + " " + " ".join(section.key_points), TEXT_WEIGHT)])
+            for initiative in section.initiatives:
+                documents.append(("initiative", initiative))
+                fields.append([(initiative.name, TITLE_WEIGHT), (initiative.body, BODY_WEIGHT),
+                               (f"{initiative.description} {initiative.year or ''}", TEXT_WEIGHT)])
+        for update in catalogue.updates:
+            documents.append(("update", update))
+            fields.append([(update.title, TITLE_WEIGHT), (update.summary, TEXT_WEIGHT)])
+        postings: dict[str, dict[int, float]] = defaultdict(dict)
+        for number, document_fields in enumerate(fields):
+            for text, weight in document_fields:
+                for word in words(text):
+                    postings[word][number] = max(postings[word].get(number, 0.0), weight)
+        return cls(tuple(documents), dict(postings), tuple(sorted(postings)))
+
+    def search(self, query: str, limit: int = 8) -> list[Hit]:
+        """Rank documents by how many query words they hold, weighted by rarity (idf) and field."""
+        scores: dict[int, float] = defaultdict(float)
+        matched: dict[int, int] = defaultdict(int)
+        total = len(self.documents) or 1
+        for word in dict.fromkeys(words(query)):
+            for term in self._terms(word):
+                postings = self.postings[term]
+                idf = math.log(1 + total / len(postings))
+                exact = 1.0 if term == word else 0.6
+                for number, weight in postings.items():
+                    scores[number] += weight * idf * exact
+            for number in {n for term in self._terms(word) for n in self.postings[term]}:
+                matched[number] += 1
+        ranked = sorted(scores, key=lambda n: (-matched[n], -scores[n], n))
+        return [Hit(scores[n], *self.documents[n]) for n in ranked[:limit]]
+
+    def _terms(self, word: str) -> list[str]:
+        """The word itself and, for words of 3+ letters, indexed words it begins (`health` -> `healthcare`)."""
+        if len(word) < 3:
+            return [word] if word in self.postings else []
+        found = []
+        for term in self.vocabulary[bisect_left(self.vocabulary, word):]:
+            if not term.startswith(word):
+                break
+            found.append(term)
+        return found

@@ -1,0 +1,122 @@
+"""One frozen Settings, read from config/settings.yaml with environment overrides (an explicit, testable mapping)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+DEFAULT_CONFIG = Path("config/settings.yaml")
+
+
+class SettingsError(Exception):
+    """A setting has a value the bot cannot use."""
+
+
+class Secret:
+    """A string that never shows itself in repr, str or a log line."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that needs it."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot is configured with."""
+
+    telegram_token: Secret = field(default_factory=lambda: Secret(""))
+    telegram_api_url: str = "https://api.telegram.org"
+    content_dir: Path = Path("content")
+    log_level: str = "INFO"
+    admin_ids: frozenset[int] = frozenset()
+    timezone: str = "Asia/Hong_Kong"
+    database_url: str = "sqlite:///data/bot.sqlite3"
+
+    @property
+    def console_mode(self) -> bool:
+        """With no token the bot runs in the terminal (the embedded default)."""
+        return not self.telegram_token
+
+
+# setting name -> (environment variable, parser)
+ENVIRONMENT: dict[str, str] = {
+    "telegram_token": "TELEGRAM_BOT_TOKEN",
+    "telegram_api_url": "TELEGRAM_API_URL",
+    "content_dir": "CONTENT_DIR",
+    "log_level": "LOG_LEVEL",
+    "admin_ids": "BOT_ADMIN_IDS",
+    "timezone": "BOT_TIMEZONE",
+    "database_url": "DATABASE_URL",
+}
+
+
+def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (if present), then apply environment overrides; raise SettingsError on bad values."""
+    path = config_file or DEFAULT_CONFIG
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{path}: must be a mapping of settings")
+        unknown = (set(loaded) - set(ENVIRONMENT)) | ({"telegram_token"} & set(loaded))
+        if unknown:
+            raise SettingsError(f"{path}: unknown or misplaced settings: {', '.join(sorted(unknown))} "
+                                "(the token belongs in TELEGRAM_BOT_TOKEN, never in a file)")
+        raw.update(loaded)
+    env = environ if environ is not None else {}
+    for name, variable in ENVIRONMENT.items():
+        if env.get(variable, "").strip():
+            raw[name] = env[variable].strip()
+    return _build(raw)
+
+
+def _build(raw: Mapping[str, Any]) -> Settings:
+    admin_ids = raw.get("admin_ids", [])
+    if isinstance(admin_ids, str):
+        admin_ids = [part for part in admin_ids.replace(" ", "").split(",") if part]
+    try:
+        admins = frozenset(int(value) for value in admin_ids)
+    except (TypeError, ValueError):
+        raise SettingsError(f"admin_ids / BOT_ADMIN_IDS must be Telegram user ids, got {admin_ids!r}") from None
+    timezone = str(raw.get("timezone", "Asia/Hong_Kong"))
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"timezone / BOT_TIMEZONE: unknown IANA timezone {timezone!r}") from None
+    api_url = str(raw.get("telegram_api_url", "https://api.telegram.org")).rstrip("/")
+    if not api_url.startswith(("http://", "https://")):
+        raise SettingsError(f"telegram_api_url / TELEGRAM_API_URL must be an http(s) URL, got {api_url!r}")
+    level = str(raw.get("log_level", "INFO")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"log_level / LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    return Settings(
+        telegram_token=Secret(str(raw.get("telegram_token", ""))),
+        telegram_api_url=api_url,
+        content_dir=Path(str(raw.get("content_dir", "content"))),
+        log_level=level,
+        admin_ids=admins,
+        timezone=timezone,
+        database_url=str(raw.get("database_url", "sqlite:///data/bot.sqlite3")),
+    )

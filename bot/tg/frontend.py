@@ -1,0 +1,164 @@
+"""Turns Telegram updates into core Requests and core Replies into Bot API calls."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    Update,
+)
+from telegram import Chat as TgChat
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+
+from bot.core.commands import COMMANDS, dispatch
+from bot.core.messages import Chat, ChatKind, Reply, User, interpret
+from bot.core.render import split_message
+from bot.core.services import Services
+
+log = logging.getLogger(__name__)
+
+NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+
+_KINDS = {
+    TgChat.PRIVATE: ChatKind.PRIVATE,
+    TgChat.GROUP: ChatKind.GROUP,
+    TgChat.SUPERGROUP: ChatKind.SUPERGROUP,
+    TgChat.CHANNEL: ChatKind.CHANNEL,
+}
+
+
+def core_chat(message: Message) -> Chat:
+    """The core's view of the chat a message is in (a forum topic keeps its thread id)."""
+    chat = message.chat
+    thread = message.message_thread_id if message.is_topic_message else None
+    return Chat(id=chat.id, kind=_KINDS.get(chat.type, ChatKind.GROUP), title=chat.title, thread_id=thread)
+
+
+def core_user(update: Update) -> User | None:
+    """The core's view of who sent an update."""
+    user = update.effective_user
+    return User(id=user.id, name=user.full_name) if user else None
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    """A reply's buttons as an inline keyboard (each button's action is its callback data)."""
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.action) for b in row] for row in reply.buttons])
+
+
+async def send_reply(application: Application, chat: Chat, reply: Reply) -> list[Message]:  # type: ignore[type-arg]
+    """Send a reply as one or more messages, split at paragraph boundaries; buttons go on the last one."""
+    parts = split_message(reply.text)
+    sent = []
+    for number, part in enumerate(parts, 1):
+        sent.append(await application.bot.send_message(
+            chat_id=chat.id, text=part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+            message_thread_id=chat.thread_id, disable_notification=reply.silent or None,
+            reply_markup=keyboard(reply) if number == len(parts) else None,
+        ))
+    return sent
+
+
+class TelegramFrontEnd:
+    """Registers one handler per command of the table, plus buttons, unknown commands and private chatter."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def install(self, application: Application) -> None:  # type: ignore[type-arg]
+        """Add this front end's handlers and error handler to a PTB application."""
+        for command in COMMANDS:
+            application.add_handler(CommandHandler(command.name, self.on_message, filters=NEW_COMMANDS))
+        application.add_handler(MessageHandler(filters.COMMAND & NEW_COMMANDS, self.on_message))
+        application.add_handler(MessageHandler(
+            filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, self.on_message))
+        application.add_handler(CallbackQueryHandler(self.on_button))
+        application.add_error_handler(self.on_error)
+
+    async def announce_commands(self, application: Application) -> None:  # type: ignore[type-arg]
+        """Publish the command menu from the command table and learn the bot's username."""
+        me = await application.bot.get_me()
+        self.services.bot_username = me.username or ""
+        await application.bot.set_my_commands(
+            [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu and not c.admin_only])
+
+    async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A command or, in a private chat, plain text (a search)."""
+        message = update.effective_message
+        if message is None or not message.text:
+            return
+        chat = core_chat(message)
+        request = interpret(message.text, chat, core_user(update), context.bot.username)
+        if request is None:
+            return
+        if chat.kind.is_group and not request.from_button and "@" not in message.text.split()[0]:
+            # A bare command in a group may be meant for another bot; answer only the ones we know.
+            from bot.core.commands import find_command
+
+            if find_command(request.command) is None:
+                return
+        reply = await dispatch(request, self.services)
+        if reply.text:
+            await send_reply(context.application, chat, reply)
+
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A pressed inline button: run its action, then edit the message or send a new one."""
+        query = update.callback_query
+        if query is None or not query.data:
+            return
+        message = query.message if isinstance(query.message, Message) else None
+        chat = core_chat(message) if message else Chat(id=query.from_user.id)
+        request = interpret(query.data, chat, core_user(update), context.bot.username, from_button=True)
+        if request is None:
+            await query.answer()
+            return
+        reply = await dispatch(request, self.services)
+        await query.answer(text=reply.notice)
+        if not reply.text:
+            return
+        if reply.replace and message is not None and await self._edit(query, reply):
+            return
+        await send_reply(context.application, chat, reply)
+
+    async def _edit(self, query: CallbackQuery, reply: Reply) -> bool:
+        parts = split_message(reply.text)
+        if len(parts) != 1:
+            return False
+        try:
+            await query.edit_message_text(parts[0], parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+                                          reply_markup=keyboard(reply))
+        except BadRequest as exc:
+            if "not modified" in exc.message.lower():
+                return True
+            log.info("could not edit message, sending a new one: %s", exc.message)
+            return False
+        return True
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log the failure and, where there is a chat, apologise to the user."""
+        log.error("error while handling an update", exc_info=context.error)
+        if not isinstance(update, Update):
+            return
+        if update.callback_query is not None:
+            try:
+                await update.callback_query.answer(SORRY[:200])
+            except TelegramError:
+                pass
+            return
+        if update.effective_chat is not None:
+            try:
+                await context.bot.send_message(update.effective_chat.id, SORRY)
+            except TelegramError as exc:
+                log.warning("could not apologise to chat %s: %s", update.effective_chat.id, exc)
