@@ -58,7 +58,8 @@ def render_section_header(section: Section) -> str:
 
 def render_update(update: Update) -> str:
     """One dated update with its link."""
-    return (f"{bold(f"{update.date.day} {update.date:%b %Y}")} · {bold(update.title)}\n"
+    day = f"{update.date.day} {update.date:%b %Y}"
+    return (f"{bold(day)} · {bold(update.title)}\n"
             f"{plain(update.summary)} {link('Read more', update.link)}")
 
 
