@@ -232,8 +232,9 @@ class _Pending:
     """What one pass over the files found, before cross-file checks."""
 
     sections: list[tuple[Section, _Reporter, LineMap]] = field(default_factory=list)
-    updates: list[tuple[Update, _Reporter, LineMap]] = field(default_factory=list)
+    updates: list[tuple[Update, _Reporter, LineMap, str]] = field(default_factory=list)
     about: About | None = None
+    declared_ids: set[str] = field(default_factory=set)  # ids of every section file, valid or not
 
 
 def _read_section(report: _Reporter, data: Any, today: date) -> Section | None:
@@ -306,13 +307,13 @@ def _read_initiatives(report: _Reporter, data: LineMap, section_id: str, today: 
     return tuple(result)
 
 
-def _read_updates(report: _Reporter, data: Any) -> list[tuple[Update, LineMap]]:
+def _read_updates(report: _Reporter, data: Any) -> list[tuple[Update, LineMap, str]]:
     if not isinstance(data, LineMap) or not isinstance(data.get("updates"), list):
         report.error(getattr(data, "line", 1), "updates", "the file must hold `updates:` with a list of updates")
         return []
     _check_keys(report, data, "", (_Field("updates", "list"),))
     raw: LineList = data["updates"]
-    result: list[tuple[Update, LineMap]] = []
+    result: list[tuple[Update, LineMap, str]] = []
     for index, item in enumerate(raw):
         where = f"updates[{index}]"
         if not isinstance(item, LineMap):
@@ -328,7 +329,7 @@ def _read_updates(report: _Reporter, data: Any) -> list[tuple[Update, LineMap]]:
         link = _link(report, item, where, "link")
         if day and sections and title and summary and link:
             update = Update(date=day, sections=tuple(s for s, _ in sections), title=title, summary=summary, link=link)
-            result.append((update, item))
+            result.append((update, item, where))
     return result
 
 
@@ -407,11 +408,13 @@ def validate_texts(texts: Mapping[str, str], *, base: Path, now: datetime) -> Ca
             continue
         name = Path(relative).name
         if relative.startswith("sections/"):
+            if isinstance(data, LineMap) and isinstance(data.get("id"), str):
+                pending.declared_ids.add(data["id"].strip())
             section = _read_section(report, data, today)
             if section is not None:
                 pending.sections.append((section, report, data))
         elif name in ("updates.yaml", "updates.yml"):
-            pending.updates.extend((u, report, line_data) for u, line_data in _read_updates(report, data))
+            pending.updates.extend((u, report, item, where) for u, item, where in _read_updates(report, data))
         elif name in ("about.yaml", "about.yml"):
             if pending.about is not None:
                 report.error(1, "(file)", "a second about file; keep one")
@@ -429,16 +432,18 @@ def validate_texts(texts: Mapping[str, str], *, base: Path, now: datetime) -> Ca
 
 def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, texts: Mapping[str, str],
                  now: datetime) -> Catalogue | None:
-    names: dict[str, tuple[str, int]] = {}
+    names: dict[str, tuple[_Reporter, str, int]] = {}
     for section, report, data in pending.sections:
         for name, key in [(section.id, "id"), *((alias, "aliases") for alias in section.aliases)]:
             line = _line_of(data, key)
             if name in names:
-                other_file, other_line = names[name]
-                report.error(line, key, f"{name!r} is already used by {other_file}:{other_line}")
+                # Report the clash at both places: either file may be the one an admin just changed.
+                other_report, other_key, other_line = names[name]
+                report.error(line, key, f"{name!r} is already used by {other_report.file}:{other_line}")
+                other_report.error(other_line, other_key, f"{name!r} is already used by {report.file}:{line}")
             else:
-                names[name] = (report.file, line)
-    known = {section.id for section, _, _ in pending.sections}
+                names[name] = (report, key, line)
+    known = pending.declared_ids
     for section, report, data in pending.sections:
         for related in section.related:
             if related not in known:
@@ -447,16 +452,16 @@ def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, text
                 report.error(_line_of(data, "related"), "related", "a section cannot be related to itself")
         _check_fits(report, data, section)
     seen_updates: dict[str, int] = {}
-    for update, report, item in pending.updates:
+    for update, report, item, where in pending.updates:
         for section_id in update.sections:
             if section_id not in known:
-                report.error(_line_of(item, "sections"), "sections", f"no section with id {section_id!r}")
+                report.error(_line_of(item, "sections"), f"{where}.sections", f"no section with id {section_id!r}")
         if update.key in seen_updates:
             first = seen_updates[update.key]
-            report.error(item.line, "title", f"duplicate update (same date and title as line {first})")
+            report.error(item.line, f"{where}.title", f"duplicate update (same date and title as line {first})")
         seen_updates.setdefault(update.key, item.line)
         if text_length(render_update(update)) > MESSAGE_LIMIT:
-            report.error(item.line, "summary", f"renders to more than {MESSAGE_LIMIT} characters")
+            report.error(item.line, f"{where}.summary", f"renders to more than {MESSAGE_LIMIT} characters")
     if pending.about is None and not any(Path(p).name.startswith("about.") for p in texts):
         errors.append(ContentError((base / "about.yaml").as_posix(), 0, "(file)", "missing about.yaml"))
     if not pending.sections:
@@ -465,7 +470,7 @@ def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, text
         return None
     sections = tuple(sorted((s for s, _, _ in pending.sections), key=lambda s: (s.order, s.id)))
     lookup = {name: section for section in sections for name in (section.id, *section.aliases)}
-    updates = tuple(sorted((u for u, _, _ in pending.updates), key=lambda u: (u.date, u.title), reverse=True))
+    updates = tuple(sorted((u for u, _, _, _ in pending.updates), key=lambda u: (u.date, u.title), reverse=True))
     digest = hashlib.sha256()
     for relative in sorted(texts):
         digest.update(relative.encode() + b"\0" + texts[relative].encode() + b"\0")
