@@ -7,7 +7,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.content import Initiative, Section, Update
+    from bot.core.catalogue import Initiative, Section, Update
 
 MESSAGE_LIMIT = 4096
 _TAG = re.compile(r"<(/?)([a-z-]+)[^>]*>")

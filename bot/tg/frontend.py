@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from telegram import (
@@ -152,10 +153,8 @@ class TelegramFrontEnd:
         if not isinstance(update, Update):
             return
         if update.callback_query is not None:
-            try:
+            with contextlib.suppress(TelegramError):
                 await update.callback_query.answer(SORRY[:200])
-            except TelegramError:
-                pass
             return
         if update.effective_chat is not None:
             try:

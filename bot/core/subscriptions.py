@@ -1,0 +1,199 @@
+"""Subscriptions and deliveries as values, and the store Protocol every backend (SQLite, PostgreSQL) implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Protocol
+
+from bot.core.messages import ChatKind
+from bot.core.schedule import QuietHours, Schedule
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A chat's (or forum topic's) standing order for digests. `sections` empty means all sections."""
+
+    id: int
+    chat_id: int
+    thread_id: int | None
+    chat_kind: ChatKind
+    schedule: Schedule
+    sections: tuple[str, ...]
+    active: bool
+    created_at: datetime
+    next_due_at: datetime
+    spotlight: bool = True
+
+
+@dataclass(frozen=True)
+class SubscriptionRequest:
+    """What a chat asked for with /subscribe; the store turns it into a Subscription."""
+
+    chat_id: int
+    thread_id: int | None
+    chat_kind: ChatKind
+    schedule: Schedule
+    sections: tuple[str, ...] = ()
+    spotlight: bool = True
+
+
+class DeliveryStatus(Enum):
+    """Where a delivery stands. `sending` is written before the first send and after every part sent."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DeliveryKind(Enum):
+    """A scheduled digest, or an admin's broadcast (same rate-limited path)."""
+
+    DIGEST = "digest"
+    BROADCAST = "broadcast"
+
+
+@dataclass(frozen=True)
+class DigestPayload:
+    """The composed message, fixed when first claimed so a resumed delivery sends exactly the same parts."""
+
+    parts: tuple[str, ...]
+    update_keys: tuple[str, ...] = ()
+    spotlight_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message (possibly in several parts) owed to one chat, under the unique key (subscription, period)."""
+
+    id: int
+    subscription: Subscription
+    period: datetime
+    kind: DeliveryKind
+    status: DeliveryStatus
+    attempts: int
+    parts_sent: int
+    payload: DigestPayload | None
+    in_flight_at_crash: bool = False
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DigestHistory:
+    """What a subscription has already received: update keys and spotlighted initiative keys."""
+
+    sent_update_keys: frozenset[str] = field(default_factory=frozenset)
+    shown_initiative_keys: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """Counts for /status and for tests: the latest period's outcome and the totals."""
+
+    pending: int
+    sending: int
+    sent: int
+    failed: int
+    possible_duplicates: int
+    last_period: datetime | None = None
+    last_period_sent: int = 0
+    last_period_failed: int = 0
+
+
+class SubscriptionStore(Protocol):
+    """Persistent subscriptions, their schedule, and the delivery log. All times are aware UTC datetimes."""
+
+    async def save_subscription(self, request: SubscriptionRequest, now: datetime) -> Subscription:
+        """Create or replace the subscription of (chat_id, thread_id); it becomes active, due at its next firing."""
+        ...
+
+    async def get_subscription(self, chat_id: int, thread_id: int | None) -> Subscription | None:
+        """The subscription of a chat or forum topic, active or not."""
+        ...
+
+    async def unsubscribe(self, chat_id: int, thread_id: int | None, now: datetime) -> bool:
+        """Deactivate it; False when there was no active subscription."""
+        ...
+
+    async def deactivate_chat(self, chat_id: int, reason: str, now: datetime) -> int:
+        """Deactivate every subscription of a chat (bot blocked or removed); returns how many."""
+        ...
+
+    async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
+        """A group became a supergroup: move its subscriptions and pending deliveries to the new id."""
+        ...
+
+    async def set_quiet_hours(self, chat_id: int, quiet: QuietHours | None) -> None:
+        """Set (or clear, with None) a chat's quiet hours."""
+        ...
+
+    async def get_quiet_hours(self, chat_id: int) -> QuietHours | None:
+        """A chat's quiet hours, if any."""
+        ...
+
+    async def count_active(self) -> int:
+        """Number of active subscriptions."""
+        ...
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest next_due_at among active subscriptions."""
+        ...
+
+    async def enqueue_due(self, now: datetime, limit: int) -> int:
+        """Enqueue one digest delivery per due subscription, keyed (subscription, its due period).
+
+        Due means active and next_due_at <= now (found through an index). Each one's next_due_at moves to
+        its schedule's first firing after `now`, so slots missed while the bot was down collapse into one
+        delivery. Idempotent: a key already enqueued is not enqueued again. Returns how many were enqueued.
+        """
+        ...
+
+    async def enqueue_broadcast(self, text_parts: Sequence[str], now: datetime) -> int:
+        """Enqueue one broadcast delivery per active subscription; returns how many."""
+        ...
+
+    async def claim_deliveries(self, worker: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+        """Claim up to `limit` deliveries to send: pending ones whose not_before has passed, and `sending` ones
+        whose lease expired (their previous sender died: flagged in_flight_at_crash). Claimed rows become
+        `sending`, leased to `worker` until now + lease_seconds, attempts + 1. Safe for concurrent workers.
+        """
+        ...
+
+    async def release_claims(self, worker: str | None = None) -> int:
+        """End leases early (all, or one worker's) so a restarted single process resumes at once."""
+        ...
+
+    async def set_payload(self, delivery_id: int, payload: DigestPayload) -> None:
+        """Record the composed message before its first part is sent."""
+        ...
+
+    async def record_part_sent(self, delivery_id: int, parts_sent: int, now: datetime) -> None:
+        """Record after each part went out, so a resumed delivery continues with the next part."""
+        ...
+
+    async def complete_delivery(self, delivery_id: int, now: datetime) -> None:
+        """Mark sent, and remember the update and spotlight keys in the subscription's history."""
+        ...
+
+    async def retry_delivery(self, delivery_id: int, not_before: datetime, error: str) -> None:
+        """Put a delivery back to pending, not to be sent before `not_before` (transient failure)."""
+        ...
+
+    async def fail_delivery(self, delivery_id: int, error: str, now: datetime) -> None:
+        """Mark a delivery permanently failed (it will not be retried)."""
+        ...
+
+    async def history(self, subscription_id: int) -> DigestHistory:
+        """What a subscription has already received."""
+        ...
+
+    async def delivery_stats(self) -> DeliveryStats:
+        """Counts by status, and the outcome of the latest period."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,223 @@
+"""Every command of the table, through the transport-agnostic core."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from bot.content import load_catalogue
+from bot.core.commands import COMMANDS, dispatch, resolve_section
+from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, Request, User, interpret
+from bot.core.render import MESSAGE_LIMIT, split_message, text_length
+from bot.core.services import Services, StaticContent
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SHIPPED = load_catalogue(Path(__file__).parent.parent / "content", now=NOW)
+FIXTURE = load_catalogue(Path(__file__).parent / "fixtures" / "content", now=NOW)
+ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "blockquote"}
+
+
+def services(catalogue: object = SHIPPED, admins: frozenset[int] = frozenset()) -> Services:
+    return Services(content=StaticContent(catalogue), clock=lambda: NOW, bot_username="hk_ai_pulse_bot",  # type: ignore[arg-type]
+                    admin_ids=admins)
+
+
+PRIVATE_CHAT = Chat(5, ChatKind.PRIVATE)
+
+
+async def ask(text: str, catalogue: object = SHIPPED, *, button: bool = False, chat: Chat = PRIVATE_CHAT) -> Reply:
+    request = interpret(text, chat, User(5, "Ada"), "hk_ai_pulse_bot", from_button=button)
+    assert request is not None
+    return await dispatch(request, services(catalogue))
+
+
+class _StrictHtml(HTMLParser):
+    """Fails on tags Telegram does not accept or on unbalanced nesting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        assert tag in ALLOWED_TAGS, f"Telegram rejects <{tag}>"
+        if tag == "a":
+            assert dict(attrs).get("href", "").startswith("http")
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack.pop() == tag, f"unbalanced </{tag}>"
+
+
+def assert_valid_telegram_html(reply: Reply) -> None:
+    for part in split_message(reply.text):
+        assert 0 < text_length(part) <= MESSAGE_LIMIT
+        parser = _StrictHtml()
+        parser.feed(part)
+        parser.close()
+        assert not parser.stack, f"unclosed tags {parser.stack}"
+    for row in reply.buttons:
+        for button in row:
+            assert 1 <= len(button.action.encode()) <= CALLBACK_DATA_LIMIT
+
+
+@pytest.mark.parametrize("text", ["/start", "/start finance", "/help", "/sectors", "/sector finance",
+                                  "/sector fintek", "/sector", "/initiatives", "/initiatives healthcare",
+                                  "/search hkust ai", "/latest", "/latest 20", "/about", "/nope"])
+async def test_every_reply_is_valid_telegram_html(text: str) -> None:
+    assert_valid_telegram_html(await ask(text))
+
+
+async def test_every_section_and_its_initiatives_render_validly() -> None:
+    for section in SHIPPED.sections:
+        assert_valid_telegram_html(await ask(f"/sector {section.id}"))
+        assert_valid_telegram_html(await ask(f"/initiatives {section.id}"))
+
+
+async def test_content_strings_are_escaped() -> None:
+    reply = await ask("/sector finance", FIXTURE)
+    assert "Banks &amp; brokers use &lt;AI&gt; for fraud detection." in reply.text
+
+
+async def test_sector_by_alias_shows_section_with_latest_and_buttons() -> None:
+    reply = await ask("/sector fintech")
+    assert "<b>AI in finance</b>" in reply.text
+    assert "Latest" in reply.text
+    actions = [button.action for row in reply.buttons for button in row]
+    assert "initiatives finance" in actions and "sectors" in actions
+
+
+async def test_sector_near_miss_offers_did_you_mean_buttons() -> None:
+    reply = await ask("/sector fintek")
+    assert "Did you mean" in reply.text
+    assert [b.action for row in reply.buttons for b in row] == ["sector finance"]
+
+
+async def test_sector_close_typo_opens_the_section_and_says_so() -> None:
+    reply = await ask("/sector healthcar")
+    assert "<b>Healthcare" in reply.text and "closest to “healthcar”" in reply.text
+
+
+async def test_sector_unknown_name_lists_sectors() -> None:
+    reply = await ask("/sector underwater-basket-weaving")
+    assert "No sector called" in reply.text and len([b for r in reply.buttons for b in r]) == 8
+
+
+async def test_sector_without_argument_lists_sectors() -> None:
+    reply = await ask("/sector")
+    assert "Which sector?" in reply.text
+    assert next(b.action for row in reply.buttons for b in row) == "sector overview"
+
+
+def test_resolve_section_exact_alias_and_candidates() -> None:
+    assert resolve_section(SHIPPED, "GOV")[0].id == "government"  # type: ignore[union-attr]
+    section, candidates = resolve_section(SHIPPED, "zzz")
+    assert section is None and candidates == []
+
+
+async def test_start_with_deep_link_payload_opens_section() -> None:
+    reply = await ask("/start healthcare")
+    assert "<b>Healthcare" in reply.text
+
+
+async def test_start_welcomes_with_sector_buttons() -> None:
+    reply = await ask("/start")
+    assert "HK AI Pulse" in reply.text
+    assert len([b for r in reply.buttons for b in r]) == len(SHIPPED.sections)
+
+
+async def test_help_lists_every_public_command_from_the_table() -> None:
+    reply = await ask("/help")
+    for command in COMMANDS:
+        if not command.admin_only:
+            assert command.usage.split()[0] in reply.text
+
+
+async def test_initiatives_of_a_section_carry_year_body_and_source() -> None:
+    reply = await ask("/initiatives finance", FIXTURE)
+    assert "<b>Fintech Supervisory Sandbox</b> (2016) — HKMA" in reply.text
+    assert '<a href="https://www.hkma.gov.hk/sandbox">Source</a>' in reply.text
+    assert "<i>Note: News report.</i>" in reply.text
+
+
+async def test_initiatives_without_argument_groups_all_sections() -> None:
+    reply = await ask("/initiatives", FIXTURE)
+    assert reply.text.index("Government initiatives") < reply.text.index("AI in finance")
+    assert "Innovation and Technology Fund" in reply.text
+
+
+async def test_initiatives_of_unknown_section_suggests() -> None:
+    reply = await ask("/initiatives fintek")
+    assert "/initiatives finance" in reply.text
+
+
+async def test_search_ranks_the_best_match_first() -> None:
+    reply = await ask("/search hkust ai")
+    first_result = reply.text.split("\n")[1]
+    assert "HKUST" in first_result
+
+
+async def test_search_finds_updates_and_prefixes() -> None:
+    reply = await ask("/search sandbox", FIXTURE)
+    assert "Fintech Supervisory Sandbox" in reply.text and "2024-08-13" in reply.text
+
+
+async def test_search_without_words_explains() -> None:
+    assert "What should I look for?" in (await ask("/search")).text
+
+
+async def test_search_with_no_match_says_so() -> None:
+    assert "Nothing matches “quantumbanana”" in (await ask("/search quantumbanana")).text
+
+
+async def test_latest_shows_newest_first_and_validates_count() -> None:
+    reply = await ask("/latest 2", FIXTURE)
+    assert reply.text.index("GenA.I. Sandbox launched") < reply.text.index("Innovation and Technology Fund set up")
+    assert "takes a number from 1 to 20" in (await ask("/latest lots")).text
+    assert "takes a number from 1 to 20" in (await ask("/latest 0")).text
+
+
+async def test_about_names_sources_and_contact() -> None:
+    reply = await ask("/about", FIXTURE)
+    assert "Example source" in reply.text and "Ask the test admins." in reply.text and FIXTURE.version in reply.text
+
+
+async def test_unknown_command_gets_a_helpful_answer() -> None:
+    reply = await ask("/sectr")
+    assert "I don't know /sectr" in reply.text and "/sector" in reply.text and "/help" in reply.text
+
+
+async def test_pressed_button_replaces_the_message() -> None:
+    assert (await ask("sector finance", button=True)).replace
+    assert not (await ask("/sector finance")).replace
+
+
+async def test_a_failing_command_answers_politely(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        @property
+        def catalogue(self) -> object:
+            raise RuntimeError("disk on fire")
+
+    request = Request("sectors", chat=Chat(1), user=User(1))
+    reply = await dispatch(request, Services(content=Broken(), clock=lambda: NOW))
+    assert "something went wrong" in reply.text and "disk on fire" not in reply.text
+
+
+def test_interpret_commands_addressed_to_bots() -> None:
+    group = Chat(-100, ChatKind.SUPERGROUP)
+    mine = interpret("/sector@HK_AI_Pulse_Bot finance", group, None, "hk_ai_pulse_bot")
+    assert mine is not None and mine.command == "sector" and mine.args == ("finance",)
+    assert interpret("/sector@other_bot finance", group, None, "hk_ai_pulse_bot") is None
+    assert interpret("hello everyone", group, None, "hk_ai_pulse_bot") is None
+    private = interpret("cyberport funding", Chat(1), None, "hk_ai_pulse_bot")
+    assert private is not None and private.command == "search" and private.args == ("cyberport", "funding")
+
+
+def test_command_table_is_consistent() -> None:
+    names = [command.name for command in COMMANDS]
+    assert len(names) == len(set(names))
+    for command in COMMANDS:
+        assert command.name.isascii() and command.name.islower() and 1 <= len(command.name) <= 32
+        assert 1 <= len(command.summary) <= 256

@@ -1,0 +1,66 @@
+"""Console mode: the same core over text streams, and the real `python -m bot` process with no token."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.console import Console, to_plain_text
+from bot.content import load_catalogue
+from bot.core.services import Services, StaticContent
+
+ROOT = Path(__file__).parent.parent
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def console() -> Console:
+    catalogue = load_catalogue(ROOT / "content", now=NOW)
+    return Console(Services(content=StaticContent(catalogue), clock=lambda: NOW), io.StringIO(), io.StringIO())
+
+
+async def test_console_renders_plain_text_with_numbered_choices() -> None:
+    shown = await console().handle_line("/sector finance")
+    assert shown is not None
+    assert "AI in finance" in shown and "<b>" not in shown and "&amp;" not in shown
+    assert "[1] Initiatives (" in shown
+
+
+async def test_typing_a_number_presses_that_button() -> None:
+    session = console()
+    await session.handle_line("/sectors")
+    shown = await session.handle_line("5")
+    assert shown is not None and shown.startswith("AI in finance")
+    assert "Choose a number from 1 to" in (await session.handle_line("99") or "")
+
+
+async def test_plain_text_is_a_search() -> None:
+    shown = await console().handle_line("cyberport")
+    assert shown is not None and "Results for “cyberport”" in shown
+
+
+def test_links_show_their_address() -> None:
+    assert to_plain_text('<b>A &amp; B</b> <a href="https://e.org">src</a>') == "A & B src <https://e.org>"
+
+
+def test_python_m_bot_without_token_runs_the_console(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "bot"], input="/sector fintech\n/latest 1\n/quit\n",
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=True)
+    assert "console mode" in done.stdout
+    assert "AI in finance" in done.stdout and "Latest updates" in done.stdout
+    assert done.stdout.rstrip().endswith("Bye.")
+
+
+def test_bot_refuses_to_start_on_invalid_content(tmp_path: Path) -> None:
+    (tmp_path / "sections").mkdir()
+    (tmp_path / "sections" / "x.yaml").write_text("id: x\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}, "CONTENT_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "bot"], input="", capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=60)
+    assert done.returncode == 1
+    assert "Refusing to start" in done.stderr
+    assert f"{tmp_path.as_posix()}/sections/x.yaml:1: title: missing" in done.stderr

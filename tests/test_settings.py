@@ -1,0 +1,70 @@
+"""Settings from config and environment, and a token that never reaches a log."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.logs import RedactSecrets
+from bot.settings import Secret, SettingsError, load_settings
+
+TOKEN = "987654:AAE-secret-token-value"
+
+
+def test_defaults_without_file_or_environment(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "none.yaml", {})
+    assert settings.console_mode and settings.timezone == "Asia/Hong_Kong"
+    assert settings.telegram_api_url == "https://api.telegram.org"
+
+
+def test_shipped_config_file_loads() -> None:
+    settings = load_settings(Path(__file__).parent.parent / "config" / "settings.yaml", {})
+    assert settings.database_url == "sqlite:///data/bot.sqlite3" and settings.admin_ids == frozenset()
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text("admin_ids: [1]\ntimezone: Europe/London\n")
+    settings = load_settings(config, {"BOT_ADMIN_IDS": "7, 8", "TELEGRAM_BOT_TOKEN": TOKEN,
+                                      "TELEGRAM_API_URL": "http://127.0.0.1:8081/"})
+    assert settings.admin_ids == frozenset({7, 8}) and settings.timezone == "Europe/London"
+    assert settings.telegram_api_url == "http://127.0.0.1:8081" and not settings.console_mode
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"BOT_ADMIN_IDS": "alice"}, "must be Telegram user ids"),
+    ({"BOT_TIMEZONE": "Mars/Olympus"}, "unknown IANA timezone"),
+    ({"TELEGRAM_API_URL": "ftp://x"}, r"must be an http\(s\) URL"),
+    ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+])
+def test_bad_values_are_clear_errors(tmp_path: Path, environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(tmp_path / "none.yaml", environ)
+
+
+def test_token_in_a_config_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"telegram_token: {TOKEN}\n")
+    with pytest.raises(SettingsError, match="TELEGRAM_BOT_TOKEN") as caught:
+        load_settings(config, {})
+    assert TOKEN not in str(caught.value)
+
+
+def test_token_never_shows_in_repr() -> None:
+    settings = load_settings(Path("/nonexistent"), {"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert TOKEN not in repr(settings) and TOKEN not in str(settings.telegram_token)
+    assert settings.telegram_token.reveal() == TOKEN
+
+
+def test_log_lines_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.redaction")
+    caplog.handler.addFilter(RedactSecrets([Secret(TOKEN)]))
+    logger.warning("POST https://api.telegram.org/bot%s/getMe failed", TOKEN)
+    try:
+        raise RuntimeError(f"boom at /bot{TOKEN}/sendMessage")
+    except RuntimeError:
+        logger.exception("request failed")
+    assert TOKEN not in caplog.text
+    assert "/bot[redacted]/getMe" in caplog.text
