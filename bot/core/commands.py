@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.core import subscribing
 from bot.core.catalogue import Catalogue, Initiative, Section, Update
-from bot.core.messages import Button, Reply, Request
+from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.render import bold, italic, link, plain, render_initiative, render_section_header, render_update
 from bot.core.services import Services
 
@@ -129,20 +131,20 @@ async def help_(request: Request, services: Services) -> Reply:
 
 async def sectors(request: Request, services: Services) -> Reply:
     """The list of sections, as buttons."""
-    return _with_replace(_sections_reply(services.content.catalogue), request)
+    return replacing_on_button(_sections_reply(services.content.catalogue), request)
 
 
 async def sector(request: Request, services: Services) -> Reply:
     """One section: by id, alias or a near miss; no argument lists them all."""
     catalogue = services.content.catalogue
     if not request.args:
-        return _with_replace(_sections_reply(catalogue, "Which sector? For example: /sector finance\n"), request)
+        return replacing_on_button(_sections_reply(catalogue, "Which sector? For example: /sector finance\n"), request)
     wanted = request.text
     section, candidates = resolve_section(catalogue, wanted)
     if section is not None:
         exact = catalogue.section(wanted) is not None
         intro = "" if exact else italic(f"Showing {section.title} (closest to “{wanted}”).")
-        return _with_replace(_section_reply(catalogue, section, intro), request)
+        return replacing_on_button(_section_reply(catalogue, section, intro), request)
     if candidates:
         buttons = tuple((Button(c.title, f"sector {c.id}"),) for c in candidates)
         return Reply(f"No sector called “{plain(wanted)}”. Did you mean:", buttons=buttons)
@@ -161,7 +163,7 @@ async def initiatives(request: Request, services: Services) -> Reply:
             return Reply(f"{bold(section.title)} lists no initiatives yet.",
                          buttons=((Button("« " + section.title, f"sector {section.id}"),),))
         body = "\n\n".join(render_initiative(item) for item in section.initiatives)
-        return _with_replace(Reply(f"{bold(section.title + ': initiatives')}\n\n{body}",
+        return replacing_on_button(Reply(f"{bold(section.title + ': initiatives')}\n\n{body}",
                                    buttons=((Button("« " + section.title, f"sector {section.id}"),),)), request)
     groups = []
     for each in catalogue.sections:
@@ -225,13 +227,6 @@ async def about(request: Request, services: Services) -> Reply:
                  f"{italic(f'Content version {catalogue.version}: {counts}.')}")
 
 
-def _with_replace(reply: Reply, request: Request) -> Reply:
-    """A reply to a pressed button replaces the message that carried the button."""
-    if not request.from_button:
-        return reply
-    return Reply(reply.text, reply.buttons, replace=True, notice=reply.notice, silent=reply.silent)
-
-
 COMMANDS: tuple[Command, ...] = (
     Command("start", "welcome and sector buttons", "/start", start, in_menu=False),
     Command("sectors", "list the sectors", "/sectors", sectors),
@@ -239,6 +234,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("initiatives", "named initiatives, by sector", "/initiatives [sector]", initiatives),
     Command("search", "search sectors, initiatives and updates", "/search <words>", search),
     Command("latest", "the newest updates", "/latest [count]", latest),
+    Command("subscribe", "get a digest: daily or weekly, your time and sectors",
+            "/subscribe [daily|weekly day] [HH:MM] [timezone] [sectors]", subscribing.subscribe),
+    Command("settings", "your digest settings, with buttons to change them", "/settings", subscribing.settings),
+    Command("digest", "preview your next digest now", "/digest", subscribing.digest),
+    Command("quiet", "quiet hours: no notification sound except digests", "/quiet HH:MM-HH:MM | off",
+            subscribing.quiet),
+    Command("unsubscribe", "stop the digest", "/unsubscribe", subscribing.unsubscribe),
     Command("about", "what this bot is and its sources", "/about", about),
     Command("help", "all commands", "/help", help_),
 )
@@ -262,7 +264,18 @@ async def dispatch(request: Request, services: Services) -> Reply:
                     request.user.id if request.user else None, request.chat.id)
         return Reply("Sorry, that command is for the bot's admins.")
     try:
-        return await command.handler(request, services)
+        reply = await command.handler(request, services)
     except Exception:
         log.exception("command /%s failed", command.name)
         return Reply("Sorry, something went wrong on my side. Please try again in a moment.")
+    return await _hush_in_quiet_hours(reply, request, services)
+
+
+async def _hush_in_quiet_hours(reply: Reply, request: Request, services: Services) -> Reply:
+    """In a chat's quiet hours nothing but a scheduled digest makes a sound."""
+    if reply.silent or not reply.text:
+        return reply
+    hours = await services.quiet_hours(request.chat.id)
+    if hours is None or not hours.contains(services.clock()):
+        return reply
+    return dataclasses.replace(reply, silent=True)

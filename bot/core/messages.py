@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 CALLBACK_DATA_LIMIT = 64
@@ -84,6 +84,11 @@ class Reply:
 
 
 NO_REPLY = Reply(text="")
+
+
+def replacing_on_button(reply: Reply, request: Request) -> Reply:
+    """A reply to a pressed button replaces the message that carried the button."""
+    return replace(reply, replace=True) if request.from_button else reply
 
 
 def interpret(text: str, chat: Chat, user: User | None, bot_username: str = "",

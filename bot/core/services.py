@@ -8,8 +8,28 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.core.catalogue import Catalogue
+from bot.core.digest import DigestRules
+from bot.core.messages import Chat, User
+from bot.core.schedule import QuietHours
+from bot.core.subscriptions import SubscriptionStore
 
 Clock = Callable[[], datetime]
+
+
+class ChatAdmins(Protocol):
+    """Answers whether a user may manage a group's subscription (the Telegram front end asks Telegram)."""
+
+    async def is_admin(self, chat: Chat, user: User | None) -> bool:
+        """True when `user` administers `chat` (always true in a private chat)."""
+        ...
+
+
+class EveryoneIsAdmin:
+    """For the console and other single-user front ends."""
+
+    async def is_admin(self, chat: Chat, user: User | None) -> bool:
+        """Always true."""
+        return True
 
 
 class ContentSource(Protocol):
@@ -36,3 +56,16 @@ class Services:
     clock: Clock
     bot_username: str = ""
     admin_ids: frozenset[int] = field(default_factory=frozenset)
+    subscriptions: SubscriptionStore | None = None
+    chat_admins: ChatAdmins = field(default_factory=EveryoneIsAdmin)
+    default_timezone: str = "Asia/Hong_Kong"
+    digest_rules: DigestRules = field(default_factory=DigestRules)
+    quiet_hours_cache: dict[int, QuietHours | None] = field(default_factory=dict)
+
+    async def quiet_hours(self, chat_id: int) -> QuietHours | None:
+        """A chat's quiet hours, cached in memory (they change only through /quiet, which updates the cache)."""
+        if self.subscriptions is None:
+            return None
+        if chat_id not in self.quiet_hours_cache:
+            self.quiet_hours_cache[chat_id] = await self.subscriptions.get_quiet_hours(chat_id)
+        return self.quiet_hours_cache[chat_id]

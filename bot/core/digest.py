@@ -1,0 +1,73 @@
+"""Digest composition: a pure function of (subscription, content, now, what the chat already received)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.core.catalogue import Catalogue, Initiative, Update
+from bot.core.render import bold, italic, plain, render_initiative, render_update, split_message
+from bot.core.subscriptions import DigestHistory, DigestPayload, Subscription
+
+
+@dataclass(frozen=True)
+class DigestRules:
+    """Operator-chosen rules: how far back a new subscription's first digest reaches, and what an empty one does."""
+
+    lookback_days: int = 7
+    max_updates: int = 10
+    spotlight_when_empty: bool = True
+
+
+def _wanted(update: Update, subscription: Subscription) -> bool:
+    return not subscription.sections or any(section in subscription.sections for section in update.sections)
+
+
+def new_updates(subscription: Subscription, catalogue: Catalogue, now: datetime, history: DigestHistory,
+                rules: DigestRules) -> list[Update]:
+    """Updates in the chat's sections not yet sent to it, dated from its start (less the look-back) up to today.
+
+    Tracking sent keys rather than a date cut-off means an update an admin adds with an earlier date still
+    reaches every chat in its next digest.
+    """
+    today = now.astimezone(subscription.schedule.zone).date()
+    since = (subscription.created_at - timedelta(days=rules.lookback_days)).astimezone(subscription.schedule.zone)
+    return [update for update in catalogue.updates
+            if since.date() <= update.date <= today and _wanted(update, subscription)
+            and update.key not in history.sent_update_keys]
+
+
+def pick_spotlight(subscription: Subscription, catalogue: Catalogue, history: DigestHistory) -> Initiative | None:
+    """An initiative from the chat's sections that it has not been shown; chats start at different places."""
+    candidates = [item for item in catalogue.initiatives
+                  if (not subscription.sections or item.section_id in subscription.sections)
+                  and item.key not in history.shown_initiative_keys]
+    if not candidates:
+        return None
+    return candidates[subscription.id % len(candidates)]
+
+
+def compose_digest(subscription: Subscription, catalogue: Catalogue, now: datetime, history: DigestHistory,
+                   rules: DigestRules = DigestRules()) -> DigestPayload | None:
+    """The digest a subscription gets at `now`, split to fit Telegram; None when there is nothing to send."""
+    local_day = now.astimezone(subscription.schedule.zone)
+    heading = bold(f"{catalogue.about.name} digest · {local_day:%a} {local_day.day} {local_day:%b %Y}")
+    footer = italic("Change it with /settings · stop with /unsubscribe")
+    updates = new_updates(subscription, catalogue, now, history, rules)
+    if updates:
+        shown = updates[: rules.max_updates]
+        count = f"{len(updates)} new update{'s' if len(updates) != 1 else ''}"
+        body = "\n\n".join(render_update(update) for update in shown)
+        more = ""
+        if len(updates) > len(shown):
+            more = f"\n\n{plain(f'… and {len(updates) - len(shown)} more:')} /latest {min(len(updates), 20)}"
+        text = f"{heading}\n{plain(count)}\n\n{body}{more}\n\n{footer}"
+        return DigestPayload(parts=tuple(split_message(text)), update_keys=tuple(u.key for u in shown))
+    if not (rules.spotlight_when_empty and subscription.spotlight):
+        return None
+    initiative = pick_spotlight(subscription, catalogue, history)
+    if initiative is None:
+        return None
+    text = (f"{heading}\nNothing new since your last digest. {bold('Spotlight')}:\n\n"
+            f"{render_initiative(initiative)}\n\n{footer}")
+    return DigestPayload(parts=tuple(split_message(text)), spotlight_key=initiative.key)

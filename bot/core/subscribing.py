@@ -1,0 +1,284 @@
+"""Subscription commands: /subscribe, /unsubscribe, /settings, /digest and /quiet."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.core.catalogue import Catalogue
+from bot.core.digest import compose_digest
+from bot.core.messages import Button, Chat, Reply, Request, replacing_on_button
+from bot.core.render import bold, italic, plain
+from bot.core.schedule import WEEKDAYS, Cadence, QuietHours, Schedule
+from bot.core.services import Services
+from bot.core.subscriptions import DigestHistory, Subscription, SubscriptionRequest
+
+DEFAULT_TIME = time(9, 0)
+_TIME = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$")
+_FULL_DAYS = {name: index for index, name in enumerate(
+    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
+SUBSCRIBE_FORMS = (
+    "/subscribe — daily at 09:00, Hong Kong time, all sectors\n"
+    "/subscribe daily 08:30 Europe/London\n"
+    "/subscribe weekly mon finance healthcare\n"
+    "/subscribe weekly fri 18:00 smart-city"
+)
+QUICK_TIMES = ("07:00", "09:00", "12:00", "18:00", "21:00")
+
+
+@dataclass(frozen=True)
+class SubscribeChoice:
+    """What /subscribe's arguments asked for."""
+
+    schedule: Schedule
+    sections: tuple[str, ...]
+
+
+class BadArguments(ValueError):
+    """The user's arguments cannot be understood; the message says why."""
+
+
+def parse_time(text: str) -> time | None:
+    """'08:30', '8:30', '9', '9am', '6pm' -> a time; None if it is not a time of day."""
+    match = _TIME.match(text.strip().lower())
+    if not match:
+        return None
+    hour, minute, half = int(match.group(1)), int(match.group(2) or 0), match.group(3)
+    if half:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if half == "pm" else 0)
+    if not (0 <= hour <= 23 and 0 <= minute <= 59) or (match.group(2) is None and half is None):
+        return None
+    return time(hour, minute)
+
+
+def _weekday(text: str) -> int | None:
+    word = text.lower()
+    if word in WEEKDAYS:
+        return WEEKDAYS.index(word)
+    return _FULL_DAYS.get(word)
+
+
+def parse_subscribe(args: tuple[str, ...], catalogue: Catalogue, default_timezone: str) -> SubscribeChoice:
+    """Read /subscribe's arguments in any order: cadence, weekday, time, IANA timezone, sections."""
+    cadence: Cadence | None = None
+    weekday: int | None = None
+    at: time | None = None
+    timezone: str | None = None
+    sections: list[str] = []
+    for word in args:
+        lowered = word.lower()
+        if lowered in ("daily", "weekly"):
+            cadence = Cadence(lowered)
+        elif (day := _weekday(lowered)) is not None:
+            weekday = day
+        elif (parsed := parse_time(lowered)) is not None:
+            at = parsed
+        elif "/" in word or word.upper() in ("UTC", "GMT"):
+            try:
+                ZoneInfo(word)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise BadArguments(f"“{word}” is not a timezone I know; use an IANA name like Asia/Hong_Kong "
+                                   "or Europe/London.") from None
+            timezone = word
+        elif lowered == "all":
+            sections = []
+        elif (section := catalogue.section(lowered)) is not None:
+            if section.id not in sections:
+                sections.append(section.id)
+        else:
+            raise BadArguments(f"I don't understand “{word}”.")
+    if cadence is Cadence.DAILY and weekday is not None:
+        raise BadArguments("A daily digest has no weekday; use weekly with a day, e.g. weekly mon.")
+    if weekday is not None:
+        cadence = Cadence.WEEKLY
+    cadence = cadence or Cadence.DAILY
+    if cadence is Cadence.WEEKLY and weekday is None:
+        weekday = 0
+    schedule = Schedule(cadence, at or DEFAULT_TIME, timezone or default_timezone, weekday)
+    return SubscribeChoice(schedule, tuple(sections))
+
+
+def describe(subscription: Subscription, catalogue: Catalogue) -> str:
+    """A chat's subscription in words."""
+    titles = [s.title for s in catalogue.sections if s.id in subscription.sections]
+    sections = ", ".join(titles) if titles else "all sectors"
+    due = subscription.next_due_at.astimezone(subscription.schedule.zone)
+    return (f"Digest {plain(subscription.schedule.describe())}, {plain(sections)}.\n"
+            f"Next one: {due:%a} {due.day} {due:%b %H:%M}.")
+
+
+async def _may_manage(request: Request, services: Services) -> bool:
+    if not request.chat.kind.is_group:
+        return True
+    return await services.chat_admins.is_admin(request.chat, request.user)
+
+
+REFUSAL = Reply("Only this group's administrators can change its digest subscription.")
+NO_STORE = Reply("Digests are not available here: this bot runs without a subscription store.")
+
+
+def _settings_buttons(subscription: Subscription | None) -> tuple[tuple[Button, ...], ...]:
+    if subscription is None or not subscription.active:
+        return ((Button("Subscribe: daily 09:00", "subscribe daily 09:00"),
+                 Button("Weekly, Mondays", "subscribe weekly mon 09:00")),)
+    schedule = subscription.schedule
+    times = tuple(Button(t, f"settings time {t}") for t in QUICK_TIMES if t != f"{schedule.at:%H:%M}")
+    switch = (Button("Make it weekly (Mon)", "settings weekly mon") if schedule.weekday is None
+              else Button("Make it daily", "settings daily"))
+    return (times[:2], times[2:], (switch, Button("Preview", "digest")), (Button("Unsubscribe", "unsubscribe"),))
+
+
+def change_schedule(subscription: Subscription, args: tuple[str, ...]) -> Schedule:
+    """Apply `/settings` changes (time HH:MM, daily, weekly [day], tz ZONE) to a schedule, keeping the rest."""
+    schedule = subscription.schedule
+    at, weekday, zone = schedule.at, schedule.weekday, schedule.timezone
+    words = list(args)
+    while words:
+        word = words.pop(0).lower()
+        if word == "time" and words and (parsed := parse_time(words[0])) is not None:
+            at = parsed
+            words.pop(0)
+        elif word == "daily":
+            weekday = None
+        elif word == "weekly":
+            weekday = weekday if weekday is not None else 0
+            if words and (day := _weekday(words[0])) is not None:
+                weekday = day
+                words.pop(0)
+        elif word in ("tz", "timezone") and words:
+            zone = words.pop(0)
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise BadArguments(f"“{zone}” is not a timezone I know.") from None
+        else:
+            raise BadArguments(f"I don't understand “{word}”.")
+    return Schedule(Cadence.DAILY if weekday is None else Cadence.WEEKLY, at, zone, weekday)
+
+
+SETTINGS_FORMS = "/settings time 07:30 · /settings daily · /settings weekly fri · /settings tz Europe/London"
+
+
+def _subscription_request(request: Request, choice: SubscribeChoice) -> SubscriptionRequest:
+    chat: Chat = request.chat
+    return SubscriptionRequest(chat_id=chat.id, thread_id=chat.thread_id, chat_kind=chat.kind,
+                               schedule=choice.schedule, sections=choice.sections)
+
+
+async def subscribe(request: Request, services: Services) -> Reply:
+    """Subscribe this chat (or forum topic) to digests, or change its schedule."""
+    if services.subscriptions is None:
+        return NO_STORE
+    if not await _may_manage(request, services):
+        return REFUSAL
+    catalogue = services.content.catalogue
+    try:
+        choice = parse_subscribe(request.args, catalogue, services.default_timezone)
+    except BadArguments as exc:
+        return Reply(f"{plain(str(exc))}\n\nYou can write:\n{plain(SUBSCRIBE_FORMS)}")
+    saved = await services.subscriptions.save_subscription(_subscription_request(request, choice), services.clock())
+    reply = Reply(f"{bold('Subscribed.')} {describe(saved, catalogue)}\n\n"
+                  "Change it with /settings, preview it with /digest, stop with /unsubscribe.",
+                  buttons=_settings_buttons(saved), notice="Saved" if request.from_button else None)
+    return replacing_on_button(reply, request)
+
+
+async def unsubscribe(request: Request, services: Services) -> Reply:
+    """End this chat's digest subscription."""
+    if services.subscriptions is None:
+        return NO_STORE
+    if not await _may_manage(request, services):
+        return REFUSAL
+    ended = await services.subscriptions.unsubscribe(request.chat.id, request.chat.thread_id, services.clock())
+    if not ended:
+        return Reply("This chat has no digest subscription. Start one with /subscribe.")
+    return replacing_on_button(Reply("Unsubscribed: no more digests here. /subscribe brings them back.",
+                            buttons=_settings_buttons(None)), request)
+
+
+async def settings(request: Request, services: Services) -> Reply:
+    """Show this chat's subscription with buttons to change it; with arguments, change part of it."""
+    if services.subscriptions is None:
+        return NO_STORE
+    subscription = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+    active = subscription is not None and subscription.active
+    if request.args and subscription is not None and active:
+        if not await _may_manage(request, services):
+            return REFUSAL
+        try:
+            schedule = change_schedule(subscription, request.args)
+        except BadArguments as exc:
+            return Reply(f"{plain(str(exc))} You can write: {plain(SETTINGS_FORMS)}")
+        changed = SubscriptionRequest(subscription.chat_id, subscription.thread_id, subscription.chat_kind,
+                                      schedule, subscription.sections, subscription.spotlight)
+        subscription = await services.subscriptions.save_subscription(changed, services.clock())
+    quiet = await services.quiet_hours(request.chat.id)
+    quiet_line = f"\nQuiet hours: {plain(quiet.describe())}." if quiet else "\nNo quiet hours (/quiet 22:00-07:00)."
+    if subscription is None or not active:
+        return replacing_on_button(Reply(f"This chat is not subscribed.{quiet_line}\n\n{plain(SUBSCRIBE_FORMS)}",
+                                buttons=_settings_buttons(None)), request)
+    text = f"{bold('Your digest')}\n{describe(subscription, services.content.catalogue)}{quiet_line}"
+    return replacing_on_button(Reply(text, buttons=_settings_buttons(subscription),
+                            notice="Saved" if request.args and request.from_button else None), request)
+
+
+async def digest(request: Request, services: Services) -> Reply:
+    """Preview the digest this chat would get now."""
+    if services.subscriptions is None:
+        return NO_STORE
+    subscription = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+    if subscription is None or not subscription.active:
+        return Reply("This chat is not subscribed; here is what a new subscription would start with. "
+                     "/subscribe to get it regularly.\n\n" + await _preview_for_new(request, services))
+    history = await services.subscriptions.history(subscription.id)
+    payload = compose_digest(subscription, services.content.catalogue, services.clock(), history,
+                             services.digest_rules)
+    if payload is None:
+        return Reply("Nothing new for your next digest yet.")
+    return Reply(italic("Preview of your next digest:") + "\n\n" + "\n\n".join(payload.parts))
+
+
+async def _preview_for_new(request: Request, services: Services) -> str:
+    now = services.clock()
+    choice = parse_subscribe((), services.content.catalogue, services.default_timezone)
+    draft = Subscription(id=0, chat_id=request.chat.id, thread_id=request.chat.thread_id,
+                         chat_kind=request.chat.kind, schedule=choice.schedule, sections=(), active=False,
+                         created_at=now, next_due_at=choice.schedule.next_after(now))
+    payload = compose_digest(draft, services.content.catalogue, now, DigestHistory(), services.digest_rules)
+    return "\n\n".join(payload.parts) if payload else "Nothing to show yet."
+
+
+async def quiet(request: Request, services: Services) -> Reply:
+    """Set quiet hours (`/quiet 22:00-07:00 [timezone]`) or clear them (`/quiet off`)."""
+    if services.subscriptions is None:
+        return NO_STORE
+    if not await _may_manage(request, services):
+        return REFUSAL
+    usage = ("Write /quiet 22:00-07:00 (optionally with a timezone, e.g. /quiet 23:00-07:30 Europe/London), "
+             "or /quiet off.")
+    if not request.args:
+        current = await services.quiet_hours(request.chat.id)
+        state = f"Quiet hours: {plain(current.describe())}." if current else "No quiet hours set."
+        return Reply(f"{state}\n{usage}")
+    if request.args[0].lower() in ("off", "none", "clear"):
+        await services.subscriptions.set_quiet_hours(request.chat.id, None)
+        services.quiet_hours_cache[request.chat.id] = None
+        return Reply("Quiet hours cleared.")
+    start_text, _, end_text = request.args[0].partition("-")
+    start, end = parse_time(start_text), parse_time(end_text)
+    zone = request.args[1] if len(request.args) > 1 else services.default_timezone
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return Reply(f"“{plain(zone)}” is not a timezone I know. {usage}")
+    if start is None or end is None or start == end or len(request.args) > 2:
+        return Reply(usage)
+    hours = QuietHours(start, end, zone)
+    await services.subscriptions.set_quiet_hours(request.chat.id, hours)
+    services.quiet_hours_cache[request.chat.id] = hours
+    return Reply(f"Quiet hours set: {plain(hours.describe())}. Only scheduled digests will make a sound then.")
+
