@@ -72,12 +72,12 @@ class Schedule:
         return None
 
     def _fire_on(self, day: date) -> datetime:
-        local = datetime.combine(day, self.at, tzinfo=self.zone).replace(fold=0)
-        instant = local.astimezone(UTC)
-        if instant.astimezone(self.zone).replace(tzinfo=None) != local.replace(tzinfo=None):
-            # Inside a DST gap: the wall-clock time does not exist; fire when the gap ends.
-            instant = local.replace(fold=1).astimezone(UTC)
-        return instant
+        local = datetime.combine(day, self.at, tzinfo=self.zone)
+        first, second = local.replace(fold=0).astimezone(UTC), local.replace(fold=1).astimezone(UTC)
+        if first.astimezone(self.zone).replace(tzinfo=None) != local.replace(tzinfo=None):
+            # Inside a DST gap the wall-clock time does not exist: fire as late as the clock says, after the gap.
+            return max(first, second)
+        return min(first, second)  # in a repeated hour, the first occurrence
 
 
 @dataclass(frozen=True)
