@@ -101,6 +101,9 @@ class DeliveryStats:
     last_period: datetime | None = None
     last_period_sent: int = 0
     last_period_failed: int = 0
+    last_broadcast_at: datetime | None = None
+    last_broadcast_sent: int = 0
+    last_broadcast_failed: int = 0
 
 
 class SubscriptionStore(Protocol):
@@ -191,7 +194,15 @@ class SubscriptionStore(Protocol):
         ...
 
     async def delivery_stats(self) -> DeliveryStats:
-        """Counts by status, and the outcome of the latest period."""
+        """Counts by status, and the outcome of the latest digest period and of the latest broadcast."""
+        ...
+
+    async def record_audit(self, actor_id: int | None, action: str, detail: str, now: datetime) -> None:
+        """Append an admin action to the audit log."""
+        ...
+
+    async def audit_entries(self, limit: int) -> list[tuple[datetime, int | None, str, str]]:
+        """The newest audit entries: (when, who, action, detail)."""
         ...
 
     async def close(self) -> None:

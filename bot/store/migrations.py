@@ -1,0 +1,179 @@
+"""The ordered schema migrations (numbered `@migration` functions, as in simonw/llm) and the code that applies them.
+
+Each migration is a function `mNNN_name(dialect) -> statements`: the dialect supplies the few type names that
+differ between SQLite and PostgreSQL. Applied versions are recorded in `schema_migrations`; each migration runs
+in its own transaction together with its record, and on PostgreSQL under an advisory lock, so replicas starting
+at once migrate one after the other and a failed migration leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.store.drivers import Dialect, Driver
+
+log = logging.getLogger(__name__)
+
+Statements = Sequence[str]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change: its number, its name and the statements to run for a dialect."""
+
+    version: int
+    name: str
+    statements: Callable[[Dialect], Statements]
+
+
+MIGRATIONS: list[Migration] = []
+
+_NAME = re.compile(r"m(\d{3,})_(\w+)")
+
+
+def migration(fn: Callable[[Dialect], Statements]) -> Callable[[Dialect], Statements]:
+    """Register `mNNN_name` as migration NNN; numbers must increase in the order they are defined."""
+    match = _NAME.fullmatch(fn.__name__)
+    if match is None:
+        raise ValueError(f"a migration is named mNNN_what_it_does, not {fn.__name__}")
+    version = int(match.group(1))
+    if MIGRATIONS and version <= MIGRATIONS[-1].version:
+        raise ValueError(f"migration {fn.__name__} must be numbered after {MIGRATIONS[-1].version}")
+    MIGRATIONS.append(Migration(version, match.group(2), fn))
+    return fn
+
+
+@migration
+def m001_initial(d: Dialect) -> Statements:
+    """Subscriptions, chat settings, the delivery log and what each subscription has been sent."""
+    return [
+        # thread_id 0 stands for "no topic": a NULL would make UNIQUE(chat_id, thread_id) let duplicates in.
+        f"""
+        CREATE TABLE subscriptions (
+            id {d.id_column},
+            chat_id {d.bigint} NOT NULL,
+            thread_id {d.bigint} NOT NULL DEFAULT 0,
+            chat_kind TEXT NOT NULL,
+            cadence TEXT NOT NULL,
+            weekday INTEGER,
+            at_time TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            sections TEXT NOT NULL DEFAULT '',
+            spotlight BOOLEAN NOT NULL DEFAULT TRUE,
+            active BOOLEAN NOT NULL DEFAULT TRUE,
+            created_at {d.timestamp} NOT NULL,
+            updated_at {d.timestamp} NOT NULL,
+            next_due_at {d.timestamp} NOT NULL,
+            deactivated_reason TEXT,
+            UNIQUE (chat_id, thread_id)
+        )
+        """,
+        # The scheduler's scan: due subscriptions in next_due_at order, as an index range scan.
+        "CREATE INDEX subscriptions_due ON subscriptions (next_due_at) WHERE active",
+        f"""
+        CREATE TABLE chat_settings (
+            chat_id {d.bigint} PRIMARY KEY,
+            quiet_start TEXT,
+            quiet_end TEXT,
+            quiet_timezone TEXT
+        )
+        """,
+        f"""
+        CREATE TABLE deliveries (
+            id {d.id_column},
+            subscription_id {d.bigint} NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('digest', 'broadcast')),
+            period {d.timestamp} NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            parts_sent INTEGER NOT NULL DEFAULT 0,
+            payload TEXT,
+            worker TEXT,
+            lease_until {d.timestamp},
+            not_before {d.timestamp},
+            in_flight_at_crash BOOLEAN NOT NULL DEFAULT FALSE,
+            last_error TEXT,
+            created_at {d.timestamp} NOT NULL,
+            updated_at {d.timestamp} NOT NULL,
+            sent_at {d.timestamp},
+            UNIQUE (subscription_id, kind, period)
+        )
+        """,
+        # Claiming walks only the open rows, in id order, however long the log of sent ones grows.
+        "CREATE INDEX deliveries_open ON deliveries (id) WHERE status IN ('pending', 'sending')",
+        # /status asks for the latest digest period and its outcome.
+        "CREATE INDEX deliveries_period ON deliveries (kind, period)",
+        f"""
+        CREATE TABLE sent_items (
+            subscription_id {d.bigint} NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('update', 'initiative')),
+            item_key TEXT NOT NULL,
+            sent_at {d.timestamp} NOT NULL,
+            PRIMARY KEY (subscription_id, kind, item_key)
+        )
+        """,
+    ]
+
+
+@migration
+def m002_audit_log(d: Dialect) -> Statements:
+    """The admins' audit log: who did what, when."""
+    return [
+        f"""
+        CREATE TABLE audit_log (
+            id {d.id_column},
+            at {d.timestamp} NOT NULL,
+            actor_id {d.bigint},
+            action TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        )
+        """,
+    ]
+
+
+def _create_table(d: Dialect) -> str:
+    return f"""
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at {d.timestamp} NOT NULL
+        )
+    """
+
+
+async def apply_migrations(driver: Driver, migrations: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
+    """Apply the migrations not yet recorded, in order; returns those applied now (none when up to date)."""
+    applied: list[Migration] = []
+    async with driver.migration_lock():
+        async with driver.transaction() as tx:
+            await tx.execute(_create_table(driver.dialect))
+        for step in migrations:
+            async with driver.transaction() as tx:
+                # Checked inside the transaction: another process may have applied it while we waited.
+                if await tx.fetchone("SELECT 1 FROM schema_migrations WHERE version = ?", (step.version,)):
+                    continue
+                for statement in step.statements(driver.dialect):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (step.version, step.name, datetime.now(UTC)),
+                )
+            log.info("applied migration %03d_%s", step.version, step.name)
+            applied.append(step)
+        known = max((step.version for step in migrations), default=0)
+        async with driver.transaction(write=False) as tx:
+            newest = await tx.fetchone("SELECT MAX(version) FROM schema_migrations")
+        if newest and newest[0] is not None and newest[0] > known:
+            log.warning("database schema is at version %s, newer than this code knows (%s)", newest[0], known)
+    return applied
+
+
+async def applied_migrations(driver: Driver) -> list[tuple[int, str, datetime]]:
+    """The recorded migrations: (version, name, applied_at), oldest first."""
+    async with driver.transaction(write=False) as tx:
+        rows = await tx.fetchall("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+    return [(int(version), str(name), driver.decode_time(at)) for version, name, at in rows]

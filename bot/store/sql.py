@@ -1,0 +1,544 @@
+"""SqlStore: the one SubscriptionStore, serving SQLite and PostgreSQL alike through a driver (see drivers.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, time
+from typing import TYPE_CHECKING, Any
+
+from bot.core.messages import ChatKind
+from bot.core.schedule import Cadence, QuietHours, Schedule
+from bot.core.subscriptions import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStats,
+    DeliveryStatus,
+    DigestHistory,
+    DigestPayload,
+    Subscription,
+    SubscriptionRequest,
+)
+from bot.store.drivers import Dialect, Driver, Row, Transaction
+
+if TYPE_CHECKING:
+    from bot.core.subscriptions import SubscriptionStore
+
+log = logging.getLogger(__name__)
+
+NO_TOPIC = 0  # stored for thread_id None, so that UNIQUE (chat_id, thread_id) holds for plain chats too
+RELEASED_LEASE = datetime(1970, 1, 1, tzinfo=UTC)  # a lease that has always expired
+INACTIVE_ERROR = "subscription inactive"
+# Ids per set-based statement: well under SQLite's 32766 and PostgreSQL's 65535 parameters.
+BATCH = 1000
+
+_SUBSCRIPTION_FIELDS = (
+    "id", "chat_id", "thread_id", "chat_kind", "cadence", "weekday", "at_time", "timezone",
+    "sections", "spotlight", "active", "created_at", "next_due_at",
+)  # fmt: skip
+SUBSCRIPTION_COLUMNS = ", ".join(f"s.{name}" for name in _SUBSCRIPTION_FIELDS)
+DELIVERY_COLUMNS = (
+    "d.id, d.period, d.kind, d.status, d.attempts, d.parts_sent, d.payload, d.in_flight_at_crash, d.not_before"
+)
+_DELIVERY_WIDTH = DELIVERY_COLUMNS.count(",") + 1
+
+
+def due_subscriptions_sql(dialect: Dialect) -> str:
+    """The scheduler's query for due subscriptions; `active` repeats the partial index's predicate so it applies."""
+    return (
+        "SELECT id, cadence, weekday, at_time, timezone FROM subscriptions" + dialect.indexed_by("subscriptions_due") +
+        " WHERE active AND next_due_at <= ? ORDER BY next_due_at LIMIT ?" + dialect.lock_rows()
+    )
+
+
+def claimable_deliveries_sql(dialect: Dialect) -> str:
+    """The senders' query for deliveries to claim, with their subscription's state.
+
+    The open deliveries are picked first, on their own (through the partial index `deliveries_open`, which the
+    `status IN` term matches), and only then joined: left to itself a planner may walk every subscription.
+    MATERIALIZED keeps the locking pick from being re-run or flattened into the join.
+    """
+    return (
+        "WITH picked AS MATERIALIZED ("
+        " SELECT id, status, worker, subscription_id FROM deliveries" + dialect.indexed_by("deliveries_open") +
+        " WHERE status IN ('pending', 'sending')"
+        " AND ((status = 'pending' AND (not_before IS NULL OR not_before <= ?))"
+        " OR (status = 'sending' AND lease_until < ?))"
+        " ORDER BY id LIMIT ?" + dialect.lock_rows() + ")"
+        " SELECT p.id, p.status, p.worker, s.active, s.chat_id FROM picked p"
+        " JOIN subscriptions s ON s.id = p.subscription_id ORDER BY p.id"
+    )
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _batches(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), BATCH):
+        yield ids[start : start + BATCH]
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"the store needs aware datetimes, got naive {moment!r}")
+    return moment.astimezone(UTC)
+
+
+def _clock(at: time) -> str:
+    return at.isoformat(timespec="minutes" if not (at.second or at.microsecond) else "auto")
+
+
+def _thread(thread_id: int | None) -> int:
+    return NO_TOPIC if thread_id is None else thread_id
+
+
+def _sections(sections: Sequence[str]) -> str:
+    for name in sections:
+        if "," in name or not name:
+            raise ValueError(f"a section name must be non-empty and without commas: {name!r}")
+    return ",".join(sections)
+
+
+def _encode_payload(payload: DigestPayload) -> str:
+    data = {"parts": payload.parts, "update_keys": payload.update_keys, "spotlight_key": payload.spotlight_key}
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _decode_payload(text: str | None) -> DigestPayload | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    return DigestPayload(
+        parts=tuple(data["parts"]),
+        update_keys=tuple(data.get("update_keys", ())),
+        spotlight_key=data.get("spotlight_key"),
+    )
+
+
+class SqlStore:
+    """Subscriptions, schedules and the delivery log in SQL; every multi-row step is one batch, not a loop."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+
+    # ------------------------------------------------------------------------------------------- decoding
+
+    def _subscription(self, row: Row, start: int = 0) -> Subscription:
+        (sid, chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,
+         created_at, next_due_at) = row[start : start + len(_SUBSCRIPTION_FIELDS)]  # fmt: skip
+        return Subscription(
+            id=int(sid),
+            chat_id=int(chat_id),
+            thread_id=None if thread_id == NO_TOPIC else int(thread_id),
+            chat_kind=ChatKind(chat_kind),
+            schedule=Schedule(Cadence(cadence), time.fromisoformat(at_time), timezone, weekday),
+            sections=tuple(sections.split(",")) if sections else (),
+            active=bool(active),
+            created_at=self.driver.decode_time(created_at),
+            next_due_at=self.driver.decode_time(next_due_at),
+            spotlight=bool(spotlight),
+        )
+
+    def _delivery(self, row: Row) -> Delivery:
+        did, period, kind, status, attempts, parts_sent, payload, in_flight, not_before = row[:_DELIVERY_WIDTH]
+        return Delivery(
+            id=int(did),
+            subscription=self._subscription(row, _DELIVERY_WIDTH),
+            period=self.driver.decode_time(period),
+            kind=DeliveryKind(kind),
+            status=DeliveryStatus(status),
+            attempts=int(attempts),
+            parts_sent=int(parts_sent),
+            payload=_decode_payload(payload),
+            in_flight_at_crash=bool(in_flight),
+            not_before=None if not_before is None else self.driver.decode_time(not_before),
+        )
+
+    # ------------------------------------------------------------------------------------------- subscriptions
+
+    async def save_subscription(self, request: SubscriptionRequest, now: datetime) -> Subscription:
+        """Create or replace the subscription of (chat_id, thread_id); it becomes active, due at its next firing."""
+        now = _utc(now)
+        schedule = request.schedule
+        fields = ", ".join(_SUBSCRIPTION_FIELDS)
+        async with self.driver.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone,"
+                " sections, spotlight, active, created_at, updated_at, next_due_at, deactivated_reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, NULL)"
+                " ON CONFLICT (chat_id, thread_id) DO UPDATE SET chat_kind = excluded.chat_kind,"
+                " cadence = excluded.cadence, weekday = excluded.weekday, at_time = excluded.at_time,"
+                " timezone = excluded.timezone, sections = excluded.sections, spotlight = excluded.spotlight,"
+                " active = TRUE, updated_at = excluded.updated_at, next_due_at = excluded.next_due_at,"
+                f" deactivated_reason = NULL RETURNING {fields}",
+                (
+                    request.chat_id, _thread(request.thread_id), request.chat_kind.value, schedule.cadence.value,
+                    schedule.weekday, _clock(schedule.at), schedule.timezone, _sections(request.sections),
+                    request.spotlight, now, now, schedule.next_after(now),
+                ),
+            )  # fmt: skip
+        assert row is not None  # INSERT ... RETURNING always yields the row
+        return self._subscription(row)
+
+    async def get_subscription(self, chat_id: int, thread_id: int | None) -> Subscription | None:
+        """The subscription of a chat or forum topic, active or not."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.chat_id = ? AND s.thread_id = ?",
+                (chat_id, _thread(thread_id)),
+            )
+        return None if row is None else self._subscription(row)
+
+    async def unsubscribe(self, chat_id: int, thread_id: int | None, now: datetime) -> bool:
+        """Deactivate it; False when there was no active subscription."""
+        now = _utc(now)
+        async with self.driver.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE subscriptions SET active = FALSE, updated_at = ?, deactivated_reason = 'unsubscribed'"
+                " WHERE chat_id = ? AND thread_id = ? AND active",
+                (now, chat_id, _thread(thread_id)),
+            )
+            await self._fail_pending(tx, "chat_id = ? AND thread_id = ?", (chat_id, _thread(thread_id)), now)
+        return changed > 0
+
+    async def deactivate_chat(self, chat_id: int, reason: str, now: datetime) -> int:
+        """Deactivate every subscription of a chat (bot blocked or removed); returns how many."""
+        now = _utc(now)
+        async with self.driver.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE subscriptions SET active = FALSE, updated_at = ?, deactivated_reason = ?"
+                " WHERE chat_id = ? AND active",
+                (now, reason, chat_id),
+            )
+            await self._fail_pending(tx, "chat_id = ?", (chat_id,), now)
+        return changed
+
+    @staticmethod
+    async def _fail_pending(tx: Transaction, where: str, params: tuple[Any, ...], now: datetime) -> None:
+        # Only pending ones: a `sending` delivery belongs to a live sender, which finishes or fails it itself.
+        await tx.execute(
+            "UPDATE deliveries SET status = 'failed', last_error = ?, updated_at = ?"
+            f" WHERE status = 'pending' AND subscription_id IN (SELECT id FROM subscriptions WHERE {where})",
+            (INACTIVE_ERROR, now, *params),
+        )
+
+    async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
+        """Move a group's subscriptions (their deliveries and history follow) and settings to its supergroup id.
+
+        Where the new chat already has a subscription for the same topic, the more recently updated one is kept
+        and the other dropped, its history merged into the survivor. Returns how many subscriptions moved.
+        """
+        if old_chat_id == new_chat_id:
+            return 0
+        async with self.driver.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT id, chat_id, thread_id, updated_at FROM subscriptions WHERE chat_id IN (?, ?)",
+                (old_chat_id, new_chat_id),
+            )
+            existing = {thread: (sid, self.driver.decode_time(at)) for sid, chat, thread, at in rows
+                        if chat == new_chat_id}  # fmt: skip
+            moves: list[tuple[int, int]] = []
+            merges: list[tuple[int, int]] = []  # (survivor, dropped)
+            for sid, chat, thread, at in rows:
+                if chat != old_chat_id:
+                    continue
+                rival = existing.get(thread)
+                if rival is None or self.driver.decode_time(at) > rival[1]:
+                    moves.append((new_chat_id, sid))
+                    if rival is not None:
+                        merges.append((sid, rival[0]))
+                else:
+                    merges.append((rival[0], sid))
+            await tx.executemany(
+                "INSERT INTO sent_items (subscription_id, kind, item_key, sent_at)"
+                " SELECT ?, kind, item_key, sent_at FROM sent_items WHERE subscription_id = ?"
+                " ON CONFLICT (subscription_id, kind, item_key) DO NOTHING",
+                merges,
+            )
+            # The dropped rows go first: moving onto a (chat, topic) still taken would break the unique key.
+            await tx.executemany("DELETE FROM subscriptions WHERE id = ?", [(dropped,) for _, dropped in merges])
+            await tx.executemany(
+                f"UPDATE subscriptions SET chat_id = ?, chat_kind = '{ChatKind.SUPERGROUP.value}' WHERE id = ?", moves
+            )
+            await tx.execute(
+                "DELETE FROM chat_settings WHERE chat_id = ?"
+                " AND EXISTS (SELECT 1 FROM chat_settings WHERE chat_id = ?)",
+                (old_chat_id, new_chat_id),
+            )
+            await tx.execute("UPDATE chat_settings SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id))
+        return len(moves)
+
+    async def set_quiet_hours(self, chat_id: int, quiet: QuietHours | None) -> None:
+        """Set (or clear, with None) a chat's quiet hours."""
+        values = (None, None, None) if quiet is None else (_clock(quiet.start), _clock(quiet.end), quiet.timezone)
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO chat_settings (chat_id, quiet_start, quiet_end, quiet_timezone) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (chat_id) DO UPDATE SET quiet_start = excluded.quiet_start,"
+                " quiet_end = excluded.quiet_end, quiet_timezone = excluded.quiet_timezone",
+                (chat_id, *values),
+            )
+
+    async def get_quiet_hours(self, chat_id: int) -> QuietHours | None:
+        """A chat's quiet hours, if any."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(
+                "SELECT quiet_start, quiet_end, quiet_timezone FROM chat_settings WHERE chat_id = ?", (chat_id,)
+            )
+        if row is None or row[0] is None:
+            return None
+        return QuietHours(time.fromisoformat(row[0]), time.fromisoformat(row[1]), row[2])
+
+    async def count_active(self) -> int:
+        """Number of active subscriptions."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone("SELECT COUNT(*) FROM subscriptions WHERE active")
+        return int(row[0]) if row else 0
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest next_due_at among active subscriptions."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone("SELECT MIN(next_due_at) FROM subscriptions WHERE active")
+        return None if row is None or row[0] is None else self.driver.decode_time(row[0])
+
+    # ------------------------------------------------------------------------------------------- enqueueing
+
+    async def enqueue_due(self, now: datetime, limit: int) -> int:
+        """Enqueue one digest per due subscription, keyed (subscription, its due period), and move it on.
+
+        One transaction: the due rows (locked, skipping rows another scheduler holds, on PostgreSQL), then
+        set-based statements of up to BATCH ids each: the inserts ignore keys already enqueued, and the
+        next_due_at updates are grouped by their new value (subscriptions share a handful of firings).
+        """
+        now = _utc(now)
+        if limit <= 0:
+            return 0
+        async with self.driver.transaction() as tx:
+            due = await tx.fetchall(due_subscriptions_sql(self.driver.dialect), (now, limit))
+            next_firing: dict[tuple[Any, ...], datetime] = {}
+            moving: dict[datetime, list[int]] = {}
+            for sid, cadence, weekday, at_time, timezone in due:
+                key = (cadence, weekday, at_time, timezone)
+                if key not in next_firing:
+                    schedule = Schedule(Cadence(cadence), time.fromisoformat(at_time), timezone, weekday)
+                    next_firing[key] = schedule.next_after(now)
+                moving.setdefault(next_firing[key], []).append(sid)
+            inserted = 0
+            for ids in _batches([row[0] for row in due]):
+                # The period is the row's own next_due_at, read under the same lock that the update below takes.
+                inserted += await tx.execute(
+                    "INSERT INTO deliveries (subscription_id, kind, period, status, created_at, updated_at)"
+                    f" SELECT id, '{DeliveryKind.DIGEST.value}', next_due_at, 'pending', ?, ? FROM subscriptions"
+                    f" WHERE id IN ({_placeholders(len(ids))})"
+                    " ON CONFLICT (subscription_id, kind, period) DO NOTHING",
+                    (now, now, *ids),
+                )
+            for firing, all_ids in moving.items():
+                for ids in _batches(all_ids):
+                    # updated_at stays: it tells when the chat last changed its subscription (see migrate_chat).
+                    await tx.execute(
+                        f"UPDATE subscriptions SET next_due_at = ? WHERE id IN ({_placeholders(len(ids))})",
+                        (firing, *ids),
+                    )
+        return inserted
+
+    async def enqueue_broadcast(self, text_parts: Sequence[str], now: datetime) -> int:
+        """Enqueue one broadcast delivery per active subscription; returns how many."""
+        now = _utc(now)
+        if not text_parts:
+            raise ValueError("a broadcast needs at least one part")
+        payload = _encode_payload(DigestPayload(parts=tuple(text_parts)))
+        async with self.driver.transaction() as tx:
+            # One set-based statement however many subscribers there are.
+            return await tx.execute(
+                "INSERT INTO deliveries (subscription_id, kind, period, status, payload, created_at, updated_at)"
+                f" SELECT id, '{DeliveryKind.BROADCAST.value}', ?, 'pending', ?, ?, ? FROM subscriptions WHERE active"
+                " ON CONFLICT (subscription_id, kind, period) DO NOTHING",
+                (now, payload, now, now),
+            )
+
+    # ------------------------------------------------------------------------------------------- sending
+
+    async def claim_deliveries(self, worker: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+        """Claim up to `limit` sendable deliveries for `worker` (see the Protocol); three statements in all.
+
+        Deliveries whose subscription was deactivated meanwhile are failed ('subscription inactive'), not claimed.
+        """
+        now = _utc(now)
+        if limit <= 0:
+            return []
+        lease_until = datetime.fromtimestamp(now.timestamp() + lease_seconds, UTC)
+        async with self.driver.transaction() as tx:
+            candidates = await tx.fetchall(claimable_deliveries_sql(self.driver.dialect), (now, now, limit))
+            claim = [row[0] for row in candidates if row[3]]
+            inactive = [row[0] for row in candidates if not row[3]]
+            if inactive:
+                await tx.execute(
+                    "UPDATE deliveries SET status = 'failed', last_error = ?, lease_until = NULL, updated_at = ?"
+                    f" WHERE id IN ({_placeholders(len(inactive))})",
+                    (INACTIVE_ERROR, now, *inactive),
+                )
+            if not claim:
+                return []
+            await tx.execute(
+                "UPDATE deliveries SET status = 'sending', worker = ?, lease_until = ?, attempts = attempts + 1,"
+                " updated_at = ?, in_flight_at_crash = CASE WHEN status = 'sending' THEN TRUE"
+                " ELSE in_flight_at_crash END"
+                f" WHERE id IN ({_placeholders(len(claim))})",
+                (worker, lease_until, now, *claim),
+            )
+            rows = await tx.fetchall(
+                f"SELECT {DELIVERY_COLUMNS}, {SUBSCRIPTION_COLUMNS} FROM deliveries d"
+                " JOIN subscriptions s ON s.id = d.subscription_id"
+                f" WHERE d.id IN ({_placeholders(len(claim))}) ORDER BY d.id",
+                claim,
+            )
+        for did, status, previous_worker, active, chat_id in candidates:
+            if active and status == DeliveryStatus.SENDING.value:
+                log.warning(
+                    "possible duplicate: delivery %s to chat %s was being sent by %s when its lease expired;"
+                    " %s resumes it",
+                    did, chat_id, previous_worker, worker,
+                )  # fmt: skip
+        return [self._delivery(row) for row in rows]
+
+    async def release_claims(self, worker: str | None = None) -> int:
+        """End leases early (all, or one worker's) so a restarted single process resumes at once."""
+        # The `status IN` term lets SQLite use the partial index deliveries_open.
+        sql = (
+            "UPDATE deliveries SET lease_until = ?"
+            " WHERE status IN ('pending', 'sending') AND status = 'sending'"
+        )
+        params: tuple[Any, ...] = (RELEASED_LEASE,)
+        if worker is not None:
+            sql += " AND worker = ?"
+            params += (worker,)
+        async with self.driver.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    async def set_payload(self, delivery_id: int, payload: DigestPayload) -> None:
+        """Record the composed message before its first part is sent."""
+        async with self.driver.transaction() as tx:
+            await tx.execute("UPDATE deliveries SET payload = ? WHERE id = ?", (_encode_payload(payload), delivery_id))
+
+    async def record_part_sent(self, delivery_id: int, parts_sent: int, now: datetime) -> None:
+        """Record after each part went out, so a resumed delivery continues with the next part."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "UPDATE deliveries SET parts_sent = ?, updated_at = ? WHERE id = ?",
+                (parts_sent, _utc(now), delivery_id),
+            )
+
+    async def complete_delivery(self, delivery_id: int, now: datetime) -> None:
+        """Mark sent, and remember the update and spotlight keys in the subscription's history."""
+        now = _utc(now)
+        async with self.driver.transaction() as tx:
+            row = await tx.fetchone("SELECT subscription_id, payload FROM deliveries WHERE id = ?", (delivery_id,))
+            if row is None:
+                return
+            await tx.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?, lease_until = NULL,"
+                " last_error = NULL WHERE id = ?",
+                (now, now, delivery_id),
+            )
+            payload = _decode_payload(row[1])
+            if payload is None:
+                return
+            keys = [("update", key) for key in payload.update_keys]
+            if payload.spotlight_key is not None:
+                keys.append(("initiative", payload.spotlight_key))
+            await tx.executemany(
+                "INSERT INTO sent_items (subscription_id, kind, item_key, sent_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (subscription_id, kind, item_key) DO NOTHING",
+                [(row[0], kind, key, now) for kind, key in keys],
+            )
+
+    async def retry_delivery(self, delivery_id: int, not_before: datetime, error: str) -> None:
+        """Put a delivery back to pending, not to be sent before `not_before` (transient failure)."""
+        not_before = _utc(not_before)
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "UPDATE deliveries SET status = 'pending', not_before = ?, last_error = ?, lease_until = NULL,"
+                " worker = NULL WHERE id = ?",
+                (not_before, error, delivery_id),
+            )
+
+    async def fail_delivery(self, delivery_id: int, error: str, now: datetime) -> None:
+        """Mark a delivery permanently failed (it will not be retried)."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "UPDATE deliveries SET status = 'failed', last_error = ?, lease_until = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (error, _utc(now), delivery_id),
+            )
+
+    # ------------------------------------------------------------------------------------------- reporting
+
+    async def history(self, subscription_id: int) -> DigestHistory:
+        """What a subscription has already received."""
+        async with self.driver.transaction(write=False) as tx:
+            rows = await tx.fetchall(
+                "SELECT kind, item_key FROM sent_items WHERE subscription_id = ?", (subscription_id,)
+            )
+        return DigestHistory(
+            sent_update_keys=frozenset(key for kind, key in rows if kind == "update"),
+            shown_initiative_keys=frozenset(key for kind, key in rows if kind == "initiative"),
+        )
+
+    async def delivery_stats(self) -> DeliveryStats:
+        """Counts by status, and the outcome of the latest digest period."""
+        async with self.driver.transaction(write=False) as tx:
+            totals = await tx.fetchall(
+                "SELECT status, COUNT(*), SUM(CASE WHEN in_flight_at_crash THEN 1 ELSE 0 END)"
+                " FROM deliveries GROUP BY status"
+            )
+            latest = await tx.fetchone(
+                f"SELECT MAX(period) FROM deliveries WHERE kind = '{DeliveryKind.DIGEST.value}'"
+            )
+            last_period = None if latest is None or latest[0] is None else self.driver.decode_time(latest[0])
+            outcome: list[Row] = []
+            if last_period is not None:
+                outcome = await tx.fetchall(
+                    f"SELECT status, COUNT(*) FROM deliveries WHERE kind = '{DeliveryKind.DIGEST.value}'"
+                    " AND period = ? GROUP BY status",
+                    (last_period,),
+                )
+        counts = {status: int(count) for status, count, _ in totals}
+        period_counts = {status: int(count) for status, count in outcome}
+        return DeliveryStats(
+            pending=counts.get(DeliveryStatus.PENDING.value, 0),
+            sending=counts.get(DeliveryStatus.SENDING.value, 0),
+            sent=counts.get(DeliveryStatus.SENT.value, 0),
+            failed=counts.get(DeliveryStatus.FAILED.value, 0),
+            possible_duplicates=sum(int(flagged or 0) for _, _, flagged in totals),
+            last_period=last_period,
+            last_period_sent=period_counts.get(DeliveryStatus.SENT.value, 0),
+            last_period_failed=period_counts.get(DeliveryStatus.FAILED.value, 0),
+        )
+
+    async def record_audit(self, actor_id: int | None, action: str, detail: str, now: datetime) -> None:
+        """Append an admin action to the audit log."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO audit_log (at, actor_id, action, detail) VALUES (?, ?, ?, ?)",
+                (_utc(now), actor_id, action, detail),
+            )
+
+    async def audit_entries(self, limit: int) -> list[tuple[datetime, int | None, str, str]]:
+        """The newest audit entries, newest first: (when, who, action, detail)."""
+        async with self.driver.transaction(write=False) as tx:
+            rows = await tx.fetchall(
+                "SELECT at, actor_id, action, detail FROM audit_log ORDER BY id DESC LIMIT ?", (max(limit, 0),)
+            )
+        return [(self.driver.decode_time(at), actor, action, detail) for at, actor, action, detail in rows]
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self.driver.close()
+
+
+if TYPE_CHECKING:
+    # mypy checks here, once, that SqlStore implements every method of the Protocol with matching signatures.
+    _conforms: type[SubscriptionStore] = SqlStore

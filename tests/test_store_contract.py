@@ -1,0 +1,597 @@
+"""The store contract: every test runs against SQLite (a real file) and PostgreSQL (a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bot.core.messages import ChatKind
+from bot.core.schedule import Cadence, QuietHours, Schedule
+from bot.core.subscriptions import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    DigestHistory,
+    DigestPayload,
+    SubscriptionRequest,
+)
+from bot.store import SqlStore, StoreError, open_store
+from bot.store.migrations import MIGRATIONS, Migration, applied_migrations, apply_migrations
+from bot.store.sql import claimable_deliveries_sql, due_subscriptions_sql
+
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Hong Kong
+HK_9AM = Schedule(Cadence.DAILY, time(9, 0), "Asia/Hong_Kong")
+LEASE = 60.0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of each backend."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_db_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    """An open, migrated store on a fresh database."""
+    opened = await open_store(database_url, single_process=False)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def req(
+    chat_id: int = 100,
+    thread_id: int | None = None,
+    schedule: Schedule = HK_9AM,
+    sections: tuple[str, ...] = (),
+    kind: ChatKind = ChatKind.PRIVATE,
+    spotlight: bool = True,
+) -> SubscriptionRequest:
+    return SubscriptionRequest(chat_id, thread_id, kind, schedule, sections, spotlight)
+
+
+async def subscribe_due(store: SqlStore, *chat_ids: int, now: datetime = T0) -> None:
+    """Subscribe chats an hour before `now`, all due at `now`, and enqueue their digests."""
+    for chat_id in chat_ids:
+        await store.save_subscription(req(chat_id), now - timedelta(hours=1))
+    assert await store.enqueue_due(now, 1000) == len(chat_ids)
+
+
+async def claim_one(store: SqlStore, now: datetime = T0, worker: str = "w1") -> Delivery:
+    claimed = await store.claim_deliveries(worker, now, LEASE, 10)
+    assert len(claimed) == 1
+    return claimed[0]
+
+
+# ---------------------------------------------------------------------------------------------------- subscriptions
+
+
+async def test_subscribe_twice_keeps_one_subscription(store: SqlStore) -> None:
+    first = await store.save_subscription(req(sections=("finance",)), T0)
+    second = await store.save_subscription(req(sections=("health", "policy")), T0 + timedelta(minutes=5))
+
+    assert second.id == first.id
+    assert await store.count_active() == 1
+    assert await store.get_subscription(100, None) == second
+    assert second.sections == ("health", "policy")
+
+
+async def test_saved_subscription_roundtrips_every_field(store: SqlStore) -> None:
+    weekly = Schedule(Cadence.WEEKLY, time(18, 30), "Europe/London", weekday=4)
+    saved = await store.save_subscription(
+        req(-1001, 42, weekly, ("finance", "startups"), ChatKind.SUPERGROUP, spotlight=False), T0
+    )
+
+    loaded = await store.get_subscription(-1001, 42)
+    assert loaded == saved
+    assert (loaded.chat_id, loaded.thread_id, loaded.chat_kind) == (-1001, 42, ChatKind.SUPERGROUP)
+    assert (loaded.schedule, loaded.sections, loaded.spotlight, loaded.active) == (
+        weekly, ("finance", "startups"), False, True
+    )  # fmt: skip
+    assert loaded.created_at == T0 and loaded.created_at.tzinfo == UTC
+    assert loaded.next_due_at == datetime(2026, 3, 6, 18, 30, tzinfo=UTC)
+
+
+async def test_resubscribe_reactivates_and_keeps_id(store: SqlStore) -> None:
+    first = await store.save_subscription(req(), T0)
+    assert await store.unsubscribe(100, None, T0 + timedelta(hours=1))
+    inactive = await store.get_subscription(100, None)
+    assert inactive is not None and not inactive.active
+    assert await store.count_active() == 0
+
+    later = T0 + timedelta(days=3)
+    again = await store.save_subscription(req(), later)
+
+    assert again.id == first.id and again.active
+    assert again.created_at == first.created_at
+    assert again.next_due_at == HK_9AM.next_after(later)
+
+
+async def test_thread_subscriptions_are_separate_from_the_chat(store: SqlStore) -> None:
+    chat = await store.save_subscription(req(-1001, None, kind=ChatKind.SUPERGROUP), T0)
+    topic = await store.save_subscription(req(-1001, 7, kind=ChatKind.SUPERGROUP), T0)
+
+    assert chat.id != topic.id
+    assert (chat.thread_id, topic.thread_id) == (None, 7)
+    assert await store.unsubscribe(-1001, 7, T0)
+    still = await store.get_subscription(-1001, None)
+    assert still is not None and still.active
+    assert await store.get_subscription(-1001, 8) is None
+
+
+async def test_unsubscribe_returns_false_when_not_subscribed(store: SqlStore) -> None:
+    assert not await store.unsubscribe(100, None, T0)
+    await store.save_subscription(req(), T0)
+    assert await store.unsubscribe(100, None, T0)
+    assert not await store.unsubscribe(100, None, T0)
+
+
+async def test_naive_datetimes_are_refused(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.save_subscription(req(), T0.replace(tzinfo=None))
+
+
+async def test_quiet_hours_roundtrip(store: SqlStore) -> None:
+    assert await store.get_quiet_hours(100) is None
+    overnight = QuietHours(time(22, 0), time(7, 30), "Asia/Hong_Kong")
+
+    await store.set_quiet_hours(100, overnight)
+    assert await store.get_quiet_hours(100) == overnight
+    assert await store.get_quiet_hours(200) is None
+
+    daytime = QuietHours(time(12, 0), time(13, 0), "Europe/London")
+    await store.set_quiet_hours(100, daytime)
+    assert await store.get_quiet_hours(100) == daytime
+
+    await store.set_quiet_hours(100, None)
+    assert await store.get_quiet_hours(100) is None
+
+
+# ---------------------------------------------------------------------------------------------------- scheduling
+
+
+async def test_enqueue_due_uses_period_key_and_is_idempotent(store: SqlStore) -> None:
+    await store.save_subscription(req(), T0 - timedelta(hours=1))
+    assert await store.next_due_at() == T0
+    assert await store.enqueue_due(T0 - timedelta(seconds=1), 100) == 0
+
+    assert await store.enqueue_due(T0, 100) == 1
+    assert await store.enqueue_due(T0, 100) == 0  # next_due_at moved on
+
+    # A replica with a lagging clock re-saves the subscription: it is due at T0 again, a key already enqueued.
+    await store.save_subscription(req(), T0 - timedelta(minutes=30))
+    assert await store.enqueue_due(T0, 100) == 0
+
+    delivery = await claim_one(store)
+    assert (delivery.kind, delivery.period, delivery.payload) == (DeliveryKind.DIGEST, T0, None)
+    assert (await store.delivery_stats()).sending == 1
+
+
+async def test_missed_slots_collapse_into_one_delivery(store: SqlStore) -> None:
+    await store.save_subscription(req(), T0 - timedelta(hours=1))
+    back_up = T0 + timedelta(days=2, minutes=30)  # down through three 09:00 firings
+
+    assert await store.enqueue_due(back_up, 100) == 1
+    assert await store.enqueue_due(back_up, 100) == 0
+
+    subscription = await store.get_subscription(100, None)
+    assert subscription is not None and subscription.next_due_at == T0 + timedelta(days=3)
+    assert (await claim_one(store, back_up)).period == T0
+    stats = await store.delivery_stats()
+    assert (stats.pending, stats.sending) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "subscribed", "first", "after_first"),
+    [
+        # London moves to BST on Sunday 29 March 2026: 09:00 local is 09:00 UTC before, 08:00 UTC after.
+        (
+            Schedule(Cadence.DAILY, time(9, 0), "Europe/London"),
+            datetime(2026, 3, 28, 10, 0, tzinfo=UTC),
+            datetime(2026, 3, 29, 8, 0, tzinfo=UTC),
+            datetime(2026, 3, 30, 8, 0, tzinfo=UTC),
+        ),
+        (
+            Schedule(Cadence.WEEKLY, time(9, 0), "Europe/London", weekday=0),
+            datetime(2026, 3, 23, 10, 0, tzinfo=UTC),
+            datetime(2026, 3, 30, 8, 0, tzinfo=UTC),
+            datetime(2026, 4, 6, 8, 0, tzinfo=UTC),
+        ),
+    ],
+    ids=["daily-across-dst", "weekly-across-dst"],
+)
+async def test_next_due_moves_to_the_first_firing_after_now(
+    store: SqlStore, schedule: Schedule, subscribed: datetime, first: datetime, after_first: datetime
+) -> None:
+    saved = await store.save_subscription(req(schedule=schedule), subscribed)
+    assert saved.next_due_at == first
+    assert await store.next_due_at() == first
+
+    assert await store.enqueue_due(first + timedelta(minutes=1), 10) == 1
+
+    moved = await store.get_subscription(100, None)
+    assert moved is not None and moved.next_due_at == after_first
+    assert await store.next_due_at() == after_first
+
+
+async def test_enqueue_due_takes_the_earliest_due_first_up_to_the_limit(store: SqlStore) -> None:
+    for minutes, chat_id in [(30, 1), (10, 2), (20, 3)]:
+        schedule = Schedule(Cadence.DAILY, time(8, minutes), "Asia/Hong_Kong")
+        await store.save_subscription(req(chat_id, schedule=schedule), T0 - timedelta(hours=2))
+
+    assert await store.enqueue_due(T0, 2) == 2
+    claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert sorted(d.subscription.chat_id for d in claimed) == [2, 3]
+    assert await store.enqueue_due(T0, 2) == 1
+
+
+async def test_deactivate_chat_stops_enqueueing(store: SqlStore) -> None:
+    await store.save_subscription(req(-1001, None, kind=ChatKind.SUPERGROUP), T0 - timedelta(hours=1))
+    await store.save_subscription(req(-1001, 7, kind=ChatKind.SUPERGROUP), T0 - timedelta(hours=1))
+    await store.save_subscription(req(200), T0 - timedelta(hours=1))
+
+    assert await store.deactivate_chat(-1001, "bot was blocked", T0 - timedelta(minutes=1)) == 2
+    assert await store.deactivate_chat(-1001, "bot was blocked", T0) == 0
+
+    assert await store.enqueue_due(T0, 100) == 1
+    assert await store.count_active() == 1
+    assert [d.subscription.chat_id for d in await store.claim_deliveries("w1", T0, LEASE, 10)] == [200]
+
+
+async def test_deliveries_of_deactivated_subscriptions_are_failed_not_claimed(store: SqlStore) -> None:
+    await subscribe_due(store, 100, 200, 300)
+    sending = await store.claim_deliveries("w1", T0, LEASE, 1)
+    assert [d.subscription.chat_id for d in sending] == [100]
+
+    await store.unsubscribe(100, None, T0)  # its delivery is being sent: the sender finishes it
+    await store.deactivate_chat(200, "kicked", T0)  # pending: failed at once
+
+    stats = await store.delivery_stats()
+    assert (stats.pending, stats.sending, stats.failed) == (1, 1, 1)
+    later = T0 + timedelta(seconds=LEASE + 1)
+    assert [d.subscription.chat_id for d in await store.claim_deliveries("w2", later, LEASE, 10)] == [300]
+    stats = await store.delivery_stats()
+    assert (stats.pending, stats.sending, stats.failed) == (0, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------- sending
+
+
+async def test_claim_marks_sending_and_leases(store: SqlStore) -> None:
+    await subscribe_due(store, 100)
+    subscription = await store.get_subscription(100, None)
+
+    delivery = await claim_one(store)
+
+    assert delivery.subscription == subscription
+    assert (delivery.status, delivery.attempts, delivery.parts_sent) == (DeliveryStatus.SENDING, 1, 0)
+    assert not delivery.in_flight_at_crash
+    assert await store.claim_deliveries("w2", T0 + timedelta(seconds=LEASE - 1), LEASE, 10) == []
+    stats = await store.delivery_stats()
+    assert (stats.pending, stats.sending) == (0, 1)
+
+
+async def test_claim_takes_deliveries_in_order_up_to_the_limit(store: SqlStore) -> None:
+    await subscribe_due(store, 1, 2, 3, 4, 5)
+    first = await store.claim_deliveries("w1", T0, LEASE, 2)
+    second = await store.claim_deliveries("w2", T0, LEASE, 10)
+
+    assert [d.subscription.chat_id for d in first] == [1, 2]
+    assert [d.subscription.chat_id for d in second] == [3, 4, 5]
+    assert [d.id for d in first + second] == sorted(d.id for d in first + second)
+
+
+async def test_expired_lease_is_reclaimed_and_flagged_as_possible_duplicate(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await subscribe_due(store, 100)
+    delivery = await claim_one(store)
+    payload = DigestPayload(("part one", "part two"), ("u1",), "i1")
+    await store.set_payload(delivery.id, payload)
+    await store.record_part_sent(delivery.id, 1, T0 + timedelta(seconds=1))
+    # The sender dies here, maybe in the middle of sending part two.
+
+    assert await store.claim_deliveries("w2", T0 + timedelta(seconds=LEASE - 1), LEASE, 10) == []
+    with caplog.at_level(logging.WARNING, logger="bot.store.sql"):
+        resumed = await claim_one(store, T0 + timedelta(seconds=LEASE + 1), "w2")
+
+    assert resumed.id == delivery.id
+    assert resumed.in_flight_at_crash
+    assert (resumed.attempts, resumed.parts_sent, resumed.payload) == (2, 1, payload)
+    assert "possible duplicate" in caplog.text
+    assert (await store.delivery_stats()).possible_duplicates == 1
+
+
+async def test_release_claims_makes_rows_reclaimable(store: SqlStore) -> None:
+    await subscribe_due(store, 1, 2, 3)
+    mine = await store.claim_deliveries("w1", T0, LEASE, 1)
+    theirs = await store.claim_deliveries("w2", T0, LEASE, 2)
+
+    assert await store.release_claims("w1") == 1
+    reclaimed = await store.claim_deliveries("w3", T0, LEASE, 10)
+    assert [d.id for d in reclaimed] == [d.id for d in mine]
+    assert reclaimed[0].in_flight_at_crash
+
+    assert await store.release_claims() == 3
+    assert {d.id for d in await store.claim_deliveries("w4", T0, LEASE, 10)} == {d.id for d in mine + theirs}
+
+
+async def test_reopening_a_single_process_store_releases_its_claims(database_url: str) -> None:
+    store = await open_store(database_url, single_process=True)
+    try:
+        await subscribe_due(store, 100)
+        claimed = await claim_one(store)
+    finally:
+        await store.close()
+
+    restarted = await open_store(database_url, single_process=True)
+    try:
+        resumed = await claim_one(restarted, T0 + timedelta(seconds=1))  # the old lease has not run out yet
+        assert resumed.id == claimed.id and resumed.in_flight_at_crash
+    finally:
+        await restarted.close()
+
+
+async def test_concurrent_claims_never_hand_out_the_same_delivery(store: SqlStore, database_url: str) -> None:
+    chats = list(range(1, 61))
+    await subscribe_due(store, *chats)
+    other = await open_store(database_url, single_process=False)
+
+    async def drain(claimer: SqlStore, worker: str) -> list[int]:
+        ids: list[int] = []
+        while batch := await claimer.claim_deliveries(worker, T0, LEASE, 3):
+            ids += [d.id for d in batch]
+        return ids
+
+    try:
+        results = await asyncio.gather(*(drain(s, f"w{i}") for i, s in enumerate([store, other] * 3)))
+    finally:
+        await other.close()
+
+    handed_out = [i for ids in results for i in ids]
+    assert len(handed_out) == len(set(handed_out)) == len(chats)
+    stats = await store.delivery_stats()
+    assert (stats.sending, stats.possible_duplicates) == (len(chats), 0)
+
+
+async def test_complete_delivery_records_history(store: SqlStore) -> None:
+    await subscribe_due(store, 100)
+    delivery = await claim_one(store)
+    assert await store.history(delivery.subscription.id) == DigestHistory()
+
+    await store.set_payload(delivery.id, DigestPayload(("one", "two"), ("u1", "u2"), "initiative-7"))
+    await store.record_part_sent(delivery.id, 1, T0)
+    await store.record_part_sent(delivery.id, 2, T0)
+    await store.complete_delivery(delivery.id, T0 + timedelta(seconds=2))
+
+    assert await store.history(delivery.subscription.id) == DigestHistory(
+        frozenset({"u1", "u2"}), frozenset({"initiative-7"})
+    )
+    stats = await store.delivery_stats()
+    assert (stats.sending, stats.sent) == (0, 1)
+    assert await store.claim_deliveries("w2", T0 + timedelta(days=1), LEASE, 10) == []
+
+
+async def test_retry_delivery_respects_not_before(store: SqlStore) -> None:
+    await subscribe_due(store, 100)
+    delivery = await claim_one(store)
+    retry_at = T0 + timedelta(minutes=5)
+
+    await store.retry_delivery(delivery.id, retry_at, "429 Too Many Requests")
+
+    assert (await store.delivery_stats()).pending == 1
+    assert await store.claim_deliveries("w1", retry_at - timedelta(seconds=1), LEASE, 10) == []
+    again = await claim_one(store, retry_at)
+    assert (again.id, again.attempts, again.not_before, again.in_flight_at_crash) == (delivery.id, 2, retry_at, False)
+
+
+async def test_fail_delivery_is_not_reclaimed(store: SqlStore) -> None:
+    await subscribe_due(store, 100)
+    delivery = await claim_one(store)
+
+    await store.fail_delivery(delivery.id, "chat not found", T0)
+
+    assert await store.claim_deliveries("w1", T0 + timedelta(days=1), LEASE, 10) == []
+    stats = await store.delivery_stats()
+    assert (stats.pending, stats.sending, stats.failed) == (0, 0, 1)
+
+
+async def test_broadcast_enqueues_one_per_active_subscription(store: SqlStore) -> None:
+    for chat_id in (1, 2, 3):
+        await store.save_subscription(req(chat_id), T0)
+    await store.save_subscription(req(3, 9), T0)
+    await store.unsubscribe(2, None, T0)
+
+    assert await store.enqueue_broadcast(["Hello", "world"], T0) == 3
+    claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
+
+    assert {(d.subscription.chat_id, d.subscription.thread_id) for d in claimed} == {(1, None), (3, None), (3, 9)}
+    assert {(d.kind, d.period, d.payload) for d in claimed} == {
+        (DeliveryKind.BROADCAST, T0, DigestPayload(("Hello", "world")))
+    }
+    await store.complete_delivery(claimed[0].id, T0)
+    assert await store.history(claimed[0].subscription.id) == DigestHistory()
+
+
+async def test_delivery_stats_counts(store: SqlStore) -> None:
+    empty = await store.delivery_stats()
+    assert (empty.pending, empty.sent, empty.failed, empty.last_period) == (0, 0, 0, None)
+
+    await subscribe_due(store, 1, 2, 3, 4)  # period T0
+    sent, failed, crashed, _ = await store.claim_deliveries("w1", T0, LEASE, 10)
+    await store.complete_delivery(sent.id, T0)
+    await store.fail_delivery(failed.id, "Forbidden: bot was blocked by the user", T0)
+    assert len(await store.claim_deliveries("w2", T0 + timedelta(seconds=LEASE + 1), LEASE, 10)) == 2
+    await store.retry_delivery(crashed.id, T0 + timedelta(hours=1), "timeout")
+    await store.enqueue_broadcast(["news"], T0 + timedelta(hours=2))  # broadcasts have no digest period
+
+    stats = await store.delivery_stats()
+    assert (stats.pending, stats.sending, stats.sent, stats.failed) == (4 + 1, 1, 1, 1)
+    assert stats.possible_duplicates == 2
+    assert (stats.last_period, stats.last_period_sent, stats.last_period_failed) == (T0, 1, 1)
+
+    await store.save_subscription(req(5), T0 + timedelta(hours=3))
+    assert await store.enqueue_due(T0 + timedelta(days=1), 10) == 5
+    assert (await store.delivery_stats()).last_period == T0 + timedelta(days=1)
+
+
+async def test_migrate_chat_moves_subscriptions(store: SqlStore) -> None:
+    old, new = -100, -1001
+    await store.save_subscription(req(old, kind=ChatKind.GROUP), T0 - timedelta(hours=1))
+    await store.save_subscription(req(old, 5, kind=ChatKind.GROUP), T0 - timedelta(hours=1))
+    quiet = QuietHours(time(23, 0), time(7, 0), "Asia/Hong_Kong")
+    await store.set_quiet_hours(old, quiet)
+    assert await store.enqueue_due(T0, 10) == 2
+    before = await store.get_subscription(old, None)
+
+    assert await store.migrate_chat(old, new) == 2
+
+    assert await store.get_subscription(old, None) is None and await store.get_subscription(old, 5) is None
+    moved = await store.get_subscription(new, None)
+    assert moved is not None and before is not None
+    assert (moved.id, moved.chat_kind, moved.schedule) == (before.id, ChatKind.SUPERGROUP, before.schedule)
+    assert await store.get_quiet_hours(new) == quiet and await store.get_quiet_hours(old) is None
+    pending = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert {(d.subscription.chat_id, d.subscription.thread_id) for d in pending} == {(new, None), (new, 5)}
+    assert await store.migrate_chat(old, new) == 0
+
+
+async def test_migrate_chat_keeps_the_newer_subscription_of_a_topic(store: SqlStore) -> None:
+    old, new = -100, -1001
+    evening = Schedule(Cadence.DAILY, time(20, 0), "Asia/Hong_Kong")
+    await subscribe_due(store, old)
+    sent = await claim_one(store)
+    await store.set_payload(sent.id, DigestPayload(("digest",), ("u-old",)))
+    await store.complete_delivery(sent.id, T0)
+    newer = await store.save_subscription(req(new, schedule=evening, kind=ChatKind.SUPERGROUP), T0 + timedelta(hours=1))
+    await store.save_subscription(req(old, 3, kind=ChatKind.GROUP), T0 + timedelta(hours=2))
+    await store.save_subscription(req(new, 3, schedule=evening, kind=ChatKind.SUPERGROUP), T0)
+
+    assert await store.migrate_chat(old, new) == 1  # only topic 3's old subscription is the newer one
+
+    kept = await store.get_subscription(new, None)
+    assert kept is not None and (kept.id, kept.schedule) == (newer.id, evening)
+    assert (await store.history(newer.id)).sent_update_keys == {"u-old"}
+    topic = await store.get_subscription(new, 3)
+    assert topic is not None and topic.schedule == HK_9AM
+    assert await store.count_active() == 2
+
+
+async def test_audit_log_lists_the_newest_entries_first(store: SqlStore) -> None:
+    assert await store.audit_entries(10) == []
+    await store.record_audit(42, "reload", "ok", T0)
+    await store.record_audit(None, "refused:broadcast", "chat 7", T0 + timedelta(minutes=1))
+    await store.record_audit(42, "broadcast-send", "3 chat(s): Hello", T0 + timedelta(minutes=2))
+
+    assert await store.audit_entries(2) == [
+        (T0 + timedelta(minutes=2), 42, "broadcast-send", "3 chat(s): Hello"),
+        (T0 + timedelta(minutes=1), None, "refused:broadcast", "chat 7"),
+    ]
+    assert len(await store.audit_entries(10)) == 3
+
+
+# ---------------------------------------------------------------------------------------------------- schema
+
+
+async def test_migrations_are_idempotent_and_recorded(store: SqlStore, database_url: str) -> None:
+    recorded = await applied_migrations(store.driver)
+    assert [(version, name) for version, name, _ in recorded] == [(m.version, m.name) for m in MIGRATIONS]
+    assert all(at.tzinfo == UTC for _, _, at in recorded)
+
+    assert await apply_migrations(store.driver) == []
+    reopened = await open_store(database_url, single_process=False)
+    await reopened.close()
+    assert await applied_migrations(store.driver) == recorded
+
+
+async def test_replicas_starting_together_migrate_once(database_url: str) -> None:
+    stores = await asyncio.gather(*(open_store(database_url, single_process=False) for _ in range(4)))
+    try:
+        recorded = await applied_migrations(stores[0].driver)
+        assert [version for version, _, _ in recorded] == [m.version for m in MIGRATIONS]
+        await stores[1].save_subscription(req(), T0)
+        assert await stores[2].count_active() == 1
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+async def test_a_failed_migration_leaves_nothing_behind(store: SqlStore) -> None:
+    broken = Migration(900, "broken", lambda d: ["CREATE TABLE half_done (x INTEGER)", "CREATE TABLE oops ("])
+
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
+        await apply_migrations(store.driver, [*MIGRATIONS, broken])
+
+    assert [version for version, _, _ in await applied_migrations(store.driver)] == [m.version for m in MIGRATIONS]
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
+        async with store.driver.transaction(write=False) as tx:
+            await tx.fetchall("SELECT x FROM half_done")
+
+
+async def test_enqueue_due_uses_an_index(store: SqlStore) -> None:
+    rows = [
+        (chat_id, 0, "private", "daily", None, "09:00", "Asia/Hong_Kong", "", True, chat_id % 5 != 0, T0, T0,
+         T0 + timedelta(minutes=chat_id - 10))
+        for chat_id in range(3000)
+    ]  # fmt: skip
+    async with store.driver.transaction() as tx:
+        await tx.executemany(
+            "INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
+            " spotlight, active, created_at, updated_at, next_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        await tx.execute("ANALYZE")
+
+    dialect = store.driver.dialect
+    async with store.driver.transaction(write=False) as tx:
+        if dialect.name == "sqlite":
+            due_plan = [row[3] for row in await tx.fetchall(
+                "EXPLAIN QUERY PLAN " + due_subscriptions_sql(dialect), (T0, 100)
+            )]  # fmt: skip
+            claim_plan = [row[3] for row in await tx.fetchall(
+                "EXPLAIN QUERY PLAN " + claimable_deliveries_sql(dialect), (T0, T0, 10)
+            )]  # fmt: skip
+        else:
+            due_plan = [row[0] for row in await tx.fetchall("EXPLAIN " + due_subscriptions_sql(dialect), (T0, 100))]
+            claim_plan = []
+    plan = "\n".join(due_plan)
+
+    if dialect.name == "sqlite":
+        assert "USING INDEX subscriptions_due" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan  # rows come out of the index already in next_due_at order
+        assert any("deliveries_open" in line for line in claim_plan), claim_plan
+    else:
+        assert "subscriptions_due" in plan and "Seq Scan" not in plan, plan  # an Index or Bitmap Index Scan
+    assert await store.enqueue_due(T0, 10_000) == sum(1 for row in rows if row[9] and row[12] <= T0)
+
+
+# ---------------------------------------------------------------------------------------------------- opening
+
+
+@pytest.mark.parametrize("url", ["mysql://user:hunter2@db/bot", "sqlite://", "sqlite:///:memory:", "bot.sqlite3"])
+async def test_open_store_refuses_urls_it_cannot_serve(url: str) -> None:
+    with pytest.raises(StoreError, match="use sqlite:///") as refused:
+        await open_store(url)
+    assert "hunter2" not in str(refused.value)
+
+
+async def test_open_store_creates_the_sqlite_folder_for_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = await open_store("sqlite:///data/nested/bot.sqlite3")
+    try:
+        await store.save_subscription(req(), T0)
+    finally:
+        await store.close()
+    assert (tmp_path / "data" / "nested" / "bot.sqlite3").is_file()
