@@ -1,0 +1,518 @@
+"""Digest and broadcast fan-out: claims deliveries from the store and sends them under Telegram's rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from bot.core.subscriptions import Delivery, DigestPayload, SubscriptionStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+# --- What a sender reports -------------------------------------------------------------------------------------
+
+
+class DeliveryOutcome(Exception):
+    """Base of the outcomes a Sender raises instead of its transport's own exceptions."""
+
+
+class RetryAfter(DeliveryOutcome):
+    """Flood control: pause every send for `seconds`, then retry the same message."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"flood control, retry after {seconds:g} s")
+        self.seconds = seconds
+
+
+class ChatGone(DeliveryOutcome):
+    """The bot can no longer write to the chat (blocked, kicked, chat not found): deactivate it, never retry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ChatMoved(DeliveryOutcome):
+    """The group became a supergroup with `new_chat_id`: migrate the chat and resend there once."""
+
+    def __init__(self, new_chat_id: int) -> None:
+        super().__init__(f"chat moved to {new_chat_id}")
+        self.new_chat_id = new_chat_id
+
+
+class PermanentFailure(DeliveryOutcome):
+    """This message will never go through (e.g. bad request): record it as failed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientFailure(DeliveryOutcome):
+    """A server error, network error or timeout: retry later with back-off."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Sender(Protocol):
+    """The edge that puts one HTML message into a chat, raising a DeliveryOutcome when it cannot."""
+
+    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+        """Send one message part."""
+        ...
+
+
+# --- Rate limits ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Pacing and retry policy. A limit of 0 disables that limit (tests, paid broadcasts)."""
+
+    messages_per_second: float = 30.0  # the ceiling: never more starts than this in any 1 s window
+    private_interval: float = 1.0
+    group_per_minute: int = 20
+    max_in_flight: int = 64  # sends awaiting their answer at once
+    max_claimed: int = 256  # deliveries held at once, including those waiting for their chat's turn
+    max_attempts: int = 5
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    lease_seconds: float = 300.0
+    # Even pacing below the ceiling leaves room for network jitter between our start and Telegram's count.
+    pacing: float = 0.98
+    # Lateness (a slow wake-up, a busy loop) the pacer may make up by sending sooner; idle time is never banked.
+    catch_up_seconds: float = 0.05
+    # Added to every window so a start exactly one window after another is not counted in both by the server.
+    window_margin: float = 0.01
+    # Longer flood-control pauses hand the delivery back to the store instead of holding its lease.
+    max_inline_pause: float = 60.0
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait before the next attempt after `attempts` failed ones (exponential, capped)."""
+        return float(min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1)))
+
+
+class _ChatGate:
+    """One chat's recent start times and the lock that queues its sends one at a time."""
+
+    __slots__ = ("lock", "starts")
+
+    def __init__(self, capacity: int) -> None:
+        self.lock = asyncio.Lock()
+        self.starts: deque[float] = deque(maxlen=capacity)
+
+
+class RateLimiter:
+    """Paces the start of sends: a global ceiling per second, per-chat limits, and a global pause on flood control.
+
+    Every constraint is checked against the clock at the moment a send is allowed to start, so a late wake-up
+    can delay sends but never squeeze more of them into a window. A send that acquire() let start holds one of
+    `max_in_flight` slots until release(); a send waiting for its chat's turn holds none.
+    """
+
+    WINDOW = 1.0
+    GROUP_PERIOD = 60.0
+
+    def __init__(self, limits: RateLimits, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        ceiling = limits.messages_per_second
+        self._margin = max(limits.window_margin, 0.0)
+        self._interval = 1.0 / (ceiling * min(max(limits.pacing, 0.01), 1.0)) if ceiling > 0 else 0.0
+        self._catch_up = max(limits.catch_up_seconds, 0.0)
+        self._next_slot = -math.inf  # when the evenly paced schedule allows the next start
+        cap = max(math.floor(ceiling * self.WINDOW + 1e-9), 1) if ceiling > 0 else 0
+        self._recent: deque[float] | None = deque(maxlen=cap) if cap else None
+        self._paused_until = -math.inf
+        self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(limits.max_in_flight) if limits.max_in_flight > 0 else None
+        self._private_interval = max(limits.private_interval, 0.0)
+        self._group_quota = max(limits.group_per_minute, 0)
+        self._gates: dict[int, _ChatGate] = {}
+        self._sweep_at = 1024
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time until which every send waits (flood control)."""
+        return self._paused_until
+
+    def pause(self, seconds: float) -> None:
+        """Hold every send that has not started yet for `seconds` from now."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    async def acquire(self, chat_id: int) -> float:
+        """Wait until a message to `chat_id` may start; returns the clock time it started. Pair with release()."""
+        gate = self._gate(chat_id)
+        if gate is None:
+            return await self._start()
+        async with gate.lock:
+            # Holding the chat's lock through the global wait keeps a second send to this chat behind this one.
+            period = self._period(chat_id) + self._margin
+            starts = gate.starts
+            while len(starts) == starts.maxlen and (wait := starts[0] + period - self._clock()) > 0:
+                await self._sleep(wait)
+            started = await self._start()
+            starts.append(started)
+            return started
+
+    def release(self) -> None:
+        """The send that acquire() let start got its answer: free its in-flight slot."""
+        if self._slots is not None:
+            self._slots.release()
+
+    async def _start(self) -> float:
+        if self._slots is not None:
+            await self._slots.acquire()
+        try:
+            return await self._acquire_global()
+        except BaseException:
+            self.release()
+            raise
+
+    async def _acquire_global(self) -> float:
+        async with self._lock:
+            while True:
+                now = self._clock()
+                earliest = self._earliest()
+                if earliest <= now:
+                    self._grant(now)
+                    return now
+                await self._sleep(earliest - now)
+
+    def _earliest(self) -> float:
+        earliest = max(self._paused_until, self._next_slot)
+        recent = self._recent
+        if recent is not None and len(recent) == recent.maxlen:
+            earliest = max(earliest, recent[0] + self.WINDOW + self._margin)
+        return earliest
+
+    def _grant(self, now: float) -> None:
+        if self._recent is None:
+            return
+        self._recent.append(now)
+        # Keep to the schedule when only a little late; after idle time or a pause start a fresh one from now,
+        # so no burst is ever banked.
+        base = self._next_slot if now - self._next_slot <= self._catch_up else now
+        self._next_slot = base + self._interval
+
+    def _period(self, chat_id: int) -> float:
+        return self.GROUP_PERIOD if chat_id < 0 else self._private_interval
+
+    def _gate(self, chat_id: int) -> _ChatGate | None:
+        gate = self._gates.get(chat_id)
+        if gate is not None:
+            return gate
+        if chat_id < 0:
+            if self._group_quota == 0:
+                return None
+            gate = _ChatGate(self._group_quota)
+        else:
+            if self._private_interval == 0:
+                return None
+            gate = _ChatGate(1)
+        if len(self._gates) >= self._sweep_at:
+            self._sweep()
+        self._gates[chat_id] = gate
+        return gate
+
+    def _sweep(self) -> None:
+        """Forget chats whose last send is older than their period and that nobody is waiting on."""
+        now = self._clock()
+        idle = [chat_id for chat_id, gate in self._gates.items()
+                if not gate.lock.locked()
+                and (not gate.starts or gate.starts[-1] + self._period(chat_id) + self._margin <= now)]
+        for chat_id in idle:
+            del self._gates[chat_id]
+        self._sweep_at = max(1024, 2 * len(self._gates))
+
+
+# --- The engine -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one run did: deliveries sent, failed, handed back for a retry, chats deactivated or migrated."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    deactivated: int = 0
+    migrated: int = 0
+    possible_duplicates: int = 0
+    empty: int = 0
+    rate_limited: int = 0
+    released: int = 0
+
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+@dataclass
+class _Counts:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    deactivated: int = 0
+    migrated: int = 0
+    possible_duplicates: int = 0
+    empty: int = 0
+    rate_limited: int = 0
+    released: int = 0
+
+    def freeze(self) -> DeliveryReport:
+        return DeliveryReport(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+Compose = Callable[[Delivery], Awaitable[DigestPayload | None]]
+Silent = Callable[[Delivery], Awaitable[bool]]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeliveryEngine:
+    """Claims due deliveries and sends them, many at once, with the store's bookkeeping before and after each part."""
+
+    def __init__(
+        self,
+        store: SubscriptionStore,
+        sender: Sender,
+        limits: RateLimits | None = None,
+        *,
+        worker_id: str,
+        compose: Compose,
+        now: Callable[[], datetime] = _utc_now,
+        silent: Silent | None = None,
+        limiter: RateLimiter | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self.limits = limits or RateLimits()
+        self.worker_id = worker_id
+        self._compose = compose
+        self._now = now
+        self._silent = silent
+        self._clock = clock
+        self.limiter = limiter or RateLimiter(self.limits, clock=clock, sleep=sleep)
+        self._counts = _Counts()
+        self._stopping = False
+        self._waiting: set[asyncio.Task[Any]] = set()  # tasks parked in the limiter: safe to cancel on stop
+        self._cancelled_for_stop: set[asyncio.Task[Any]] = set()
+
+    async def run_once(self, stop: asyncio.Event | None = None) -> DeliveryReport:
+        """Send everything claimable now; return when nothing claimable remains (or after a graceful stop)."""
+        self._counts = _Counts()
+        self._stopping = False
+        limit = max(1, self.limits.max_claimed or self.limits.max_in_flight)
+        refill = max(1, limit // 4)  # claim in batches rather than one query per finished delivery
+        tasks: dict[asyncio.Task[Any], Delivery] = {}
+        stop_wait: asyncio.Task[Any] | None = asyncio.create_task(stop.wait()) if stop is not None else None
+        error: BaseException | None = None
+        drained = False
+        try:
+            while True:
+                if stop is not None and stop.is_set() and not self._stopping:
+                    self._begin_stop()
+                if not self._stopping:
+                    free = limit - len(tasks)
+                    if not tasks or (not drained and free >= refill):
+                        batch = await self._store.claim_deliveries(
+                            self.worker_id, self._now(), self.limits.lease_seconds, free)
+                        for delivery in batch:
+                            tasks[asyncio.create_task(self._deliver(delivery))] = delivery
+                        drained = len(batch) < free
+                if not tasks:
+                    break
+                waitables: set[asyncio.Task[Any]] = set(tasks)
+                if stop_wait is not None and not self._stopping:
+                    waitables.add(stop_wait)
+                done, _ = await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is stop_wait or task not in tasks:
+                        continue
+                    delivery = tasks.pop(task)
+                    if task.cancelled():
+                        continue
+                    failure = task.exception()
+                    if failure is not None and error is None:
+                        log.error("delivery %s to chat %s stopped the run: %r",
+                                  delivery.id, delivery.subscription.chat_id, failure)
+                        error = failure
+                        self._begin_stop()
+        finally:
+            if stop_wait is not None:
+                stop_wait.cancel()
+            if tasks:  # only when run_once itself was cancelled
+                self._begin_stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        report = self._counts.freeze()
+        log.info("delivery run: %s", report)
+        if error is not None:
+            raise error
+        return report
+
+    async def run_forever(self, stop: asyncio.Event, idle_interval: float = 5.0) -> DeliveryReport:
+        """Run until `stop` is set, looking for new deliveries every `idle_interval` seconds when idle."""
+        total = DeliveryReport()
+        while not stop.is_set():
+            total += await self.run_once(stop)
+            if stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=idle_interval)
+        return total
+
+    def _begin_stop(self) -> None:
+        self._stopping = True
+        for task in list(self._waiting):
+            self._cancelled_for_stop.add(task)
+            task.cancel()
+
+    async def _release(self, delivery: Delivery, why: str) -> None:
+        """Hand an unfinished delivery back to the store: pending, due now, its parts sent so far kept."""
+        await self._store.retry_delivery(delivery.id, self._now(), why)
+        self._counts.released += 1
+        log.info("delivery %s to chat %s released: %s", delivery.id, delivery.subscription.chat_id, why)
+
+    async def _turn(self, chat_id: int) -> bool:
+        """Wait for the limiter; False when the engine is stopping and this send must not start."""
+        if self._stopping:
+            return False
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            await self.limiter.acquire(chat_id)
+        except asyncio.CancelledError:
+            if task in self._cancelled_for_stop:
+                self._cancelled_for_stop.discard(task)
+                task.uncancel()
+                return False
+            raise
+        finally:
+            self._waiting.discard(task)
+        return True
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        """Compose if needed, send the parts not yet sent, and record each step."""
+        counts = self._counts
+        if delivery.in_flight_at_crash:
+            counts.possible_duplicates += 1
+            log.warning("delivery %s to chat %s may have been sent twice (its sender stopped mid-send)",
+                        delivery.id, delivery.subscription.chat_id)
+        payload = delivery.payload
+        if payload is None:
+            try:
+                payload = await self._compose(delivery)
+            except Exception as exc:
+                log.exception("composing delivery %s failed", delivery.id)
+                await self._retry_later(delivery, f"compose failed: {exc!r}")
+                return
+            if payload is None or not payload.parts:
+                await self._store.complete_delivery(delivery.id, self._now())
+                counts.empty += 1
+                log.debug("delivery %s to chat %s had nothing to send", delivery.id, delivery.subscription.chat_id)
+                return
+            await self._store.set_payload(delivery.id, payload)
+        silent = await self._silent(delivery) if self._silent is not None else False
+        await self._send_parts(delivery, payload, silent)
+
+    async def _send_parts(self, delivery: Delivery, payload: DigestPayload, silent: bool) -> None:
+        counts = self._counts
+        chat_id = delivery.subscription.chat_id
+        thread_id = delivery.subscription.thread_id
+        # Past this age another worker may take the delivery over; hand it back rather than race it.
+        hold_until = self._clock() + 0.9 * self.limits.lease_seconds
+        moved = False
+        index = delivery.parts_sent
+        parts = payload.parts
+        while index < len(parts):
+            if not await self._turn(chat_id):
+                await self._release(delivery, "stopped before sending")
+                return
+            if self._clock() > hold_until:
+                self.limiter.release()
+                await self._release(delivery, "lease nearly over")
+                return
+            try:
+                await self._sender.send(chat_id, thread_id, parts[index], silent=silent)
+                outcome: DeliveryOutcome | None = None
+            except DeliveryOutcome as exc:
+                outcome = exc
+            finally:
+                self.limiter.release()
+            if outcome is None:
+                index += 1
+                if index == len(parts):
+                    break  # complete_delivery records the last part: one write fewer, the same crash window
+                await self._store.record_part_sent(delivery.id, index, self._now())
+                continue
+            if isinstance(outcome, RetryAfter):
+                counts.rate_limited += 1
+                self.limiter.pause(outcome.seconds)
+                log.warning("flood control: pausing all sends for %g s (delivery %s, chat %s)",
+                            outcome.seconds, delivery.id, chat_id)
+                if self._clock() + outcome.seconds > hold_until or outcome.seconds > self.limits.max_inline_pause:
+                    not_before = self._now() + timedelta(seconds=outcome.seconds)
+                    await self._store.retry_delivery(delivery.id, not_before, str(outcome))
+                    counts.retried += 1
+                    return
+            elif isinstance(outcome, ChatMoved):
+                if moved:
+                    await self._fail(delivery, chat_id, f"chat moved twice: {outcome}")
+                    return
+                moved = True
+                await self._store.migrate_chat(chat_id, outcome.new_chat_id)
+                counts.migrated += 1
+                log.info("chat %s became %s: subscriptions migrated, resending delivery %s",
+                         chat_id, outcome.new_chat_id, delivery.id)
+                chat_id = outcome.new_chat_id
+            elif isinstance(outcome, ChatGone):
+                deactivated = await self._store.deactivate_chat(chat_id, outcome.reason, self._now())
+                counts.deactivated += 1
+                log.info("chat %s is gone (%s): %d subscription(s) deactivated",
+                         chat_id, outcome.reason, deactivated)
+                await self._fail(delivery, chat_id, f"chat gone: {outcome.reason}")
+                return
+            elif isinstance(outcome, TransientFailure):
+                await self._retry_later(delivery, outcome.reason, chat_id)
+                return
+            else:  # PermanentFailure, or an outcome this engine does not know: never retried
+                await self._fail(delivery, chat_id, str(outcome))
+                return
+        await self._store.complete_delivery(delivery.id, self._now())
+        counts.sent += 1
+        log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat_id, len(parts))
+
+    async def _fail(self, delivery: Delivery, chat_id: int, reason: str) -> None:
+        await self._store.fail_delivery(delivery.id, reason, self._now())
+        self._counts.failed += 1
+        log.info("delivery %s to chat %s failed: %s", delivery.id, chat_id, reason)
+
+    async def _retry_later(self, delivery: Delivery, reason: str, chat_id: int | None = None) -> None:
+        chat_id = delivery.subscription.chat_id if chat_id is None else chat_id
+        if delivery.attempts >= self.limits.max_attempts:
+            await self._fail(delivery, chat_id, f"gave up after {delivery.attempts} attempts: {reason}")
+            return
+        delay = self.limits.backoff(delivery.attempts)
+        await self._store.retry_delivery(delivery.id, self._now() + timedelta(seconds=delay), reason)
+        self._counts.retried += 1
+        log.info("delivery %s to chat %s will be retried in %g s (attempt %d): %s",
+                 delivery.id, chat_id, delay, delivery.attempts, reason)

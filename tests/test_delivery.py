@@ -1,0 +1,644 @@
+"""The delivery engine: its rate limiter on a virtual clock, and the engine against the real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from bisect import bisect_left
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from bot.core.messages import ChatKind
+from bot.core.schedule import Cadence, Schedule
+from bot.core.subscriptions import Delivery, DigestPayload, SubscriptionRequest, SubscriptionStore
+from bot.delivery import (
+    ChatGone,
+    ChatMoved,
+    DeliveryEngine,
+    DeliveryReport,
+    PermanentFailure,
+    RateLimiter,
+    RateLimits,
+    RetryAfter,
+    TransientFailure,
+)
+from bot.store import open_store
+
+# --- The rate limiter on a virtual clock -------------------------------------------------------------------------
+
+
+class VirtualTime:
+    """A clock that jumps to each sleeper's wake-up time, optionally waking it late, without real waiting."""
+
+    def __init__(self, oversleep: float = 0.0, seed: int = 1) -> None:
+        self.now = 0.0
+        self.oversleep = oversleep
+        self._rng = random.Random(seed)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        late = self._rng.uniform(0, self.oversleep) if self.oversleep else 0.0
+        self.now += max(seconds, 0.0) + late
+        await asyncio.sleep(0)
+
+
+class ManualTime:
+    """A clock that moves only when the test advances it; sleepers wake when their time has come."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, wake))
+        await wake
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for entry in [entry for entry in self._sleepers if entry[0] <= self.now]:
+            self._sleepers.remove(entry)
+            entry[1].set_result(None)
+        await settle()
+
+
+async def settle() -> None:
+    """Let every task that can run, run."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def most_in_any_window(starts: list[float], window: float) -> int:
+    """The largest number of starts in any half-open window [t, t + window)."""
+    ordered = sorted(starts)
+    return max((bisect_left(ordered, t + window) - i for i, t in enumerate(ordered)), default=0)
+
+
+def limiter(time: VirtualTime, **overrides: float) -> RateLimiter:
+    """A limiter on virtual time; in-flight slots are off unless asked for, as these tests never release()."""
+    settings = {"max_in_flight": 0, **overrides}
+    return RateLimiter(RateLimits(**settings), clock=time.clock, sleep=time.sleep)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("oversleep", [0.0, 0.004])
+async def test_global_pace_holds_the_ceiling_and_at_least_95_percent_of_it(oversleep: float) -> None:
+    time = VirtualTime(oversleep=oversleep)
+    pacer = limiter(time, messages_per_second=30)
+    starts = [await pacer.acquire(chat_id) for chat_id in range(1, 601)]
+    assert most_in_any_window(starts, 1.0) <= 30
+    assert 600 / (starts[-1] - starts[0]) >= 0.95 * 30
+
+
+async def test_concurrent_senders_never_exceed_the_ceiling_in_any_second() -> None:
+    time = VirtualTime(oversleep=0.002)
+    pacer = limiter(time, messages_per_second=50)
+    starts = await asyncio.gather(*(pacer.acquire(chat_id) for chat_id in range(1, 501)))
+    assert most_in_any_window(starts, 1.0) <= 50
+    assert most_in_any_window(starts, 1.0) >= 0.95 * 50
+
+
+async def test_a_high_ceiling_is_held_too() -> None:
+    time = VirtualTime(oversleep=0.0005)
+    pacer = limiter(time, messages_per_second=1000)
+    starts = [await pacer.acquire(chat_id) for chat_id in range(1, 5001)]
+    assert most_in_any_window(starts, 1.0) <= 1000
+    assert 5000 / (starts[-1] - starts[0]) >= 950
+
+
+async def test_a_private_chat_gets_one_message_per_second() -> None:
+    time = VirtualTime()
+    pacer = limiter(time)
+    starts = await asyncio.gather(*(pacer.acquire(7) for _ in range(5)))
+    gaps = [b - a for a, b in pairwise(sorted(starts))]
+    assert min(gaps) >= 1.0
+
+
+async def test_other_chats_are_not_held_up_by_a_busy_private_chat() -> None:
+    time = VirtualTime()
+    pacer = limiter(time)
+    await pacer.acquire(7)
+    started = await pacer.acquire(8)
+    assert started < 0.1
+
+
+async def test_a_group_gets_at_most_twenty_messages_a_minute() -> None:
+    time = VirtualTime()
+    pacer = limiter(time)
+    starts = sorted(await asyncio.gather(*(pacer.acquire(-100123) for _ in range(45))))
+    assert most_in_any_window(starts, 60.0) <= 20
+    assert starts[20] - starts[0] >= 60.0
+    assert starts[19] - starts[0] < 5.0  # the first twenty need not wait for each other
+
+
+async def test_flood_control_pauses_every_chat() -> None:
+    time = VirtualTime()
+    pacer = limiter(time)
+    first = await pacer.acquire(1)
+    pacer.pause(5.0)
+    starts = await asyncio.gather(*(pacer.acquire(chat_id) for chat_id in (2, 3, -1004)))
+    assert min(starts) >= first + 5.0
+
+
+async def test_a_pause_during_a_wait_still_holds_the_waiters() -> None:
+    time = VirtualTime()
+    pacer = limiter(time)
+    await pacer.acquire(1)
+    waiting = asyncio.ensure_future(pacer.acquire(1))  # waits a second for its chat
+    await asyncio.sleep(0)
+    pacer.pause(10.0)
+    assert await waiting >= 10.0
+
+
+async def test_disabled_limits_do_not_wait() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, messages_per_second=0, private_interval=0, group_per_minute=0)
+    starts = [await pacer.acquire(chat_id) for chat_id in (5, 5, -5, -5) * 10]
+    assert max(starts) == 0.0
+
+
+async def test_pacing_is_even_with_no_burst_after_idle_time() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, messages_per_second=30)
+    await pacer.acquire(1)
+    time.now += 10.0  # idle: nothing is banked for later
+    starts = [await pacer.acquire(chat_id) for chat_id in range(2, 12)]
+    gaps = [b - a for a, b in pairwise(starts)]
+    assert min(gaps) >= 1 / 30
+
+
+async def test_sends_in_flight_are_capped_but_a_chat_waiting_its_turn_holds_no_slot() -> None:
+    time = ManualTime()
+    pacer = RateLimiter(RateLimits(messages_per_second=0, max_in_flight=1), clock=time.clock, sleep=time.sleep)
+    await pacer.acquire(1)
+    pacer.release()
+    chat_1_again = asyncio.ensure_future(pacer.acquire(1))  # must wait a second for its chat
+    await settle()
+    assert await asyncio.wait_for(pacer.acquire(2), 0.5) == 0.0  # the slot was free for another chat
+    chat_3 = asyncio.ensure_future(pacer.acquire(3))
+    await settle()
+    assert not chat_3.done()  # one send in flight already
+    pacer.release()
+    assert await asyncio.wait_for(chat_3, 0.5) == 0.0
+    await time.advance(1.1)
+    assert not chat_1_again.done()  # its chat's turn came, but the only slot is taken
+    pacer.release()
+    assert await asyncio.wait_for(chat_1_again, 0.5) >= 1.0
+
+
+async def test_idle_chats_are_forgotten() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, messages_per_second=0)
+    for chat_id in range(1, 5001):
+        await pacer.acquire(chat_id)
+        time.now += 0.01
+    assert len(pacer._gates) < 2100
+
+
+# --- The engine against the real SQLite store --------------------------------------------------------------------
+
+NOW = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)
+DAILY = Schedule(Cadence.DAILY, dtime(9, 0), "Asia/Hong_Kong")
+FAST = RateLimits(messages_per_second=1000, private_interval=0, group_per_minute=0, max_in_flight=16,
+                  max_attempts=3, backoff_base=60.0, backoff_cap=600.0)
+
+
+class Crash(Exception):
+    """Stands for the process dying: not an outcome the engine knows, so it stops the run."""
+
+
+class FakeSender:
+    """The Telegram edge: records every part sent and raises scripted outcomes for chosen chats."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int | None, str, bool]] = []
+        self.calls: list[int] = []
+        self._scripts: dict[int, list[BaseException | None]] = {}
+        self._always: dict[int, BaseException] = {}
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.latency = 0.0
+        self._progress = asyncio.Event()
+
+    async def wait_sent(self, count: int) -> None:
+        """Wait until `count` parts in all went out."""
+        while len(self.sent) < count:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def script(self, chat_id: int, *outcomes: BaseException | None) -> None:
+        """Raise these, one per call (None: that call succeeds), before sends to `chat_id` succeed."""
+        self._scripts.setdefault(chat_id, []).extend(outcomes)
+
+    def always(self, chat_id: int, outcome: BaseException) -> None:
+        self._always[chat_id] = outcome
+
+    def to(self, chat_id: int) -> list[str]:
+        return [html for chat, _, html, _ in self.sent if chat == chat_id]
+
+    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+        self.calls.append(chat_id)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if chat_id in self._always:
+                raise self._always[chat_id]
+            script = self._scripts.get(chat_id)
+            outcome = script.pop(0) if script else None
+            if outcome is not None:
+                raise outcome
+            self.sent.append((chat_id, thread_id, html, silent))
+            self._progress.set()
+        finally:
+            self.in_flight -= 1
+
+
+class Composer:
+    """Composes `parts` numbered parts per delivery and counts its calls."""
+
+    def __init__(self, parts: int = 1) -> None:
+        self.parts = parts
+        self.calls = 0
+
+    async def __call__(self, delivery: Delivery) -> DigestPayload | None:
+        self.calls += 1
+        if self.parts == 0:
+            return None
+        chat = delivery.subscription.chat_id
+        return DigestPayload(parts=tuple(f"digest {chat} part {n}" for n in range(1, self.parts + 1)),
+                             update_keys=(f"u-{chat}",))
+
+
+class Clock:
+    """The engine's wall clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.value = NOW
+
+    def __call__(self) -> datetime:
+        return self.value
+
+    def advance(self, seconds: float) -> None:
+        self.value += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/bot.sqlite3"
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[SubscriptionStore]:
+    opened = await open_store(db_url)
+    yield opened
+    await opened.close()
+
+
+async def subscribe(store: SubscriptionStore, *chat_ids: int, thread_id: int | None = None) -> None:
+    """Subscribe the chats two days ago, then enqueue their digests due now."""
+    for chat_id in chat_ids:
+        kind = ChatKind.PRIVATE if chat_id > 0 else ChatKind.SUPERGROUP
+        await store.save_subscription(SubscriptionRequest(chat_id, thread_id, kind, DAILY), NOW - timedelta(days=2))
+    assert await store.enqueue_due(NOW, 10_000) == len(chat_ids)
+
+
+def engine(store: SubscriptionStore, sender: FakeSender, compose: Composer | None = None, *,
+           clock: Clock | None = None, limits: RateLimits = FAST, worker_id: str = "w1") -> DeliveryEngine:
+    return DeliveryEngine(store, sender, limits, worker_id=worker_id, compose=compose or Composer(),
+                          now=clock or Clock())
+
+
+async def test_every_due_delivery_is_sent_exactly_once(store: SubscriptionStore) -> None:
+    chats = [*range(1, 41), *range(-100_001, -100_011, -1)]
+    await subscribe(store, *chats)
+    sender = FakeSender()
+    sender.latency = 0.005
+    report = await engine(store, sender).run_once()
+    assert report == DeliveryReport(sent=50)
+    assert sorted(chat for chat, *_ in sender.sent) == sorted(chats)
+    assert 1 < sender.most_in_flight <= FAST.max_in_flight
+    assert await engine(store, sender).run_once() == DeliveryReport()
+    stats = await store.delivery_stats()
+    assert (stats.sent, stats.pending, stats.sending, stats.failed) == (50, 0, 0, 0)
+
+
+async def test_parts_go_out_in_order_to_the_subscribed_topic(store: SubscriptionStore) -> None:
+    await subscribe(store, -100_500, thread_id=12)
+    sender = FakeSender()
+    await engine(store, sender, Composer(parts=3)).run_once()
+    assert sender.sent == [(-100_500, 12, f"digest -100500 part {n}", False) for n in (1, 2, 3)]
+
+
+async def test_a_composed_digest_remembers_what_it_sent(store: SubscriptionStore) -> None:
+    await subscribe(store, 5)
+    await engine(store, FakeSender()).run_once()
+    subscription = await store.get_subscription(5, None)
+    assert subscription is not None
+    assert (await store.history(subscription.id)).sent_update_keys == {"u-5"}
+
+
+async def test_nothing_to_say_completes_the_delivery_without_a_message(store: SubscriptionStore) -> None:
+    await subscribe(store, 5)
+    sender = FakeSender()
+    report = await engine(store, sender, Composer(parts=0)).run_once()
+    assert report == DeliveryReport(empty=1)
+    assert sender.calls == []
+    assert (await store.delivery_stats()).pending == 0
+
+
+async def test_a_broadcast_is_sent_as_enqueued_without_composing(store: SubscriptionStore) -> None:
+    await subscribe(store, 1, 2)
+    await engine(store, FakeSender()).run_once()
+    assert await store.enqueue_broadcast(["<b>News</b>", "more"], NOW) == 2
+    sender, composer = FakeSender(), Composer()
+    report = await engine(store, sender, composer).run_once()
+    assert report.sent == 2
+    assert composer.calls == 0
+    assert sender.to(1) == ["<b>News</b>", "more"]
+
+
+async def test_a_silent_hook_mutes_the_messages_it_chooses(store: SubscriptionStore) -> None:
+    await subscribe(store, 1, 2)
+    sender = FakeSender()
+
+    async def quiet_for_two(delivery: Delivery) -> bool:
+        return delivery.subscription.chat_id == 2
+
+    run = DeliveryEngine(store, sender, FAST, worker_id="w", compose=Composer(), now=Clock(), silent=quiet_for_two)
+    await run.run_once()
+    assert sorted((chat, silent) for chat, _, _, silent in sender.sent) == [(1, False), (2, True)]
+
+
+async def test_a_crash_mid_send_resumes_at_that_part_and_flags_a_possible_duplicate(db_url: str) -> None:
+    first = await open_store(db_url)
+    await subscribe(first, 7)
+    dying, composer = FakeSender(), Composer(parts=3)
+    dying.script(7, None, Crash("power cut while part 2 was on the wire"))
+    with pytest.raises(Crash):
+        await engine(first, dying, composer, worker_id="dead").run_once()
+    assert dying.to(7) == ["digest 7 part 1"]
+    await first.close()  # the process is gone; its lease on the delivery is left behind
+
+    restarted = await open_store(db_url)  # SQLite is single-process: opening releases the dead worker's leases
+    try:
+        sender = FakeSender()
+        report = await engine(restarted, sender, composer, worker_id="new").run_once()
+        assert sender.to(7) == ["digest 7 part 2", "digest 7 part 3"]
+        assert composer.calls == 1  # the payload fixed before the first send is reused, not recomposed
+        assert report == DeliveryReport(sent=1, possible_duplicates=1)
+        assert (await restarted.delivery_stats()).possible_duplicates == 1
+    finally:
+        await restarted.close()
+
+
+async def test_a_crash_between_parts_resumes_at_the_next_part(db_url: str) -> None:
+    first = await open_store(db_url)
+    await subscribe(first, 7)
+    dying, composer = FakeSender(), Composer(parts=2)
+    with pytest.raises(Crash):
+        await engine(CrashAfterFirstPart(first), dying, composer, worker_id="dead").run_once()  # type: ignore[arg-type]
+    assert dying.to(7) == ["digest 7 part 1"]
+    await first.close()
+
+    restarted = await open_store(db_url)
+    try:
+        await restarted.release_claims()
+        sender = FakeSender()
+        report = await engine(restarted, sender, composer, worker_id="new").run_once()
+        assert sender.to(7) == ["digest 7 part 2"]
+        assert report.sent == 1
+        # Not asserting possible_duplicates: the store flags every expired lease, in flight or not.
+    finally:
+        await restarted.close()
+
+
+async def test_a_chat_that_blocked_the_bot_is_deactivated_and_not_retried(store: SubscriptionStore) -> None:
+    await subscribe(store, 1, 2)
+    sender = FakeSender()
+    sender.always(2, ChatGone("Forbidden: bot was blocked by the user"))
+    clock = Clock()
+    report = await engine(store, sender, clock=clock).run_once()
+    assert report == DeliveryReport(sent=1, failed=1, deactivated=1)
+    gone = await store.get_subscription(2, None)
+    assert gone is not None and not gone.active
+    clock.advance(3600)
+    assert await engine(store, sender, clock=clock).run_once() == DeliveryReport()
+    assert sender.calls.count(2) == 1
+
+
+async def test_a_migrated_group_is_moved_and_the_message_resent_to_its_new_id(store: SubscriptionStore) -> None:
+    await subscribe(store, -555)
+    sender = FakeSender()
+    sender.always(-555, ChatMoved(-100_555))
+    report = await engine(store, sender, Composer(parts=2)).run_once()
+    assert report == DeliveryReport(sent=1, migrated=1)
+    assert sender.to(-100_555) == ["digest -555 part 1", "digest -555 part 2"]
+    moved = await store.get_subscription(-100_555, None)
+    assert moved is not None and moved.active
+    assert await store.get_subscription(-555, None) is None
+
+
+async def test_a_chat_moving_twice_in_one_delivery_fails_it(store: SubscriptionStore) -> None:
+    await subscribe(store, -555)
+    sender = FakeSender()
+    sender.always(-555, ChatMoved(-100_555))
+    sender.always(-100_555, ChatMoved(-100_556))
+    report = await engine(store, sender).run_once()
+    assert report == DeliveryReport(failed=1, migrated=1)
+
+
+async def test_transient_failures_are_retried_later_then_succeed(store: SubscriptionStore) -> None:
+    await subscribe(store, 3)
+    sender = FakeSender()
+    sender.script(3, TransientFailure("502 Bad Gateway"), TransientFailure("timed out"))
+    clock = Clock()
+    run = engine(store, sender, clock=clock)
+    assert await run.run_once() == DeliveryReport(retried=1)
+    assert await run.run_once() == DeliveryReport()  # backing off: not claimable yet
+    clock.advance(FAST.backoff(1))
+    assert await run.run_once() == DeliveryReport(retried=1)
+    clock.advance(FAST.backoff(2))
+    assert await run.run_once() == DeliveryReport(sent=1)
+    assert sender.calls == [3, 3, 3]
+    assert sender.to(3) == ["digest 3 part 1"]
+
+
+async def test_a_delivery_that_keeps_failing_gives_up_at_the_attempt_cap(store: SubscriptionStore) -> None:
+    await subscribe(store, 3)
+    sender = FakeSender()
+    sender.always(3, TransientFailure("500 Internal Server Error"))
+    clock = Clock()
+    run = engine(store, sender, clock=clock)
+    total = DeliveryReport()
+    for _ in range(10):
+        total += await run.run_once()
+        clock.advance(FAST.backoff_cap)
+    assert sender.calls == [3] * FAST.max_attempts
+    assert (total.retried, total.failed) == (FAST.max_attempts - 1, 1)
+    assert (await store.delivery_stats()).failed == 1
+
+
+async def test_a_permanent_failure_is_recorded_and_never_retried(store: SubscriptionStore) -> None:
+    await subscribe(store, 3, 4)
+    sender = FakeSender()
+    sender.always(3, PermanentFailure("Can't parse entities"))
+    clock = Clock()
+    assert await engine(store, sender, clock=clock).run_once() == DeliveryReport(sent=1, failed=1)
+    clock.advance(86_400)
+    assert await engine(store, sender, clock=clock).run_once() == DeliveryReport()
+    assert sender.calls.count(3) == 1
+    subscription = await store.get_subscription(3, None)
+    assert subscription is not None and subscription.active  # a bad message is no reason to drop the chat
+
+
+async def test_flood_control_pauses_and_resends_the_same_part(store: SubscriptionStore) -> None:
+    await subscribe(store, 3, 4)
+    sender = FakeSender()
+    sender.script(3, RetryAfter(0.05))
+    run = engine(store, sender, Composer(parts=2))
+    report = await run.run_once()
+    assert report == DeliveryReport(sent=2, rate_limited=1)
+    assert sender.to(3) == ["digest 3 part 1", "digest 3 part 2"]
+    assert run.limiter.paused_until > 0
+
+
+async def test_a_long_flood_wait_hands_the_delivery_back_until_it_is_over(store: SubscriptionStore) -> None:
+    await subscribe(store, 3)
+    sender = FakeSender()
+    sender.script(3, RetryAfter(3600))
+    clock = Clock()
+    assert await engine(store, sender, clock=clock).run_once() == DeliveryReport(retried=1, rate_limited=1)
+    clock.advance(3590)
+    assert await engine(store, sender, clock=clock).run_once() == DeliveryReport()
+    clock.advance(10)
+    assert await engine(store, sender, clock=clock).run_once() == DeliveryReport(sent=1)
+
+
+async def test_a_failing_composer_is_retried_like_a_transient_failure(store: SubscriptionStore) -> None:
+    await subscribe(store, 3)
+
+    async def broken(delivery: Delivery) -> DigestPayload | None:
+        raise KeyError("section")
+
+    run = DeliveryEngine(store, FakeSender(), FAST, worker_id="w", compose=broken, now=Clock())
+    assert await run.run_once() == DeliveryReport(retried=1)
+
+
+async def test_a_graceful_stop_finishes_sends_in_flight_and_leaves_the_rest_pending(db_url: str) -> None:
+    store = await open_store(db_url)
+    chats = list(range(1, 31))
+    await subscribe(store, *chats)
+    stop = asyncio.Event()
+    sender = StopAfter(3, stop)
+    limits = replace(FAST, max_in_flight=4)
+    report = await engine(store, sender, limits=limits).run_once(stop)
+    started = len(sender.calls)
+    assert 3 <= started <= limits.max_in_flight
+    assert report.sent == started == len(sender.sent)
+    stats = await store.delivery_stats()
+    assert (stats.sent, stats.sending, stats.pending) == (started, 0, 30 - started)
+    await store.close()
+
+    resumed = await open_store(db_url)
+    try:
+        rest = FakeSender()
+        report = await engine(resumed, rest, worker_id="w2").run_once()
+        assert report.sent == 30 - started and report.possible_duplicates == 0
+        assert sorted(chat for chat, *_ in sender.sent + rest.sent) == chats
+    finally:
+        await resumed.close()
+
+
+async def test_a_stop_interrupts_a_wait_for_the_chat_and_keeps_the_parts_already_sent(
+        store: SubscriptionStore) -> None:
+    await subscribe(store, 9)
+    stop = asyncio.Event()
+    sender = StopAfter(1, stop)
+    slow_chat = replace(FAST, private_interval=30.0)  # part 2 would wait 30 s of real time for its chat
+    started = loop_time()
+    report = await engine(store, sender, Composer(parts=2), limits=slow_chat).run_once(stop)
+    assert loop_time() - started < 1.0
+    assert report == DeliveryReport(released=1)
+    assert sender.to(9) == ["digest 9 part 1"]
+    rest = FakeSender()
+    assert (await engine(store, rest, Composer(parts=2), worker_id="w2").run_once()).sent == 1
+    assert rest.to(9) == ["digest 9 part 2"]
+
+
+async def test_a_delivery_held_nearly_as_long_as_its_lease_is_handed_back_and_reclaimed(
+        store: SubscriptionStore) -> None:
+    await subscribe(store, 9)
+    monotonic = VirtualTime()
+
+    class SlowFirstPart(FakeSender):
+        async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+            await super().send(chat_id, thread_id, html, silent=silent)
+            if len(self.sent) == 1:
+                monotonic.now += 0.95 * FAST.lease_seconds  # e.g. a long wait for a busy group's turn
+
+    sender = SlowFirstPart()
+    run = DeliveryEngine(store, sender, FAST, worker_id="w", compose=Composer(parts=2), now=Clock(),
+                         clock=monotonic.clock, sleep=monotonic.sleep)
+    assert await run.run_once() == DeliveryReport(sent=1, released=1)  # re-claimed at once, with a fresh lease
+    assert sender.to(9) == ["digest 9 part 1", "digest 9 part 2"]
+
+
+async def test_run_forever_sends_what_is_due_and_stops_when_told(store: SubscriptionStore) -> None:
+    await subscribe(store, 1, 2)
+    sender = FakeSender()
+    stop = asyncio.Event()
+    run = engine(store, sender)
+    task = asyncio.create_task(run.run_forever(stop, idle_interval=0.01))
+    await asyncio.wait_for(sender.wait_sent(2), 1.0)
+    assert await store.enqueue_broadcast(["late news"], NOW) == 2
+    await asyncio.wait_for(sender.wait_sent(4), 1.0)
+    stop.set()
+    total = await asyncio.wait_for(task, 1.0)
+    assert total.sent == 4
+
+
+# --- helpers for the engine tests ---------------------------------------------------------------------------------
+
+class StopAfter(FakeSender):
+    """Sets `stop` when the n-th send starts; every send takes a moment, so others are in flight."""
+
+    def __init__(self, n: int, stop: asyncio.Event) -> None:
+        super().__init__()
+        self._n = n
+        self._stop = stop
+        self.latency = 0.01
+
+    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+        if len(self.calls) + 1 == self._n:
+            self._stop.set()
+        await super().send(chat_id, thread_id, html, silent=silent)
+
+
+class CrashAfterFirstPart:
+    """A store whose process dies right after recording the first part sent (no send in flight)."""
+
+    def __init__(self, inner: SubscriptionStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def record_part_sent(self, delivery_id: int, parts_sent: int, now: datetime) -> None:
+        await self._inner.record_part_sent(delivery_id, parts_sent, now)
+        raise Crash("power cut after part 1 was recorded")
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
