@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     check = content_commands.add_parser("check", help="validate content files and print every problem")
     check.add_argument("directory", nargs="?", type=Path, default=None)
     args = parser.parse_args(argv)
+    # python-telegram-bot 22 deprecates integer retry_after; opt into timedeltas (our sender reads both).
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
 
     try:
         settings = load_settings(args.config, os.environ)

@@ -1,21 +1,39 @@
-"""The composition root: builds settings, content, services and the front end, and runs the bot."""
+"""The composition root: builds settings, content, store, services, scheduler and a front end, and runs them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import socket
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TextIO
 
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.console import Console
+from bot.console import CONSOLE_USER, Console, ConsoleSender
 from bot.content import ContentLibrary, InvalidContent
+from bot.content_admin import ContentChange, ContentManager
+from bot.core.admin import describe_outcome
+from bot.core.digest import DigestRules
+from bot.core.messages import Chat, Reply
 from bot.core.services import Clock, Services
+from bot.core.subscriptions import SubscriptionStore
+from bot.delivery import DeliveryEngine, RateLimits, Sender
+from bot.digests import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Settings
-from bot.tg.frontend import TelegramFrontEnd
+from bot.store import open_store
+from bot.tg.admins import TelegramChatAdmins
+from bot.tg.frontend import TelegramFrontEnd, send_reply
+from bot.tg.sender import TelegramSender
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +43,66 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def build_services(settings: Settings, content: ContentLibrary, clock: Clock = utc_now) -> Services:
+def rate_limits(settings: Settings) -> RateLimits:
+    """Delivery pacing from settings."""
+    return RateLimits(messages_per_second=settings.messages_per_second,
+                      private_interval=settings.private_chat_interval,
+                      group_per_minute=settings.group_messages_per_minute, max_in_flight=settings.max_in_flight,
+                      lease_seconds=settings.lease_seconds)
+
+
+@dataclass
+class Runtime:
+    """The parts of a running bot, for the front end and for tests to reach."""
+
+    settings: Settings
+    content: ContentLibrary
+    store: SubscriptionStore
+    services: Services
+    content_admin: ContentManager
+    digests: DigestService | None = None
+    application: Application | None = None  # type: ignore[type-arg]
+    watcher: asyncio.Task[None] | None = None
+    stop_watching: asyncio.Event | None = None
+
+    def start_watching(self, notify: Callable[[str], Awaitable[None]]) -> None:
+        """Reload content when its files change; tell the admins what changed or what is wrong."""
+        if not self.settings.watch_content:
+            return
+
+        async def on_change(change: ContentChange) -> None:
+            await notify(describe_outcome(change, "Content reloaded."))
+
+        self.stop_watching = asyncio.Event()
+        watching = self.content_admin.watch(self.stop_watching, on_change)
+        self.watcher = asyncio.create_task(watching, name="content-watch")
+
+    async def stop_watcher(self) -> None:
+        """Stop the content watcher, if running."""
+        if self.watcher is not None and self.stop_watching is not None:
+            self.stop_watching.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watcher
+            self.watcher = None
+
+
+def build_services(settings: Settings, content: ContentLibrary, store: SubscriptionStore | None,
+                   clock: Clock = utc_now) -> Services:
     """The services every command gets."""
-    return Services(content=content, clock=clock, admin_ids=settings.admin_ids)
+    rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
+    return Services(content=content, clock=clock, admin_ids=settings.admin_ids, subscriptions=store,
+                    default_timezone=settings.timezone, digest_rules=rules)
+
+
+def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestService:
+    """The delivery engine and the scheduler tick for this process."""
+    settings = runtime.settings
+    engine = DeliveryEngine(runtime.store, sender, rate_limits(settings),
+                            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+                            compose=digest_composer(runtime.store, runtime.content, clock,
+                                                    runtime.services.digest_rules),
+                            now=clock)
+    return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds)
 
 
 def build_application(settings: Settings, services: Services) -> Application:  # type: ignore[type-arg]
@@ -49,22 +124,98 @@ def build_application(settings: Settings, services: Services) -> Application:  #
     return application
 
 
-def run(settings: Settings, *, force_console: bool = False, clock: Clock = utc_now) -> int:
-    """Run the bot until stopped: Telegram long polling with a token, else the console. Returns the exit status."""
-    configure_logging(settings.log_level, [settings.telegram_token])
+@contextlib.asynccontextmanager
+async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Runtime]:
+    """Load content (refusing invalid content) and open the store; close everything on the way out."""
+    content = ContentLibrary.open(settings.content_dir, now=clock())
+    store = await open_store(settings.database_url)
     try:
-        content = ContentLibrary.open(settings.content_dir, now=clock())
+        # One process owns a SQLite file: whatever it had claimed when it last stopped is resumable now.
+        if settings.database_url.startswith("sqlite"):
+            await store.release_claims()
+        services = build_services(settings, content, store, clock)
+        manager = ContentManager(content, settings.content_history_dir, clock)
+        services.content_admin = manager
+        services.audit = store
+        yield Runtime(settings, content, store, services, manager)
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIterator[Runtime]:
+    """Long polling, the command menu, the scheduler tick and the delivery loop, stopped gracefully on exit."""
+    application = build_application(runtime.settings, runtime.services)
+    runtime.application = application
+    async with application:
+        runtime.services.chat_admins = TelegramChatAdmins(application.bot)
+        if application.post_init is not None:
+            await application.post_init(application)
+        runtime.digests = build_digests(runtime, TelegramSender(application.bot), clock)
+        runtime.services.wake_delivery = runtime.digests.wake
+        assert application.updater is not None
+        await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        await application.start()
+        runtime.digests.start()
+
+        async def notify_admins(html: str) -> None:
+            for admin_id in sorted(runtime.settings.admin_ids):
+                try:
+                    await send_reply(application, Chat(admin_id), Reply(html))
+                except TelegramError as exc:
+                    log.warning("could not notify admin %s: %s", admin_id, exc)
+
+        runtime.start_watching(notify_admins)
+        try:
+            yield runtime
+        finally:
+            await application.updater.stop()
+            await runtime.stop_watcher()
+            await runtime.digests.stop()
+            await application.stop()
+
+
+async def serve(settings: Settings, *, clock: Clock = utc_now, force_console: bool = False,
+                stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    """Run the bot until SIGTERM/SIGINT (Telegram) or end of input (console). Returns the exit status."""
+    try:
+        async with opened(settings, clock) as runtime:
+            if force_console or settings.console_mode:
+                console = Console(runtime.services, stdin, stdout)
+                runtime.services.admin_ids = runtime.services.admin_ids | {CONSOLE_USER.id}
+                runtime.digests = build_digests(runtime, ConsoleSender(console), clock)
+                runtime.services.wake_delivery = runtime.digests.wake
+                runtime.digests.start()
+
+                async def notify_console(html: str) -> None:
+                    console.show(html)
+
+                runtime.start_watching(notify_console)
+                try:
+                    await console.run()
+                finally:
+                    await runtime.stop_watcher()
+                    await runtime.digests.stop()
+                return 0
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            log.info("starting long polling against %s", settings.telegram_api_url)
+            async with telegram_running(runtime, clock):
+                await stop.wait()
+                log.info("stopping: finishing in-flight sends")
+            return 0
     except InvalidContent as exc:
         print(f"Refusing to start: the content in {settings.content_dir} is not valid:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
-    services = build_services(settings, content, clock)
+
+
+def run(settings: Settings, *, force_console: bool = False) -> int:
+    """Configure logging and serve; the process's exit status."""
+    configure_logging(settings.log_level, [settings.telegram_token])
     if force_console or settings.console_mode:
         logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable
-        asyncio.run(Console(services).run())
-        return 0
-    log.info("starting long polling against %s", settings.telegram_api_url)
-    application = build_application(settings, services)
-    application.run_polling(allowed_updates=Update.ALL_TYPES)
-    return 0
+    return asyncio.run(serve(settings, force_console=force_console))

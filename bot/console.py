@@ -13,6 +13,7 @@ from bot.core.messages import Button, Chat, ChatKind, Reply, User, interpret
 from bot.core.services import Services
 
 CONSOLE_CHAT = Chat(id=1, kind=ChatKind.PRIVATE, title="console")
+# The person at the terminal runs the bot: they are its admin (content reloads, /status, broadcasts).
 CONSOLE_USER = User(id=1, name="console")
 PROMPT = "you> "
 
@@ -107,6 +108,21 @@ class Console:
                 self._write(answer + "\n")
         self._write("Bye.")
 
+    def show(self, html: str) -> None:
+        """Print a message that was not a reply (a digest, a content-reload notice)."""
+        self._write(f"\n{to_plain_text(html)}\n")
+
     def _write(self, text: str, newline: bool = True) -> None:
         self.stdout.write(text + ("\n" if newline else ""))
         self.stdout.flush()
+
+
+class ConsoleSender:
+    """Delivers digests to the console conversation (the console's chat is the only chat there is)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+        """Print a digest part between the user's lines."""
+        self.console.show(html)

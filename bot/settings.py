@@ -49,10 +49,20 @@ class Settings:
     telegram_token: Secret = field(default_factory=lambda: Secret(""))
     telegram_api_url: str = "https://api.telegram.org"
     content_dir: Path = Path("content")
+    content_history_dir: Path = Path("data/content-history")
+    watch_content: bool = True
     log_level: str = "INFO"
     admin_ids: frozenset[int] = frozenset()
     timezone: str = "Asia/Hong_Kong"
     database_url: str = "sqlite:///data/bot.sqlite3"
+    tick_seconds: float = 15.0
+    messages_per_second: float = 30.0
+    group_messages_per_minute: int = 20
+    private_chat_interval: float = 1.0
+    max_in_flight: int = 64
+    lease_seconds: float = 120.0
+    digest_lookback_days: int = 7
+    digest_spotlight: bool = True
 
     @property
     def console_mode(self) -> bool:
@@ -65,10 +75,27 @@ ENVIRONMENT: dict[str, str] = {
     "telegram_token": "TELEGRAM_BOT_TOKEN",
     "telegram_api_url": "TELEGRAM_API_URL",
     "content_dir": "CONTENT_DIR",
+    "content_history_dir": "CONTENT_HISTORY_DIR",
+    "watch_content": "WATCH_CONTENT",
     "log_level": "LOG_LEVEL",
     "admin_ids": "BOT_ADMIN_IDS",
     "timezone": "BOT_TIMEZONE",
     "database_url": "DATABASE_URL",
+    "tick_seconds": "DIGEST_TICK_SECONDS",
+    "messages_per_second": "SEND_MESSAGES_PER_SECOND",
+    "group_messages_per_minute": "SEND_GROUP_MESSAGES_PER_MINUTE",
+    "private_chat_interval": "SEND_PRIVATE_CHAT_INTERVAL",
+    "max_in_flight": "SEND_MAX_IN_FLIGHT",
+    "lease_seconds": "SEND_LEASE_SECONDS",
+    "digest_lookback_days": "DIGEST_LOOKBACK_DAYS",
+    "digest_spotlight": "DIGEST_SPOTLIGHT",
+}
+
+# numeric settings: name -> (type, smallest allowed value)
+_NUMBERS: dict[str, tuple[type, float]] = {
+    "tick_seconds": (float, 0.01), "messages_per_second": (float, 0.0), "group_messages_per_minute": (int, 0),
+    "private_chat_interval": (float, 0.0), "max_in_flight": (int, 1), "lease_seconds": (float, 1.0),
+    "digest_lookback_days": (int, 0),
 }
 
 
@@ -111,7 +138,20 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     level = str(raw.get("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise SettingsError(f"log_level / LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    numbers: dict[str, Any] = {}
+    for name, (kind, smallest) in _NUMBERS.items():
+        if name in raw:
+            try:
+                numbers[name] = kind(raw[name])
+            except (TypeError, ValueError):
+                raise SettingsError(f"{name} / {ENVIRONMENT[name]} must be a number, got {raw[name]!r}") from None
+            if numbers[name] < smallest:
+                raise SettingsError(f"{name} / {ENVIRONMENT[name]} must be at least {smallest}")
     return Settings(
+        digest_spotlight=_flag(raw, "digest_spotlight"),
+        watch_content=_flag(raw, "watch_content"),
+        content_history_dir=Path(str(raw.get("content_history_dir", "data/content-history"))),
+        **numbers,
         telegram_token=Secret(str(raw.get("telegram_token", ""))),
         telegram_api_url=api_url,
         content_dir=Path(str(raw.get("content_dir", "content"))),
@@ -120,3 +160,10 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         timezone=timezone,
         database_url=str(raw.get("database_url", "sqlite:///data/bot.sqlite3")),
     )
+
+
+def _flag(raw: Mapping[str, Any], name: str) -> bool:
+    value = str(raw.get(name, True)).lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{name} / {ENVIRONMENT[name]} must be true or false, got {value!r}")
+    return value in ("true", "1", "yes")

@@ -100,7 +100,10 @@ def test_subscribe_bad_arguments_explain(args: tuple[str, ...], message: str) ->
         parse_subscribe(args, SHIPPED, HK)
 
 
-def subscription(sections: tuple[str, ...] = (), created: datetime = utc(2024, 8, 10), sub_id: int = 1,
+CREATED = utc(2024, 8, 10)
+
+
+def subscription(sections: tuple[str, ...] = (), created: datetime = CREATED, sub_id: int = 1,
                  spotlight: bool = True) -> Subscription:
     schedule = Schedule(Cadence.DAILY, time(9), HK)
     return Subscription(id=sub_id, chat_id=42, thread_id=None, chat_kind=ChatKind.PRIVATE, schedule=schedule,

@@ -49,6 +49,7 @@ class Request:
     chat: Chat = field(default_factory=lambda: Chat(0))
     user: User | None = None
     from_button: bool = False
+    attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
 
     @property
     def text(self) -> str:

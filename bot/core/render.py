@@ -30,6 +30,11 @@ def italic(text: str) -> str:
     return f"<i>{escape(text, quote=False)}</i>"
 
 
+def code(text: str) -> str:
+    """Monospace, escaped."""
+    return f"<code>{escape(text, quote=False)}</code>"
+
+
 def link(label: str, url: str) -> str:
     """A link with escaped label and URL."""
     return f'<a href="{escape(url, quote=True)}">{escape(label, quote=False)}</a>'

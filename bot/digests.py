@@ -1,0 +1,128 @@
+"""Scheduled digests: an APScheduler tick enqueues due subscriptions; a loop hands them to the delivery engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.core.digest import DigestRules, compose_digest
+from bot.core.services import Clock, ContentSource
+from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
+from bot.delivery import DeliveryEngine, DeliveryReport
+
+log = logging.getLogger(__name__)
+
+ENQUEUE_BATCH = 5000
+
+
+def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Clock,
+                    rules: DigestRules) -> Callable[[Delivery], Awaitable[DigestPayload | None]]:
+    """The engine's compose step: the pure digest function fed with the chat's history and the content in force."""
+
+    async def compose(delivery: Delivery) -> DigestPayload | None:
+        if delivery.kind is not DeliveryKind.DIGEST:
+            return None
+        history = await store.history(delivery.subscription.id)
+        return compose_digest(delivery.subscription, content.catalogue, clock(), history, rules)
+
+    return compose
+
+
+@dataclass
+class TickReport:
+    """What the latest tick and the latest delivery run did (for /status)."""
+
+    last_tick_at: datetime | None = None
+    enqueued: int = 0
+    last_run: DeliveryReport | None = None
+    last_run_at: datetime | None = None
+
+
+class DigestService:
+    """Runs the digest machinery of one process: the scheduler tick and the delivery loop."""
+
+    def __init__(self, store: SubscriptionStore, engine: DeliveryEngine, clock: Clock, *, tick_seconds: float,
+                 idle_seconds: float = 5.0, batch: int = ENQUEUE_BATCH) -> None:
+        self.store = store
+        self.engine = engine
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self.idle_seconds = idle_seconds
+        self.batch = batch
+        self.report = TickReport()
+        self._wake = asyncio.Event()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def tick(self) -> int:
+        """Enqueue every due digest (in batches, through the store's index); wake the sender if any."""
+        total = 0
+        while True:
+            enqueued = await self.store.enqueue_due(self.clock(), self.batch)
+            total += enqueued
+            if enqueued < self.batch:
+                break
+        self.report.last_tick_at = self.clock()
+        self.report.enqueued = total
+        if total:
+            log.info("enqueued %d digest(s)", total)
+            self.wake()
+        return total
+
+    def wake(self) -> None:
+        """Ask the delivery loop to look for work now (after a tick or a broadcast)."""
+        self._wake.set()
+
+    async def _tick_safely(self) -> None:
+        try:
+            await self.tick()
+        except Exception:
+            log.exception("digest tick failed; the next tick retries")
+
+    async def _deliver_forever(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                report = await self.engine.run_once(self._stop)
+            except Exception:
+                log.exception("delivery run failed; retrying after a pause")
+                report = None
+            if report is not None and (report.sent or report.failed or report.retried):
+                self.report.last_run, self.report.last_run_at = report, self.clock()
+            if self._stop.is_set():
+                break
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stop.wait())]
+            await asyncio.wait(waiters, timeout=self.idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    def start(self, *, schedule: bool = True) -> None:
+        """Start the delivery loop and (unless another process schedules) the APScheduler tick."""
+        self._stop.clear()
+        self._loop_task = asyncio.create_task(self._deliver_forever(), name="digest-delivery")
+        if schedule:
+            self._scheduler = AsyncIOScheduler(timezone=UTC)
+            # coalesce + no misfire grace: a late tick (busy loop, suspended host) still runs, once.
+            self._scheduler.add_job(self._tick_safely, IntervalTrigger(seconds=self.tick_seconds, timezone=UTC),
+                                    id="digest-tick", next_run_time=datetime.now(UTC), coalesce=True,
+                                    max_instances=1, misfire_grace_time=None)
+            self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop ticking; let in-flight sends finish and leave the rest in the store to be resumed."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        self._stop.set()
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
