@@ -405,6 +405,9 @@ def validate_texts(texts: Mapping[str, str], *, base: Path, now: datetime) -> Ca
             line = mark.line + 1 if mark is not None else 1
             problem = getattr(exc, "problem", None) or str(exc)
             report.error(line, "(yaml)", f"not valid YAML: {problem}")
+            if relative.startswith("sections/"):
+                # Assume the usual <id>.yaml naming so other files' references to it are not reported too.
+                pending.declared_ids.add(Path(relative).stem)
             continue
         name = Path(relative).name
         if relative.startswith("sections/"):

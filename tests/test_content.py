@@ -146,3 +146,9 @@ def test_a_broken_section_does_not_cascade_into_other_files() -> None:
         load_catalogue(VALID, now=NOW, overrides={
             "sections/finance.yaml": (FIXTURES / "broken" / "missing_field.yaml").read_text()})
     assert all(error.file.endswith("sections/finance.yaml") for error in caught.value.errors), caught.value.errors
+
+
+def test_an_unparseable_section_file_does_not_cascade_either() -> None:
+    with pytest.raises(InvalidContent) as caught:
+        load_catalogue(VALID, now=NOW, overrides={"sections/finance.yaml": "id: finance\ntitle: [unclosed\n"})
+    assert [error.key for error in caught.value.errors] == ["(yaml)"]

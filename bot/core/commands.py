@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.core import subscribing
+from bot.core import admin, subscribing
 from bot.core.catalogue import Catalogue, Initiative, Section, Update
 from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.render import bold, italic, link, plain, render_initiative, render_section_header, render_update
@@ -243,6 +243,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("unsubscribe", "stop the digest", "/unsubscribe", subscribing.unsubscribe),
     Command("about", "what this bot is and its sources", "/about", about),
     Command("help", "all commands", "/help", help_),
+    Command("status", "content version, subscriptions, next digest run, last broadcast", "/status",
+            admin.status, admin_only=True),
+    Command("reload", "re-read the content files now", "/reload", admin.reload, admin_only=True),
+    Command("rollback", "undo the latest content upload", "/rollback", admin.rollback, admin_only=True),
+    Command("preview", "the digest a chat would get now", "/preview [chat id]", admin.preview, admin_only=True),
+    Command("broadcast", "message every subscribed chat (after a preview)", "/broadcast <text>", admin.broadcast,
+            admin_only=True),
+    Command("upload", "send a .yaml file to update the content", "(send a .yaml document)", admin.upload,
+            admin_only=True, in_menu=False),
 )
 _BY_NAME = {command.name: command for command in COMMANDS}
 
@@ -262,6 +271,7 @@ async def dispatch(request: Request, services: Services) -> Reply:
     if command.admin_only and (request.user is None or request.user.id not in services.admin_ids):
         log.warning("refused admin command /%s from user %s in chat %s", command.name,
                     request.user.id if request.user else None, request.chat.id)
+        await admin.audit(services, request, f"refused:{command.name}", f"chat {request.chat.id}")
         return Reply("Sorry, that command is for the bot's admins.")
     try:
         reply = await command.handler(request, services)

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+from zoneinfo import ZoneInfo
 
 from bot.core.catalogue import Catalogue
 from bot.core.digest import DigestRules
 from bot.core.messages import Chat, User
 from bot.core.schedule import QuietHours
 from bot.core.subscriptions import SubscriptionStore
+
+if TYPE_CHECKING:
+    from bot.core.admin import AuditLog, ContentAdmin
 
 Clock = Callable[[], datetime]
 
@@ -61,6 +65,15 @@ class Services:
     default_timezone: str = "Asia/Hong_Kong"
     digest_rules: DigestRules = field(default_factory=DigestRules)
     quiet_hours_cache: dict[int, QuietHours | None] = field(default_factory=dict)
+    content_admin: ContentAdmin | None = None
+    audit: AuditLog | None = None
+    wake_delivery: Callable[[], None] | None = None
+    broadcast_drafts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The operator's default timezone, for times shown to admins."""
+        return ZoneInfo(self.default_timezone)
 
     async def quiet_hours(self, chat_id: int) -> QuietHours | None:
         """A chat's quiet hours, cached in memory (they change only through /quiet, which updates the cache)."""

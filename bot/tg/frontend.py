@@ -7,6 +7,7 @@ import logging
 
 from telegram import (
     BotCommand,
+    BotCommandScopeChat,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -20,7 +21,7 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.core.commands import COMMANDS, dispatch
-from bot.core.messages import Chat, ChatKind, Reply, User, interpret
+from bot.core.messages import Chat, ChatKind, Reply, Request, User, interpret
 from bot.core.render import split_message
 from bot.core.services import Services
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+MAX_UPLOAD_BYTES = 256 * 1024
 
 _KINDS = {
     TgChat.PRIVATE: ChatKind.PRIVATE,
@@ -46,7 +48,11 @@ def core_chat(message: Message) -> Chat:
 
 
 def core_user(update: Update) -> User | None:
-    """The core's view of who sent an update."""
+    """The core's view of who sent an update; a post signed by the chat itself (a channel post, an anonymous
+    group admin) counts as sent by the chat."""
+    message = update.effective_message
+    if message is not None and message.sender_chat is not None and message.sender_chat.id == message.chat.id:
+        return User(id=message.chat.id, name=message.chat.title or "")
     user = update.effective_user
     return User(id=user.id, name=user.full_name) if user else None
 
@@ -85,15 +91,22 @@ class TelegramFrontEnd:
         application.add_handler(MessageHandler(filters.COMMAND & NEW_COMMANDS, self.on_message))
         application.add_handler(MessageHandler(
             filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, self.on_message))
+        application.add_handler(MessageHandler(
+            filters.Document.ALL & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, self.on_document))
         application.add_handler(CallbackQueryHandler(self.on_button))
         application.add_error_handler(self.on_error)
 
     async def announce_commands(self, application: Application) -> None:  # type: ignore[type-arg]
         """Publish the command menu from the command table and learn the bot's username."""
-        me = await application.bot.get_me()
-        self.services.bot_username = me.username or ""
+        self.services.bot_username = application.bot.username  # learnt by getMe in initialize()
         await application.bot.set_my_commands(
             [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu and not c.admin_only])
+        admin_menu = [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu]
+        for admin_id in sorted(self.services.admin_ids):
+            try:
+                await application.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id))
+            except TelegramError as exc:  # the admin has not started a chat with the bot yet
+                log.info("no admin command menu for user %s: %s", admin_id, exc)
 
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A command or, in a private chat, plain text (a search)."""
@@ -111,6 +124,26 @@ class TelegramFrontEnd:
             if find_command(request.command) is None:
                 return
         reply = await dispatch(request, self.services)
+        if reply.text:
+            await send_reply(context.application, chat, reply)
+
+    async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A document in a private chat: an admin's content upload (others are refused before any download)."""
+        message = update.effective_message
+        if message is None or message.document is None:
+            return
+        chat, user = core_chat(message), core_user(update)
+        document = message.document
+        attachment = None
+        is_admin = user is not None and user.id in self.services.admin_ids
+        if is_admin:
+            if document.file_size is not None and document.file_size > MAX_UPLOAD_BYTES:
+                await send_reply(context.application, chat,
+                                 Reply(f"That file is over {MAX_UPLOAD_BYTES // 1024} KiB; content files are small."))
+                return
+            telegram_file = await document.get_file()
+            attachment = (document.file_name or "upload.yaml", bytes(await telegram_file.download_as_bytearray()))
+        reply = await dispatch(Request("upload", (), chat, user, attachment=attachment), self.services)
         if reply.text:
             await send_reply(context.application, chat, reply)
 

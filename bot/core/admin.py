@@ -1,0 +1,225 @@
+"""Admin commands: /reload, /rollback, /status, /preview, /broadcast, and content uploads; every action audited."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bot.core.digest import compose_digest
+from bot.core.messages import Button, Reply, Request, replacing_on_button
+from bot.core.render import bold, code, italic, plain, split_message
+from bot.core.services import Services
+
+MAX_ERRORS_SHOWN = 20
+
+
+class ContentDiffView(Protocol):
+    """What changed in the content, as the content manager describes it."""
+
+    def describe(self) -> str:
+        """A short plain-text summary."""
+        ...
+
+
+class ContentOutcome(Protocol):
+    """The result of a reload, upload or rollback."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the new content is in force."""
+        ...
+
+    @property
+    def errors(self) -> Sequence[object]:
+        """Each prints as `file:line: key: message`."""
+        ...
+
+    @property
+    def diff(self) -> ContentDiffView | None:
+        """What changed, when ok."""
+        ...
+
+    @property
+    def path(self) -> str | None:
+        """The file written, for uploads and rollbacks."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """The content version in force afterwards."""
+        ...
+
+
+class ContentAdmin(Protocol):
+    """Changes the content safely: validate in full, keep the last good content, remember what to roll back."""
+
+    def reload(self) -> ContentOutcome:
+        """Re-read the content directory."""
+        ...
+
+    def upload(self, file_name: str, data: bytes) -> ContentOutcome:
+        """Validate an uploaded file against the rest and, if valid, write it atomically."""
+        ...
+
+    def rollback(self) -> ContentOutcome:
+        """Undo the latest upload."""
+        ...
+
+    @property
+    def last_error(self) -> ContentOutcome | None:
+        """The latest failed reload, if the content on disk is broken now."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Where admin actions are written: who, when, what."""
+
+    async def record_audit(self, actor_id: int | None, action: str, detail: str, now: datetime) -> None:
+        """Append one entry."""
+        ...
+
+
+def describe_outcome(outcome: ContentOutcome, done: str) -> str:
+    """An admin's view of a content change: what changed, or every error with its place."""
+    if outcome.ok:
+        summary = outcome.diff.describe() if outcome.diff is not None else "no changes"
+        where = f" ({plain(outcome.path)})" if outcome.path else ""
+        return f"{bold(done)}{where}\n{plain(summary)}\nContent version {code(outcome.version)}."
+    errors = [str(error) for error in outcome.errors]
+    shown = "\n".join(plain(line) for line in errors[:MAX_ERRORS_SHOWN])
+    more = f"\n… and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
+    return (f"{bold('Not applied')}: {len(errors)} problem(s); still serving version {code(outcome.version)}.\n"
+            f"<pre>{shown}{more}</pre>")
+
+
+async def audit(services: Services, request: Request, action: str, detail: str = "") -> None:
+    """Write an admin action (or a refused attempt) to the audit log."""
+    if services.audit is not None:
+        await services.audit.record_audit(request.user.id if request.user else None, action, detail,
+                                          services.clock())
+
+
+def _content_admin(services: Services) -> ContentAdmin | None:
+    return services.content_admin
+
+
+async def reload(request: Request, services: Services) -> Reply:
+    """Re-read content/ now."""
+    manager = _content_admin(services)
+    if manager is None:
+        return Reply("Content reloading is not available here.")
+    outcome = manager.reload()
+    await audit(services, request, "reload", "ok" if outcome.ok else f"{len(outcome.errors)} error(s)")
+    return Reply(describe_outcome(outcome, "Reloaded."))
+
+
+async def rollback(request: Request, services: Services) -> Reply:
+    """Restore the content file the latest upload replaced."""
+    manager = _content_admin(services)
+    if manager is None:
+        return Reply("Content rollback is not available here.")
+    outcome = manager.rollback()
+    await audit(services, request, "rollback", outcome.path or ("ok" if outcome.ok else "failed"))
+    return Reply(describe_outcome(outcome, "Rolled back."))
+
+
+async def upload(request: Request, services: Services) -> Reply:
+    """A .yaml file an admin sent: validated against the rest, written only if valid."""
+    manager = _content_admin(services)
+    if manager is None or request.attachment is None:
+        return Reply("Send a .yaml content file as a document in a private chat with the bot.")
+    if request.chat.kind.is_group:
+        return Reply("Send content files to the bot in a private chat.")
+    name, data = request.attachment
+    outcome = manager.upload(name, data)
+    await audit(services, request, "upload", f"{name} -> {outcome.path or '-'}: "
+                                              f"{'applied' if outcome.ok else f'{len(outcome.errors)} error(s)'}")
+    return Reply(describe_outcome(outcome, "Applied."))
+
+
+async def status(request: Request, services: Services) -> Reply:
+    """Content version and counts, subscriptions, the next digest run, the last broadcast's outcome."""
+    catalogue = services.content.catalogue
+    loaded = catalogue.loaded_at.astimezone(services.zone)
+    lines = [bold("Status"),
+             f"Content {code(catalogue.version)}, loaded {loaded:%Y-%m-%d %H:%M %Z}: {len(catalogue.sections)} "
+             f"sectors, {len(catalogue.initiatives)} initiatives, {len(catalogue.updates)} updates."]
+    manager = _content_admin(services)
+    if manager is not None and manager.last_error is not None:
+        lines.append(f"⚠️ The content on disk is broken ({len(manager.last_error.errors)} problem(s)); "
+                     "the last good version is still served. /reload shows the errors.")
+    store = services.subscriptions
+    if store is not None:
+        active = await store.count_active()
+        next_due = await store.next_due_at()
+        stats = await store.delivery_stats()
+        when = f"{next_due.astimezone(services.zone):%Y-%m-%d %H:%M %Z}" if next_due else "none scheduled"
+        lines.append(f"Active subscriptions: {active}. Next digest run: {when}.")
+        lines.append(f"Deliveries: {stats.pending} pending, {stats.sending} sending, {stats.sent} sent, "
+                     f"{stats.failed} failed, {stats.possible_duplicates} possible duplicate(s).")
+        if stats.last_period is not None:
+            lines.append(f"Last digest round ({stats.last_period.astimezone(services.zone):%Y-%m-%d %H:%M}): "
+                         f"{stats.last_period_sent} delivered, {stats.last_period_failed} failed.")
+        if stats.last_broadcast_at is not None:
+            lines.append(f"Last broadcast ({stats.last_broadcast_at.astimezone(services.zone):%Y-%m-%d %H:%M}): "
+                         f"{stats.last_broadcast_sent} delivered, {stats.last_broadcast_failed} failed.")
+    await audit(services, request, "status")
+    return Reply("\n".join(lines))
+
+
+async def preview(request: Request, services: Services) -> Reply:
+    """The digest a chat (default: this one) would get now."""
+    store = services.subscriptions
+    if store is None:
+        return Reply("Digests are not available here.")
+    chat_id = request.chat.id
+    if request.args:
+        try:
+            chat_id = int(request.args[0])
+        except ValueError:
+            return Reply("Usage: /preview [chat id], e.g. /preview -1001234567890")
+    subscription = await store.get_subscription(chat_id, None)
+    await audit(services, request, "preview", str(chat_id))
+    if subscription is None:
+        return Reply(f"Chat {chat_id} has no subscription.")
+    history = await store.history(subscription.id)
+    payload = compose_digest(subscription, services.content.catalogue, services.clock(), history,
+                             services.digest_rules)
+    state = "active" if subscription.active else "inactive"
+    head = italic(f"Chat {chat_id} ({state}, {subscription.schedule.describe()}) would get now:")
+    if payload is None:
+        return Reply(f"{head}\nnothing (no new updates and no spotlight left).")
+    return Reply(f"{head}\n\n" + "\n\n".join(payload.parts))
+
+
+async def broadcast(request: Request, services: Services) -> Reply:
+    """`/broadcast <text>` previews a message to every subscribed chat; `broadcast send|cancel <id>` decides."""
+    store = services.subscriptions
+    if store is None:
+        return Reply("Broadcasts are not available here.")
+    if request.from_button and len(request.args) == 2 and request.args[0] in ("send", "cancel"):
+        decision, draft_id = request.args
+        text = services.broadcast_drafts.pop(draft_id, None)
+        if text is None:
+            return replacing_on_button(Reply("This broadcast was already sent or cancelled."), request)
+        if decision == "cancel":
+            await audit(services, request, "broadcast-cancel", text[:200])
+            return replacing_on_button(Reply("Broadcast cancelled; nothing was sent."), request)
+        count = await store.enqueue_broadcast(split_message(plain(text)), services.clock())
+        await audit(services, request, "broadcast-send", f"{count} chat(s): {text[:200]}")
+        if services.wake_delivery is not None:
+            services.wake_delivery()
+        return replacing_on_button(Reply(f"Broadcast queued for {count} subscribed chat(s); it goes out at the "
+                                         "same pace as digests. /status shows the outcome."), request)
+    text = request.text.strip()
+    if not text:
+        return Reply("Usage: /broadcast <text> — you will see a preview to confirm before anything is sent.")
+    draft_id = secrets.token_hex(4)
+    services.broadcast_drafts[draft_id] = text
+    active = await store.count_active()
+    await audit(services, request, "broadcast-draft", text[:200])
+    buttons = ((Button(f"Send to {active} chat(s)", f"broadcast send {draft_id}"),
+                Button("Cancel", f"broadcast cancel {draft_id}")),)
+    return Reply(f"{italic('Preview — nothing is sent until you confirm:')}\n\n{plain(text)}", buttons=buttons)
