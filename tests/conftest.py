@@ -133,7 +133,7 @@ class _ThrowawayPostgres:
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
-                  "-o", options, "start")  # fmt: skip
+                  "-o", options, "start")
         admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("CREATE DATABASE hkaipulse_test")

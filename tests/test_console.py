@@ -47,18 +47,30 @@ def test_links_show_their_address() -> None:
 
 
 def test_python_m_bot_without_token_runs_the_console(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
+    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"},
+           "DATABASE_URL": f"sqlite:///{tmp_path}/bot.sqlite3", "CONTENT_HISTORY_DIR": str(tmp_path / "history")}
     done = subprocess.run([sys.executable, "-m", "bot"], input="/sector fintech\n/latest 1\n/quit\n",
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=True)
     assert "console mode" in done.stdout
     assert "AI in finance" in done.stdout and "Latest updates" in done.stdout
     assert done.stdout.rstrip().endswith("Bye.")
+    assert (tmp_path / "bot.sqlite3").exists()  # the embedded default store is a real SQLite file
+
+
+def test_console_subscription_persists_across_runs(tmp_path: Path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"},
+           "DATABASE_URL": f"sqlite:///{tmp_path}/bot.sqlite3", "CONTENT_HISTORY_DIR": str(tmp_path / "history")}
+    run = {"capture_output": True, "text": True, "cwd": ROOT, "env": env, "timeout": 60, "check": True}
+    subprocess.run([sys.executable, "-m", "bot"], input="/subscribe weekly fri 07:15\n", **run)  # type: ignore[call-overload]
+    later = subprocess.run([sys.executable, "-m", "bot"], input="/settings\n", **run)  # type: ignore[call-overload]
+    assert "weekly on Fri at 07:15 (Asia/Hong_Kong)" in later.stdout
 
 
 def test_bot_refuses_to_start_on_invalid_content(tmp_path: Path) -> None:
     (tmp_path / "sections").mkdir()
     (tmp_path / "sections" / "x.yaml").write_text("id: x\n")
-    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}, "CONTENT_DIR": str(tmp_path)}
+    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}, "CONTENT_DIR": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path}/bot.sqlite3"}
     done = subprocess.run([sys.executable, "-m", "bot"], input="", capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=60)
     assert done.returncode == 1

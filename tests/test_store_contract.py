@@ -57,17 +57,19 @@ def req(
     kind: ChatKind = ChatKind.PRIVATE,
     spotlight: bool = True,
 ) -> SubscriptionRequest:
+    """A /subscribe request, daily at 09:00 Hong Kong time unless told otherwise."""
     return SubscriptionRequest(chat_id, thread_id, kind, schedule, sections, spotlight)
 
 
-async def subscribe_due(store: SqlStore, *chat_ids: int, now: datetime = T0) -> None:
-    """Subscribe chats an hour before `now`, all due at `now`, and enqueue their digests."""
+async def subscribe_due(store: SqlStore, *chat_ids: int) -> None:
+    """Subscribe chats at 08:00 Hong Kong time and enqueue their 09:00 digests (period T0)."""
     for chat_id in chat_ids:
-        await store.save_subscription(req(chat_id), now - timedelta(hours=1))
-    assert await store.enqueue_due(now, 1000) == len(chat_ids)
+        await store.save_subscription(req(chat_id), T0 - timedelta(hours=1))
+    assert await store.enqueue_due(T0, 1000) == len(chat_ids)
 
 
 async def claim_one(store: SqlStore, now: datetime = T0, worker: str = "w1") -> Delivery:
+    """Claim, expecting exactly one delivery."""
     claimed = await store.claim_deliveries(worker, now, LEASE, 10)
     assert len(claimed) == 1
     return claimed[0]
@@ -97,7 +99,7 @@ async def test_saved_subscription_roundtrips_every_field(store: SqlStore) -> Non
     assert (loaded.chat_id, loaded.thread_id, loaded.chat_kind) == (-1001, 42, ChatKind.SUPERGROUP)
     assert (loaded.schedule, loaded.sections, loaded.spotlight, loaded.active) == (
         weekly, ("finance", "startups"), False, True
-    )  # fmt: skip
+    )
     assert loaded.created_at == T0 and loaded.created_at.tzinfo == UTC
     assert loaded.next_due_at == datetime(2026, 3, 6, 18, 30, tzinfo=UTC)
 
@@ -312,10 +314,33 @@ async def test_expired_lease_is_reclaimed_and_flagged_as_possible_duplicate(
     assert (await store.delivery_stats()).possible_duplicates == 1
 
 
+async def test_a_claim_whose_send_never_started_is_not_flagged(store: SqlStore) -> None:
+    await subscribe_due(store, 1, 2)
+    waiting, sending = await store.claim_deliveries("w1", T0, LEASE, 2)
+    await store.set_payload(sending.id, DigestPayload(("hello",)))  # written just before its send
+    # The sender dies: `waiting` was still queued behind the rate limiter, `sending` was on the wire.
+    later = T0 + timedelta(seconds=LEASE + 1)
+    resumed = {d.id: d.in_flight_at_crash for d in await store.claim_deliveries("w2", later, LEASE, 10)}
+    assert resumed == {waiting.id: False, sending.id: True}
+    assert (await store.delivery_stats()).possible_duplicates == 1
+
+
+async def test_a_retried_delivery_starts_unflagged(store: SqlStore) -> None:
+    await subscribe_due(store, 1)
+    delivery = await claim_one(store)
+    await store.mark_started(delivery.id)
+    await store.retry_delivery(delivery.id, T0, "timeout")  # the send failed cleanly: it did not go out
+    again = await claim_one(store, T0 + timedelta(seconds=1), "w2")
+    await store.release_claims()
+    assert not (await claim_one(store, T0 + timedelta(seconds=2), "w3")).in_flight_at_crash
+    assert again.id == delivery.id
+
+
 async def test_release_claims_makes_rows_reclaimable(store: SqlStore) -> None:
     await subscribe_due(store, 1, 2, 3)
     mine = await store.claim_deliveries("w1", T0, LEASE, 1)
     theirs = await store.claim_deliveries("w2", T0, LEASE, 2)
+    await store.mark_started(mine[0].id)
 
     assert await store.release_claims("w1") == 1
     reclaimed = await store.claim_deliveries("w3", T0, LEASE, 10)
@@ -331,6 +356,7 @@ async def test_reopening_a_single_process_store_releases_its_claims(database_url
     try:
         await subscribe_due(store, 100)
         claimed = await claim_one(store)
+        await store.mark_started(claimed.id)
     finally:
         await store.close()
 
@@ -362,6 +388,27 @@ async def test_concurrent_claims_never_hand_out_the_same_delivery(store: SqlStor
     assert len(handed_out) == len(set(handed_out)) == len(chats)
     stats = await store.delivery_stats()
     assert (stats.sending, stats.possible_duplicates) == (len(chats), 0)
+
+
+async def test_concurrent_schedulers_enqueue_each_due_subscription_once(store: SqlStore, database_url: str) -> None:
+    for chat_id in range(1, 51):
+        await store.save_subscription(req(chat_id), T0 - timedelta(hours=1))
+    other = await open_store(database_url, single_process=False)
+
+    async def schedule(scheduler: SqlStore) -> int:
+        total = 0
+        while enqueued := await scheduler.enqueue_due(T0, 7):
+            total += enqueued
+        return total
+
+    try:
+        counts = await asyncio.gather(*(schedule(s) for s in [store, other] * 2))
+    finally:
+        await other.close()
+
+    assert sum(counts) == 50
+    assert len(await store.claim_deliveries("w1", T0, LEASE, 100)) == 50
+    assert await store.next_due_at() == T0 + timedelta(days=1)
 
 
 async def test_complete_delivery_records_history(store: SqlStore) -> None:
@@ -428,7 +475,9 @@ async def test_delivery_stats_counts(store: SqlStore) -> None:
     assert (empty.pending, empty.sent, empty.failed, empty.last_period) == (0, 0, 0, None)
 
     await subscribe_due(store, 1, 2, 3, 4)  # period T0
-    sent, failed, crashed, _ = await store.claim_deliveries("w1", T0, LEASE, 10)
+    sent, failed, crashed, fourth = await store.claim_deliveries("w1", T0, LEASE, 10)
+    for started in (crashed, fourth):
+        await store.mark_started(started.id)
     await store.complete_delivery(sent.id, T0)
     await store.fail_delivery(failed.id, "Forbidden: bot was blocked by the user", T0)
     assert len(await store.claim_deliveries("w2", T0 + timedelta(seconds=LEASE + 1), LEASE, 10)) == 2
@@ -543,7 +592,7 @@ async def test_enqueue_due_uses_an_index(store: SqlStore) -> None:
         (chat_id, 0, "private", "daily", None, "09:00", "Asia/Hong_Kong", "", True, chat_id % 5 != 0, T0, T0,
          T0 + timedelta(minutes=chat_id - 10))
         for chat_id in range(3000)
-    ]  # fmt: skip
+    ]
     async with store.driver.transaction() as tx:
         await tx.executemany(
             "INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
@@ -557,10 +606,10 @@ async def test_enqueue_due_uses_an_index(store: SqlStore) -> None:
         if dialect.name == "sqlite":
             due_plan = [row[3] for row in await tx.fetchall(
                 "EXPLAIN QUERY PLAN " + due_subscriptions_sql(dialect), (T0, 100)
-            )]  # fmt: skip
+            )]
             claim_plan = [row[3] for row in await tx.fetchall(
                 "EXPLAIN QUERY PLAN " + claimable_deliveries_sql(dialect), (T0, T0, 10)
-            )]  # fmt: skip
+            )]
         else:
             due_plan = [row[0] for row in await tx.fetchall("EXPLAIN " + due_subscriptions_sql(dialect), (T0, 100))]
             claim_plan = []

@@ -46,8 +46,8 @@ class Schedule:
     def next_after(self, moment: datetime) -> datetime:
         """The first firing strictly after `moment` (aware), in UTC.
 
-        A local time skipped by a DST change fires at the first instant after the gap; a repeated one
-        fires once, at its first occurrence.
+        A local time skipped by a DST change fires as late as the gap is long (01:30 in a 01:00-02:00 gap
+        fires at 02:30); a repeated one fires once, at its first occurrence.
         """
         local_day = moment.astimezone(self.zone).date()
         for offset in range(0, 9):

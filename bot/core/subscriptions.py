@@ -170,7 +170,12 @@ class SubscriptionStore(Protocol):
         ...
 
     async def set_payload(self, delivery_id: int, payload: DigestPayload) -> None:
-        """Record the composed message before its first part is sent."""
+        """Record the composed message and that its first part is being sent now (written just before the send)."""
+        ...
+
+    async def mark_started(self, delivery_id: int) -> None:
+        """Record that a delivery whose payload was already stored (a broadcast, a resumed digest) is being sent
+        now. Only a delivery whose send had started is flagged in_flight_at_crash when its lease is retaken."""
         ...
 
     async def record_part_sent(self, delivery_id: int, parts_sent: int, now: datetime) -> None:

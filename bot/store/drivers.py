@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -142,27 +142,51 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+def _end_read(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        _rollback(conn)
+
+
 class _SqliteTransaction:
-    def __init__(self, driver: SqliteDriver) -> None:
+    def __init__(self, driver: SqliteDriver, begin: str) -> None:
         self._driver = driver
+        # Issued together with the first statement: every transaction costs one trip to the thread fewer.
+        self._begin: str | None = begin
+
+    @property
+    def begun(self) -> bool:
+        return self._begin is None
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
+        begin, self._begin = self._begin, None
+        if begin is None:
+            return self._driver.run(work)
+
+        def first(conn: sqlite3.Connection) -> T:
+            conn.execute(begin)
+            return work(conn)
+
+        return self._driver.run(first)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         args = _sqlite_params(params)
-        return await self._driver.run(lambda conn: conn.execute(sql, args).rowcount)
+        return await self._run(lambda conn: conn.execute(sql, args).rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> int:
         batch = [_sqlite_params(row) for row in rows]
         if not batch:
             return 0
-        return await self._driver.run(lambda conn: conn.executemany(sql, batch).rowcount)
+        return await self._run(lambda conn: conn.executemany(sql, batch).rowcount)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         args = _sqlite_params(params)
-        return await self._driver.run(lambda conn: conn.execute(sql, args).fetchall())
+        return await self._run(lambda conn: conn.execute(sql, args).fetchall())
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         args = _sqlite_params(params)
-        row: Row | None = await self._driver.run(lambda conn: conn.execute(sql, args).fetchone())
+        row: Row | None = await self._run(lambda conn: conn.execute(sql, args).fetchone())
         return row
 
 
@@ -212,13 +236,21 @@ class SqliteDriver:
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
-        """A transaction; a writing one takes SQLite's write lock up front (BEGIN IMMEDIATE) so it never has
-        to upgrade a read lock, which could fail with SQLITE_BUSY regardless of busy_timeout."""
+        """A transaction, committed when the block ends and rolled back when it raises."""
+        # A writing one takes the write lock up front (BEGIN IMMEDIATE): upgrading a read lock later can fail
+        # with SQLITE_BUSY at once, whatever busy_timeout says.
         async with self._lock:
-            await self.run(lambda conn: conn.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
+            tx = _SqliteTransaction(self, "BEGIN IMMEDIATE" if write else "BEGIN")
             try:
-                yield _SqliteTransaction(self)
-                await self.run(lambda conn: conn.execute("COMMIT"))
+                # BEGIN goes with the first statement; if that await is cancelled, both still run on the thread,
+                # and so, after them, does the ROLLBACK below.
+                yield tx
+                if tx.begun and write:
+                    await self.run(lambda conn: conn.execute("COMMIT"))
+                elif tx.begun and self._conn is not None:
+                    # A read has nothing to make durable: its end need not be awaited. The thread runs it before
+                    # whatever is submitted next, so the next transaction still starts after it.
+                    self._executor.submit(_end_read, self._conn)
             except BaseException:
                 await self.run(_rollback)
                 raise

@@ -135,6 +135,12 @@ def m002_audit_log(d: Dialect) -> Statements:
     ]
 
 
+@migration
+def m003_delivery_started(d: Dialect) -> Statements:
+    """Whether a claimed delivery's send had begun: only those may repeat after a crash."""
+    return ["ALTER TABLE deliveries ADD COLUMN started BOOLEAN NOT NULL DEFAULT FALSE"]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.core.messages import ChatKind
@@ -36,7 +36,7 @@ BATCH = 1000
 _SUBSCRIPTION_FIELDS = (
     "id", "chat_id", "thread_id", "chat_kind", "cadence", "weekday", "at_time", "timezone",
     "sections", "spotlight", "active", "created_at", "next_due_at",
-)  # fmt: skip
+)
 SUBSCRIPTION_COLUMNS = ", ".join(f"s.{name}" for name in _SUBSCRIPTION_FIELDS)
 DELIVERY_COLUMNS = (
     "d.id, d.period, d.kind, d.status, d.attempts, d.parts_sent, d.payload, d.in_flight_at_crash, d.not_before"
@@ -61,12 +61,12 @@ def claimable_deliveries_sql(dialect: Dialect) -> str:
     """
     return (
         "WITH picked AS MATERIALIZED ("
-        " SELECT id, status, worker, subscription_id FROM deliveries" + dialect.indexed_by("deliveries_open") +
+        " SELECT id, status, worker, subscription_id, started FROM deliveries" + dialect.indexed_by("deliveries_open") +
         " WHERE status IN ('pending', 'sending')"
         " AND ((status = 'pending' AND (not_before IS NULL OR not_before <= ?))"
         " OR (status = 'sending' AND lease_until < ?))"
         " ORDER BY id LIMIT ?" + dialect.lock_rows() + ")"
-        " SELECT p.id, p.status, p.worker, s.active, s.chat_id FROM picked p"
+        " SELECT p.id, p.status, p.worker, s.active, s.chat_id, p.started FROM picked p"
         " JOIN subscriptions s ON s.id = p.subscription_id ORDER BY p.id"
     )
 
@@ -127,7 +127,7 @@ class SqlStore:
 
     def _subscription(self, row: Row, start: int = 0) -> Subscription:
         (sid, chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,
-         created_at, next_due_at) = row[start : start + len(_SUBSCRIPTION_FIELDS)]  # fmt: skip
+         created_at, next_due_at) = row[start : start + len(_SUBSCRIPTION_FIELDS)]
         return Subscription(
             id=int(sid),
             chat_id=int(chat_id),
@@ -178,7 +178,7 @@ class SqlStore:
                     schedule.weekday, _clock(schedule.at), schedule.timezone, _sections(request.sections),
                     request.spotlight, now, now, schedule.next_after(now),
                 ),
-            )  # fmt: skip
+            )
         assert row is not None  # INSERT ... RETURNING always yields the row
         return self._subscription(row)
 
@@ -238,7 +238,7 @@ class SqlStore:
                 (old_chat_id, new_chat_id),
             )
             existing = {thread: (sid, self.driver.decode_time(at)) for sid, chat, thread, at in rows
-                        if chat == new_chat_id}  # fmt: skip
+                        if chat == new_chat_id}
             moves: list[tuple[int, int]] = []
             merges: list[tuple[int, int]] = []  # (survivor, dropped)
             for sid, chat, thread, at in rows:
@@ -327,7 +327,7 @@ class SqlStore:
                 moving.setdefault(next_firing[key], []).append(sid)
             inserted = 0
             for ids in _batches([row[0] for row in due]):
-                # The period is the row's own next_due_at, read under the same lock that the update below takes.
+                # The period is the row's own next_due_at, read before the update below moves it, in one transaction.
                 inserted += await tx.execute(
                     "INSERT INTO deliveries (subscription_id, kind, period, status, created_at, updated_at)"
                     f" SELECT id, '{DeliveryKind.DIGEST.value}', next_due_at, 'pending', ?, ? FROM subscriptions"
@@ -369,7 +369,7 @@ class SqlStore:
         now = _utc(now)
         if limit <= 0:
             return []
-        lease_until = datetime.fromtimestamp(now.timestamp() + lease_seconds, UTC)
+        lease_until = now + timedelta(seconds=lease_seconds)
         async with self.driver.transaction() as tx:
             candidates = await tx.fetchall(claimable_deliveries_sql(self.driver.dialect), (now, now, limit))
             claim = [row[0] for row in candidates if row[3]]
@@ -384,8 +384,8 @@ class SqlStore:
                 return []
             await tx.execute(
                 "UPDATE deliveries SET status = 'sending', worker = ?, lease_until = ?, attempts = attempts + 1,"
-                " updated_at = ?, in_flight_at_crash = CASE WHEN status = 'sending' THEN TRUE"
-                " ELSE in_flight_at_crash END"
+                " updated_at = ?, in_flight_at_crash = CASE WHEN status = 'sending' AND started THEN TRUE"
+                " ELSE in_flight_at_crash END, started = FALSE"
                 f" WHERE id IN ({_placeholders(len(claim))})",
                 (worker, lease_until, now, *claim),
             )
@@ -395,13 +395,13 @@ class SqlStore:
                 f" WHERE d.id IN ({_placeholders(len(claim))}) ORDER BY d.id",
                 claim,
             )
-        for did, status, previous_worker, active, chat_id in candidates:
-            if active and status == DeliveryStatus.SENDING.value:
+        for did, status, previous_worker, active, chat_id, started in candidates:
+            if active and started and status == DeliveryStatus.SENDING.value:
                 log.warning(
                     "possible duplicate: delivery %s to chat %s was being sent by %s when its lease expired;"
                     " %s resumes it",
                     did, chat_id, previous_worker, worker,
-                )  # fmt: skip
+                )
         return [self._delivery(row) for row in rows]
 
     async def release_claims(self, worker: str | None = None) -> int:
@@ -419,9 +419,15 @@ class SqlStore:
             return await tx.execute(sql, params)
 
     async def set_payload(self, delivery_id: int, payload: DigestPayload) -> None:
-        """Record the composed message before its first part is sent."""
+        """Record the composed message, and that its first part is being sent now."""
         async with self.driver.transaction() as tx:
-            await tx.execute("UPDATE deliveries SET payload = ? WHERE id = ?", (_encode_payload(payload), delivery_id))
+            await tx.execute("UPDATE deliveries SET payload = ?, started = TRUE WHERE id = ?",
+                             (_encode_payload(payload), delivery_id))
+
+    async def mark_started(self, delivery_id: int) -> None:
+        """Record that a delivery whose payload was already stored is being sent now."""
+        async with self.driver.transaction() as tx:
+            await tx.execute("UPDATE deliveries SET started = TRUE WHERE id = ?", (delivery_id,))
 
     async def record_part_sent(self, delivery_id: int, parts_sent: int, now: datetime) -> None:
         """Record after each part went out, so a resumed delivery continues with the next part."""
@@ -435,14 +441,14 @@ class SqlStore:
         """Mark sent, and remember the update and spotlight keys in the subscription's history."""
         now = _utc(now)
         async with self.driver.transaction() as tx:
-            row = await tx.fetchone("SELECT subscription_id, payload FROM deliveries WHERE id = ?", (delivery_id,))
-            if row is None:
-                return
-            await tx.execute(
+            # One statement rather than a SELECT then an UPDATE: the hot path of every delivery.
+            row = await tx.fetchone(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?, lease_until = NULL,"
-                " last_error = NULL WHERE id = ?",
+                " last_error = NULL WHERE id = ? RETURNING subscription_id, payload",
                 (now, now, delivery_id),
             )
+            if row is None:
+                return
             payload = _decode_payload(row[1])
             if payload is None:
                 return
@@ -461,7 +467,7 @@ class SqlStore:
         async with self.driver.transaction() as tx:
             await tx.execute(
                 "UPDATE deliveries SET status = 'pending', not_before = ?, last_error = ?, lease_until = NULL,"
-                " worker = NULL WHERE id = ?",
+                " worker = NULL, started = FALSE WHERE id = ?",
                 (not_before, error, delivery_id),
             )
 
