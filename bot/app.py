@@ -12,7 +12,8 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from telegram import Update
 from telegram.error import TelegramError
@@ -25,15 +26,16 @@ from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
 from bot.core.messages import Chat, Reply
 from bot.core.services import Clock, Services
-from bot.core.subscriptions import SubscriptionStore
+from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
 from bot.delivery import DeliveryEngine, RateLimits, Sender
 from bot.digests import DigestService, digest_composer
 from bot.logs import configure_logging
-from bot.settings import Settings
+from bot.settings import Secret, Settings
 from bot.store import open_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import TelegramFrontEnd, send_reply
 from bot.tg.sender import TelegramSender
+from bot.tg.webhook import derive_secret, webhook_server
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,16 @@ def build_services(settings: Settings, content: ContentLibrary, store: Subscript
 def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestService:
     """The delivery engine and the scheduler tick for this process."""
     settings = runtime.settings
-    engine = DeliveryEngine(runtime.store, sender, rate_limits(settings),
+    services = runtime.services
+
+    async def silent(delivery: Delivery) -> bool:
+        # Quiet hours silence everything but the scheduled digest.
+        if delivery.kind is DeliveryKind.DIGEST:
+            return False
+        hours = await services.quiet_hours(delivery.subscription.chat_id)
+        return hours is not None and hours.contains(clock())
+
+    engine = DeliveryEngine(runtime.store, sender, rate_limits(settings), silent=silent,
                             worker_id=f"{socket.gethostname()}:{os.getpid()}",
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
@@ -144,8 +155,10 @@ async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Ru
 
 @contextlib.asynccontextmanager
 async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIterator[Runtime]:
-    """Long polling, the command menu, the scheduler tick and the delivery loop, stopped gracefully on exit."""
-    application = build_application(runtime.settings, runtime.services)
+    """Updates (long polling, or the webhook when WEBHOOK_URL is set), the command menu, the scheduler tick, the
+    delivery loop and the content watcher; all stopped gracefully on exit."""
+    settings = runtime.settings
+    application = build_application(settings, runtime.services)
     runtime.application = application
     async with application:
         runtime.services.chat_admins = TelegramChatAdmins(application.bot)
@@ -153,26 +166,56 @@ async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIte
             await application.post_init(application)
         runtime.digests = build_digests(runtime, TelegramSender(application.bot), clock)
         runtime.services.wake_delivery = runtime.digests.wake
+        async with _receiving_updates(runtime, application):
+            await application.start()
+            runtime.digests.start()
+
+            async def notify_admins(html: str) -> None:
+                for admin_id in sorted(settings.admin_ids):
+                    try:
+                        await send_reply(application, Chat(admin_id), Reply(html))
+                    except TelegramError as exc:
+                        log.warning("could not notify admin %s: %s", admin_id, exc)
+
+            runtime.start_watching(notify_admins)
+            try:
+                yield runtime
+            finally:
+                await runtime.stop_watcher()
+                await runtime.digests.stop()
+                await application.stop()
+
+
+@contextlib.asynccontextmanager
+async def _receiving_updates(runtime: Runtime, application: Application) -> AsyncIterator[None]:  # type: ignore[type-arg]
+    """Long polling, or a webhook server on PORT registered with setWebhook; stops taking updates on exit."""
+    settings = runtime.settings
+    if not settings.webhook_mode:
         assert application.updater is not None
         await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
-        await application.start()
-        runtime.digests.start()
-
-        async def notify_admins(html: str) -> None:
-            for admin_id in sorted(runtime.settings.admin_ids):
-                try:
-                    await send_reply(application, Chat(admin_id), Reply(html))
-                except TelegramError as exc:
-                    log.warning("could not notify admin %s: %s", admin_id, exc)
-
-        runtime.start_watching(notify_admins)
         try:
-            yield runtime
+            yield
         finally:
             await application.updater.stop()
-            await runtime.stop_watcher()
-            await runtime.digests.stop()
-            await application.stop()
+        return
+    secret = webhook_secret(settings).reveal()
+    path = urlsplit(settings.webhook_url).path or "/"
+
+    async def health() -> dict[str, Any]:
+        await runtime.store.next_due_at()  # a cheap, indexed query: the database answers
+        return {"content_version": runtime.content.catalogue.version}
+
+    server = webhook_server(application, path=path, secret=secret, health=health)
+    server.listen(settings.port, settings.webhook_listen)
+    log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
+    try:
+        # Every replica registers the same URL and secret: idempotent. Pending updates are kept.
+        await application.bot.set_webhook(settings.webhook_url, secret_token=secret,
+                                          allowed_updates=Update.ALL_TYPES)
+        yield
+    finally:
+        server.stop()  # no new connections; requests in progress finish
+        await server.close_all_connections()
 
 
 async def serve(settings: Settings, *, clock: Clock = utc_now, force_console: bool = False,
@@ -201,7 +244,8 @@ async def serve(settings: Settings, *, clock: Clock = utc_now, force_console: bo
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            log.info("starting long polling against %s", settings.telegram_api_url)
+            log.info("starting (%s) against %s", "webhook" if settings.webhook_mode else "long polling",
+                     settings.telegram_api_url)
             async with telegram_running(runtime, clock):
                 await stop.wait()
                 log.info("stopping: finishing in-flight sends")
@@ -213,9 +257,15 @@ async def serve(settings: Settings, *, clock: Clock = utc_now, force_console: bo
         return 1
 
 
+def webhook_secret(settings: Settings) -> Secret:
+    """WEBHOOK_SECRET, or one every replica derives alike from the token."""
+    return settings.webhook_secret or Secret(derive_secret(settings.telegram_token.reveal()))
+
+
 def run(settings: Settings, *, force_console: bool = False) -> int:
     """Configure logging and serve; the process's exit status."""
-    configure_logging(settings.log_level, [settings.telegram_token])
+    secrets = [settings.telegram_token, webhook_secret(settings)] if settings.telegram_token else []
+    configure_logging(settings.log_level, secrets)
     if force_console or settings.console_mode:
         logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable
     return asyncio.run(serve(settings, force_console=force_console))

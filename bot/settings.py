@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,16 @@ class Settings:
     lease_seconds: float = 120.0
     digest_lookback_days: int = 7
     digest_spotlight: bool = True
+    webhook_url: str = ""
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    webhook_listen: str = "0.0.0.0"
+    port: int = 8080
+    shared_rate_limit: bool = True  # on PostgreSQL, replicas share one sending ceiling (bot/cluster.py)
+
+    @property
+    def webhook_mode(self) -> bool:
+        """With WEBHOOK_URL set the bot serves Telegram's webhook on PORT instead of long polling."""
+        return bool(self.webhook_url) and bool(self.telegram_token)
 
     @property
     def console_mode(self) -> bool:
@@ -89,13 +100,18 @@ ENVIRONMENT: dict[str, str] = {
     "lease_seconds": "SEND_LEASE_SECONDS",
     "digest_lookback_days": "DIGEST_LOOKBACK_DAYS",
     "digest_spotlight": "DIGEST_SPOTLIGHT",
+    "webhook_url": "WEBHOOK_URL",
+    "webhook_secret": "WEBHOOK_SECRET",
+    "webhook_listen": "WEBHOOK_LISTEN",
+    "port": "PORT",
+    "shared_rate_limit": "SHARED_RATE_LIMIT",
 }
 
 # numeric settings: name -> (type, smallest allowed value)
 _NUMBERS: dict[str, tuple[type, float]] = {
     "tick_seconds": (float, 0.01), "messages_per_second": (float, 0.0), "group_messages_per_minute": (int, 0),
     "private_chat_interval": (float, 0.0), "max_in_flight": (int, 1), "lease_seconds": (float, 1.0),
-    "digest_lookback_days": (int, 0),
+    "digest_lookback_days": (int, 0), "port": (int, 1),
 }
 
 
@@ -107,10 +123,10 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise SettingsError(f"{path}: must be a mapping of settings")
-        unknown = (set(loaded) - set(ENVIRONMENT)) | ({"telegram_token"} & set(loaded))
+        unknown = (set(loaded) - set(ENVIRONMENT)) | ({"telegram_token", "webhook_secret"} & set(loaded))
         if unknown:
             raise SettingsError(f"{path}: unknown or misplaced settings: {', '.join(sorted(unknown))} "
-                                "(the token belongs in TELEGRAM_BOT_TOKEN, never in a file)")
+                                "(TELEGRAM_BOT_TOKEN and WEBHOOK_SECRET belong in the environment, never in a file)")
         raw.update(loaded)
     env = environ if environ is not None else {}
     for name, variable in ENVIRONMENT.items():
@@ -147,9 +163,20 @@ def _build(raw: Mapping[str, Any]) -> Settings:
                 raise SettingsError(f"{name} / {ENVIRONMENT[name]} must be a number, got {raw[name]!r}") from None
             if numbers[name] < smallest:
                 raise SettingsError(f"{name} / {ENVIRONMENT[name]} must be at least {smallest}")
+    webhook_url = str(raw.get("webhook_url", "")).strip()
+    if webhook_url and not webhook_url.startswith("https://"):
+        raise SettingsError(f"webhook_url / WEBHOOK_URL must be an https:// URL (Telegram requires TLS), "
+                            f"got {webhook_url!r}")
+    secret = str(raw.get("webhook_secret", ""))
+    if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise SettingsError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
     return Settings(
+        webhook_url=webhook_url,
+        webhook_secret=Secret(secret),
+        webhook_listen=str(raw.get("webhook_listen", "0.0.0.0")),
         digest_spotlight=_flag(raw, "digest_spotlight"),
         watch_content=_flag(raw, "watch_content"),
+        shared_rate_limit=_flag(raw, "shared_rate_limit"),
         content_history_dir=Path(str(raw.get("content_history_dir", "data/content-history"))),
         **numbers,
         telegram_token=Secret(str(raw.get("telegram_token", ""))),

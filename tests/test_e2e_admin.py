@@ -155,6 +155,8 @@ async def test_broadcast_goes_out_only_after_confirmation(fake: FakeBotApi, tmp_
         for chat in (21, 22):
             fake.push_update(fake.command_update("/subscribe", chat_id=chat, user_id=chat))
             await fake.wait_for("sendMessage", chat_id=chat)
+        fake.push_update(fake.command_update("/quiet 07:00-09:00", chat_id=22, user_id=22))  # now is 08:00 HKT
+        await fake.wait_for("sendMessage", count=2, chat_id=22)
         fake.push_update(fake.command_update("/broadcast Meetup at <Cyberport> & online", chat_id=ADMIN,
                                              user_id=ADMIN))
         [draft] = await fake.wait_for("sendMessage", chat_id=ADMIN)
@@ -175,10 +177,12 @@ async def test_broadcast_goes_out_only_after_confirmation(fake: FakeBotApi, tmp_
         fake.push_update(fake.callback_update(send, chat_id=ADMIN, user_id=ADMIN, message_id=sent_message_ids(
             fake, ADMIN)[-1]))
         await fake.wait_for("sendMessage", count=2, chat_id=21)
-        await fake.wait_for("sendMessage", count=2, chat_id=22)
+        await fake.wait_for("sendMessage", count=3, chat_id=22)
         # pressing an old button again sends nothing more
         fake.push_update(fake.callback_update(send, chat_id=ADMIN, user_id=ADMIN, message_id=sent_message_ids(
             fake, ADMIN)[-1]))
         await fake.wait_for("answerCallbackQuery", count=3)
         await asyncio.sleep(0.3)
-    assert texts(fake, 21)[-1] == "Second try" and len(texts(fake, 22)) == 2
+    assert texts(fake, 21)[-1] == "Second try" and texts(fake, 22)[-1] == "Second try" and len(texts(fake, 22)) == 3
+    assert not fake.sent_messages(21)[-1].get("disable_notification")
+    assert fake.sent_messages(22)[-1].get("disable_notification") is True  # in chat 22's quiet hours
