@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -35,6 +36,22 @@ def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Clo
     return compose
 
 
+class Leadership(Protocol):
+    """Whether this process is the one replica that schedules (bot.cluster.SchedulerLeadership)."""
+
+    async def is_leader(self) -> bool:
+        """Check, taking the lead when it is free; never raises."""
+        ...
+
+
+class Closeable(Protocol):
+    """A resource the digest service closes when it stops (a leadership lock, a shared pacer)."""
+
+    async def close(self) -> None:
+        """Release it."""
+        ...
+
+
 @dataclass
 class TickReport:
     """What the latest tick and the latest delivery run did (for /status)."""
@@ -49,7 +66,8 @@ class DigestService:
     """Runs the digest machinery of one process: the scheduler tick and the delivery loop."""
 
     def __init__(self, store: SubscriptionStore, engine: DeliveryEngine, clock: Clock, *, tick_seconds: float,
-                 idle_seconds: float = 5.0, batch: int = ENQUEUE_BATCH) -> None:
+                 idle_seconds: float = 5.0, batch: int = ENQUEUE_BATCH, leadership: Leadership | None = None,
+                 closing: Sequence[Closeable] = ()) -> None:
         self.store = store
         self.engine = engine
         self.clock = clock
@@ -61,6 +79,9 @@ class DigestService:
         self._scheduler: AsyncIOScheduler | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        # Every replica ticks; only the leader enqueues (the unique key would absorb doubles anyway).
+        self.leadership = leadership
+        self._closing = tuple(closing)
 
     async def tick(self) -> int:
         """Enqueue every due digest (in batches, through the store's index); wake the sender if any."""
@@ -82,6 +103,8 @@ class DigestService:
         self._wake.set()
 
     async def _tick_safely(self) -> None:
+        if self.leadership is not None and not await self.leadership.is_leader():
+            return
         try:
             await self.tick()
         except Exception:
@@ -126,3 +149,8 @@ class DigestService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
+        for resource in self._closing:
+            try:
+                await resource.close()
+            except Exception:
+                log.exception("closing %r failed", resource)

@@ -141,6 +141,24 @@ def m003_delivery_started(d: Dialect) -> Statements:
     return ["ALTER TABLE deliveries ADD COLUMN started BOOLEAN NOT NULL DEFAULT FALSE"]
 
 
+@migration
+def m004_replicas(d: Dialect) -> Statements:
+    """What replicas on one PostgreSQL share: the sending pace (bot/cluster.py) and the content (content_sync.py)."""
+    return [
+        f"CREATE TABLE send_pacer (name TEXT PRIMARY KEY, next_at {d.timestamp} NOT NULL)",
+        f"""
+        CREATE TABLE content_snapshot (
+            name TEXT PRIMARY KEY,
+            version TEXT NOT NULL,
+            base_version TEXT NOT NULL,
+            files TEXT NOT NULL,
+            published_by TEXT NOT NULL,
+            published_at {d.timestamp} NOT NULL
+        )
+        """,
+    ]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (
