@@ -19,15 +19,17 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
+from bot.cluster import GlobalPacer, SchedulerLeadership, is_postgres
 from bot.console import CONSOLE_USER, Console, ConsoleSender
 from bot.content import ContentLibrary, InvalidContent
 from bot.content_admin import ContentChange, ContentManager
+from bot.content_sync import ContentSync, SyncedContentAdmin, start_content_sync
 from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
 from bot.core.messages import Chat, Reply
 from bot.core.services import Clock, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
-from bot.delivery import DeliveryEngine, RateLimits, Sender
+from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Sender
 from bot.digests import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
@@ -108,12 +110,19 @@ def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestServi
         hours = await services.quiet_hours(delivery.subscription.chat_id)
         return hours is not None and hours.contains(clock())
 
-    engine = DeliveryEngine(runtime.store, sender, rate_limits(settings), silent=silent,
+    # Replicas on one PostgreSQL: one of them schedules, and all of them share the sending ceiling.
+    replicas = is_postgres(settings.database_url)
+    leadership = SchedulerLeadership(settings.database_url) if replicas else None
+    pacer = (GlobalPacer(settings.database_url, settings.messages_per_second)
+             if replicas and settings.shared_rate_limit and settings.messages_per_second > 0 else None)
+    limits = rate_limits(settings)
+    engine = DeliveryEngine(runtime.store, sender, limits, silent=silent,
                             worker_id=f"{socket.gethostname()}:{os.getpid()}",
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
-                            now=clock)
-    return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds)
+                            now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
+    return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
+                         closing=[part for part in (leadership, pacer) if part is not None])
 
 
 def build_application(settings: Settings, services: Services) -> Application:  # type: ignore[type-arg]
@@ -140,6 +149,7 @@ async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Ru
     """Load content (refusing invalid content) and open the store; close everything on the way out."""
     content = ContentLibrary.open(settings.content_dir, now=clock())
     store = await open_store(settings.database_url)
+    sync: ContentSync | None = None
     try:
         # One process owns a SQLite file: whatever it had claimed when it last stopped is resumable now.
         if settings.database_url.startswith("sqlite"):
@@ -148,8 +158,14 @@ async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Ru
         manager = ContentManager(content, settings.content_history_dir, clock)
         services.content_admin = manager
         services.audit = store
+        # Replicas on one PostgreSQL: content changed on any of them reaches all (no-op on SQLite).
+        sync = await start_content_sync(settings.database_url, manager, clock)
+        if sync is not None:
+            services.content_admin = SyncedContentAdmin(manager, sync)
         yield Runtime(settings, content, store, services, manager)
     finally:
+        if sync is not None:
+            await sync.close()
         await store.close()
 
 

@@ -76,6 +76,18 @@ class Sender(Protocol):
         ...
 
 
+class SharedPacer(Protocol):
+    """The overall ceiling shared with other replicas (bot.cluster.GlobalPacer); same clock as the limiter."""
+
+    async def acquire(self) -> float:
+        """Wait for this process's next send slot; returns the clock time the send starts."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Flood control: hold every replica's new slots for `seconds`."""
+        ...
+
+
 # --- Rate limits ------------------------------------------------------------------------------------------------
 
 
@@ -127,8 +139,12 @@ class RateLimiter:
     WINDOW = 1.0
     GROUP_PERIOD = 60.0
 
-    def __init__(self, limits: RateLimits, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, limits: RateLimits, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+                 global_pacer: SharedPacer | None = None) -> None:
         self._clock = clock
+        # Several replicas: the overall ceiling comes from the shared pacer; per-chat limits stay local, which is
+        # enough because each delivery is claimed by exactly one replica.
+        self.global_pacer = global_pacer
         self._sleep = sleep
         ceiling = limits.messages_per_second
         self._margin = max(limits.window_margin, 0.0)
@@ -153,6 +169,8 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """Hold every send that has not started yet for `seconds` from now."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
+        if self.global_pacer is not None:
+            self.global_pacer.pause(seconds)
 
     async def acquire(self, chat_id: int) -> float:
         """Wait until a message to `chat_id` may start; returns the clock time it started. Pair with release()."""
@@ -184,6 +202,8 @@ class RateLimiter:
             raise
 
     async def _acquire_global(self) -> float:
+        if self.global_pacer is not None:
+            return await self._acquire_shared(self.global_pacer)
         async with self._lock:
             while True:
                 now = self._clock()
@@ -192,6 +212,12 @@ class RateLimiter:
                     self._grant(now)
                     return now
                 await self._sleep(earliest - now)
+
+    async def _acquire_shared(self, pacer: SharedPacer) -> float:
+        async with self._lock:
+            while (wait := self._paused_until - self._clock()) > 0:
+                await self._sleep(wait)
+            return await pacer.acquire()
 
     def _earliest(self) -> float:
         earliest = max(self._paused_until, self._next_slot)

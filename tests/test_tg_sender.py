@@ -26,11 +26,12 @@ from bot.delivery import (
     PermanentFailure,
     RateLimits,
     RetryAfter,
+    Sender,
     TransientFailure,
 )
 from bot.store import open_store
 from bot.testing import FakeBotApi
-from bot.tg.sender import TelegramSender, is_chat_gone, retry_after_seconds
+from bot.tg.sender import BotApiSender, TelegramSender, is_chat_gone, retry_after_seconds
 
 CHAT = 4242
 GROUP = -100777
@@ -57,13 +58,18 @@ def make_bot(api: FakeBotApi, *, token: str | None = None, read_timeout: float =
     )
 
 
-@pytest.fixture
-async def sender(api: FakeBotApi) -> AsyncIterator[TelegramSender]:
+@pytest.fixture(params=["ptb", "json"])
+async def sender(api: FakeBotApi, request: pytest.FixtureRequest) -> AsyncIterator[Sender]:
+    """Both senders answer every case alike: through PTB's Bot, and BotApiSender's JSON straight to the API."""
     async with make_bot(api) as bot:
-        yield TelegramSender(bot)
+        if request.param == "ptb":
+            yield TelegramSender(bot)
+        else:
+            async with BotApiSender.for_bot(bot) as lean:
+                yield lean
 
 
-async def test_send_posts_html_without_preview_to_the_topic(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_send_posts_html_without_preview_to_the_topic(api: FakeBotApi, sender: Sender) -> None:
     await sender.send(GROUP, 7, "<b>Digest</b> &amp; more", silent=True)
     (message,) = api.sent_messages(GROUP)
     assert message["text"] == "<b>Digest</b> &amp; more"
@@ -73,14 +79,14 @@ async def test_send_posts_html_without_preview_to_the_topic(api: FakeBotApi, sen
     assert _flag(_preview(message)["is_disabled"]) is True
 
 
-async def test_a_loud_send_to_a_private_chat_omits_the_optional_fields(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_a_loud_send_to_a_private_chat_omits_the_optional_fields(api: FakeBotApi, sender: Sender) -> None:
     await sender.send(CHAT, None, "hello", silent=False)
     (message,) = api.sent_messages(CHAT)
     assert "message_thread_id" not in message
     assert "disable_notification" not in message
 
 
-async def test_flood_control_becomes_retry_after_with_its_seconds(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_flood_control_becomes_retry_after_with_its_seconds(api: FakeBotApi, sender: Sender) -> None:
     api.add_fault(chat_id=CHAT, error_code=429, description="Too Many Requests: retry after 3",
                   parameters={"retry_after": 3}, times=1)
     with pytest.raises(RetryAfter) as caught:
@@ -90,19 +96,19 @@ async def test_flood_control_becomes_retry_after_with_its_seconds(api: FakeBotAp
     assert len(api.sent_messages(CHAT)) == 1
 
 
-async def test_blocked_by_the_user_means_the_chat_is_gone(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_blocked_by_the_user_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
     api.block_chat(CHAT)
     with pytest.raises(ChatGone, match="blocked"):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_kicked_from_a_group_means_the_chat_is_gone(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_kicked_from_a_group_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
     api.add_fault(chat_id=GROUP, error_code=403, description="Forbidden: bot was kicked from the supergroup chat")
     with pytest.raises(ChatGone, match="kicked"):
         await sender.send(GROUP, None, "x", silent=False)
 
 
-async def test_group_upgraded_to_supergroup_reports_the_new_chat_id(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_group_upgraded_to_supergroup_reports_the_new_chat_id(api: FakeBotApi, sender: Sender) -> None:
     api.migrate_chat(-555, -100555)
     with pytest.raises(ChatMoved) as caught:
         await sender.send(-555, None, "x", silent=False)
@@ -111,32 +117,32 @@ async def test_group_upgraded_to_supergroup_reports_the_new_chat_id(api: FakeBot
     assert len(api.sent_messages(-100555)) == 1
 
 
-async def test_server_error_is_transient(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_server_error_is_transient(api: FakeBotApi, sender: Sender) -> None:
     api.add_fault(chat_id=CHAT, error_code=500, description="Internal Server Error", times=1)
     with pytest.raises(TransientFailure):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_bad_gateway_is_transient(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_bad_gateway_is_transient(api: FakeBotApi, sender: Sender) -> None:
     api.add_fault(chat_id=CHAT, error_code=502, description="Bad Gateway", times=1)
     with pytest.raises(TransientFailure):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_chat_not_found_means_the_chat_is_gone(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_chat_not_found_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
     api.add_fault(chat_id=CHAT, error_code=400, description="Bad Request: chat not found")
     with pytest.raises(ChatGone, match=r"(?i)chat not found"):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_no_rights_in_a_group_means_the_chat_is_gone(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_no_rights_in_a_group_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
     api.add_fault(chat_id=GROUP, error_code=400,
                   description="Bad Request: have no rights to send a message")
     with pytest.raises(ChatGone):
         await sender.send(GROUP, None, "x", silent=False)
 
 
-async def test_malformed_html_is_a_permanent_failure(api: FakeBotApi, sender: TelegramSender) -> None:
+async def test_malformed_html_is_a_permanent_failure(api: FakeBotApi, sender: Sender) -> None:
     with pytest.raises(PermanentFailure, match=r"(?i)parse|tag|entit"):
         await sender.send(CHAT, None, "<blink>x</blink>", silent=False)
 
@@ -146,6 +152,19 @@ async def test_a_response_slower_than_the_read_timeout_is_transient(api: FakeBot
         api.add_delay(chat_id=CHAT, delay=0.3, times=1)
         with pytest.raises(TransientFailure, match="timed out"):
             await TelegramSender(bot).send(CHAT, None, "x", silent=False)
+
+
+async def test_a_json_send_slower_than_the_read_timeout_is_transient(api: FakeBotApi) -> None:
+    async with make_bot(api, read_timeout=0.05) as bot, BotApiSender.for_bot(bot) as lean:
+        api.add_delay(chat_id=CHAT, delay=0.3, times=1)
+        with pytest.raises(TransientFailure, match="timed out"):
+            await lean.send(CHAT, None, "x", silent=False)
+
+
+async def test_an_invalid_token_is_fatal_for_a_json_send_too(api: FakeBotApi) -> None:
+    async with BotApiSender(f"{api.base_url}999:WRONG") as lean:
+        with pytest.raises(InvalidToken):
+            await lean.send(CHAT, None, "x", silent=False)
 
 
 async def test_an_invalid_token_is_fatal_not_an_outcome(api: FakeBotApi) -> None:
@@ -158,7 +177,7 @@ async def test_an_invalid_token_is_fatal_not_an_outcome(api: FakeBotApi) -> None
 
 
 async def test_the_engine_delivers_through_the_real_bot_and_handles_each_answer(
-        api: FakeBotApi, sender: TelegramSender, tmp_path: Path) -> None:
+        api: FakeBotApi, sender: Sender, tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path}/bot.sqlite3")
     try:
         then = datetime(2025, 3, 3, tzinfo=UTC)

@@ -1,0 +1,288 @@
+"""Fan-out benchmark: N subscribed chats, one digest each, at Telegram's rate ceiling, against the Bot API double.
+
+    python -m bench.fanout                      # the issue's scenarios (about 8 minutes)
+    python -m bench.fanout --quick              # a few seconds: N=200, 1,000/s, 5 ms latency
+    python -m bench.fanout --scenario 1000:10000 --variants engine-json,ptb-loop --latency 0.04
+
+Each (scenario, variant) runs in two fresh processes: the double (`bench.double`) and the sender under test
+(`python -m bench.fanout --worker ...`), so CPU seconds and peak memory are the sender's alone.
+
+Variants:
+- engine-json: the real delivery path (DigestService tick, DeliveryEngine, SQLite store, digest composer) with
+  BotApiSender (JSON over aiohttp).
+- engine-ptb: the same path with TelegramSender over PTB's Bot (HTTPXRequest, pool = in-flight).
+- ptb-loop: `for chat in chats: await bot.send_message(...)` (no store).
+- ptb-aiorl: PTB's ExtBot with AIORateLimiter(overall_max_rate=ceiling) and concurrent sends (no store).
+Baselines (and engine-ptb) stop after --cap-seconds; their rate is what they reached by then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22 reads a deprecated attribute to build RetryAfter otherwise
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.error import RetryAfter as PtbRetryAfter
+from telegram.error import TelegramError
+from telegram.ext import AIORateLimiter, ExtBot
+from telegram.request import HTTPXRequest
+
+from bench.common import CONTENT, ROOT, fill_subscriptions, peak_rss_mb, print_table, write_results
+from bench.double import DoubleProcess
+from bot.content import load_catalogue
+from bot.core.digest import DigestRules, compose_digest
+from bot.core.services import StaticContent
+from bot.core.subscriptions import DigestHistory
+from bot.delivery import DeliveryEngine, RateLimits, Sender
+from bot.digests import DigestService, digest_composer
+from bot.store import open_store
+from bot.tg.sender import BotApiSender, TelegramSender
+
+VARIANTS = ("engine-json", "engine-ptb", "ptb-loop", "ptb-aiorl")
+ENGINE_VARIANTS = ("engine-json", "engine-ptb")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One variant of one scenario, as handed to a worker process."""
+
+    variant: str
+    ceiling: float
+    chats: int
+    latency: float
+    rate_429: float
+    rate_500: float
+    in_flight: int
+    cap_seconds: float
+    engine_cap_seconds: float = 300.0
+    api_url: str = ""
+    token: str = ""
+
+
+# --------------------------------------------------------------------------------------------------- worker
+
+
+def _sample_digest(now: datetime) -> str:
+    """One digest as the composer writes it, for the baselines (which have no store)."""
+    catalogue = load_catalogue(CONTENT, now=now)
+    from bot.core.messages import ChatKind
+    from bot.core.schedule import Cadence, Schedule
+    from bot.core.subscriptions import Subscription
+
+    schedule = Schedule(Cadence.DAILY, datetime.strptime("09:00", "%H:%M").time(), "Asia/Hong_Kong")
+    subscription = Subscription(1, 1, None, ChatKind.PRIVATE, schedule, (), True, now, now)
+    payload = compose_digest(subscription, catalogue, now, DigestHistory(), DigestRules())
+    assert payload is not None
+    return payload.parts[0]
+
+
+async def _engine_run(job: Job) -> dict[str, Any]:
+    """The real path: bulk subscriptions due now, one scheduler tick, then the engine until everything is done."""
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await open_store(f"sqlite:///{tmp}/bench.sqlite3")
+        try:
+            await fill_subscriptions(store, job.chats, [now - timedelta(minutes=1)])
+            content = StaticContent(load_catalogue(CONTENT, now=now))
+
+            def clock() -> datetime:
+                return datetime.now(UTC)
+
+            limits = RateLimits(messages_per_second=job.ceiling, max_in_flight=job.in_flight,
+                                max_claimed=max(256, 2 * job.in_flight))
+            async with contextlib.AsyncExitStack() as stack:
+                sender: Sender
+                if job.variant == "engine-json":
+                    sender = await stack.enter_async_context(BotApiSender(f"{job.api_url}/bot{job.token}"))
+                else:
+                    request = HTTPXRequest(connection_pool_size=job.in_flight, pool_timeout=30.0)
+                    bot = await stack.enter_async_context(Bot(job.token, base_url=f"{job.api_url}/bot",
+                                                              request=request))
+                    sender = TelegramSender(bot)
+                engine = DeliveryEngine(store, sender, limits, worker_id="bench",
+                                        compose=digest_composer(store, content, clock, DigestRules()), now=clock)
+                service = DigestService(store, engine, clock, tick_seconds=15.0)
+                cpu0, wall0 = time.process_time(), time.monotonic()
+                tick0 = time.perf_counter()
+                enqueued = await service.tick()
+                tick_seconds = time.perf_counter() - tick0
+                stop = asyncio.Event()
+                cap = job.engine_cap_seconds if job.variant == "engine-json" else job.cap_seconds
+                asyncio.get_running_loop().call_later(cap, stop.set)
+                report = None
+                while True:
+                    # Deliveries handed back for a retry (5xx) become claimable at their not_before: poll for them.
+                    run = await engine.run_once(stop)
+                    report = run if report is None else report + run
+                    stats = await store.delivery_stats()
+                    if stop.is_set() or (stats.pending == 0 and stats.sending == 0):
+                        break
+                    await asyncio.sleep(0.05)
+                wall = time.monotonic() - wall0
+                cpu = time.process_time() - cpu0
+            stats = await store.delivery_stats()
+        finally:
+            await store.close()
+    return {"enqueued": enqueued, "tick_seconds": tick_seconds, "wall_seconds": wall, "cpu_seconds": cpu,
+            "store_sent": stats.sent, "store_failed": stats.failed, "store_pending": stats.pending + stats.sending,
+            "store_possible_duplicates": stats.possible_duplicates, "report": asdict(report) if report else None,
+            "capped": stop.is_set()}
+
+
+async def _baseline_run(job: Job) -> dict[str, Any]:
+    """What a user would otherwise write: a plain send loop, or AIORateLimiter with concurrent sends."""
+    text = _sample_digest(datetime.now(UTC))
+    preview = LinkPreviewOptions(is_disabled=True)
+    failures = 0
+    attempted = 0
+    pool = max(job.in_flight, 1)
+    request = HTTPXRequest(connection_pool_size=pool, pool_timeout=30.0)
+    deadline = time.monotonic() + job.cap_seconds
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    if job.variant == "ptb-loop":
+        async with Bot(job.token, base_url=f"{job.api_url}/bot", request=request) as bot:
+            for chat in range(1, job.chats + 1):
+                if time.monotonic() > deadline:
+                    break
+                attempted += 1
+                try:
+                    await bot.send_message(chat, text, parse_mode="HTML", link_preview_options=preview)
+                except TelegramError:
+                    failures += 1
+    else:
+        limiter = AIORateLimiter(overall_max_rate=job.ceiling, overall_time_period=1, max_retries=3)
+        async with ExtBot(job.token, base_url=f"{job.api_url}/bot", request=request, rate_limiter=limiter) as bot:
+            gate = asyncio.Semaphore(pool)
+
+            async def one(chat: int) -> bool:
+                async with gate:
+                    if time.monotonic() > deadline:
+                        return False
+                    try:
+                        await bot.send_message(chat, text, parse_mode="HTML", link_preview_options=preview)
+                    except (TelegramError, PtbRetryAfter):
+                        return True
+                    return True
+
+            results = await asyncio.gather(*(one(chat) for chat in range(1, job.chats + 1)),
+                                           return_exceptions=True)
+            attempted = sum(1 for r in results if r is True)
+    wall = time.monotonic() - wall0
+    cpu = time.process_time() - cpu0
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "attempted": attempted, "send_errors": failures,
+            "capped": attempted < job.chats}
+
+
+def worker(job: Job) -> dict[str, Any]:
+    """Run one job in this process; its figures plus this process's peak memory."""
+    run = _engine_run if job.variant in ENGINE_VARIANTS else _baseline_run
+    result = asyncio.run(run(job))
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+# --------------------------------------------------------------------------------------------------- driver
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Start the double and a worker process for one job; join the double's record with the worker's figures."""
+    with DoubleProcess(latency=job.latency, rate_429=job.rate_429, rate_500=job.rate_500) as double:
+        spec = json.dumps(asdict(Job(**{**asdict(job), "api_url": double.api_url, "token": double.token})))
+        done = subprocess.run([sys.executable, "-m", "bench.fanout", "--worker", spec], capture_output=True,
+                              text=True, check=False, cwd=ROOT, env={**os.environ, "PTB_TIMEDELTA": "true"})
+        if done.returncode != 0:
+            raise RuntimeError(f"worker {job.variant} failed:\n{done.stderr[-4000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        stats = double.stats()
+    counts = stats["sent_per_chat"]
+    delivered = len(counts)
+    duplicates = sum(count - 1 for count in counts.values() if count > 1)
+    # A capped baseline is judged on the chats it tried; a capped engine run left the rest pending in its store.
+    attempted = job.chats if not result.get("capped") else result.get("attempted")
+    ok = int(stats["ok_sends"])
+    first, last = stats["first_send_at"], stats["last_send_at"]
+    rate = (ok - 1) / (last - first) if ok > 1 and last > first else 0.0
+    per_second = stats.get("per_second") or []
+    row = {
+        "variant": job.variant, "ceiling": job.ceiling, "chats": job.chats, "faults": _faults(job),
+        "sent": ok, "rate": rate, "ratio": rate / job.ceiling, "max_1s": stats["max_in_1s"],
+        "wall_s": result["wall_seconds"], "cpu_s_per_1k": 1000 * result["cpu_seconds"] / max(ok, 1),
+        "peak_rss_mb": result["peak_rss_mb"], "duplicates": duplicates,
+        "losses": (job.chats - delivered) if not result.get("capped") else None,
+        "lost_of_tried": None if attempted is None else attempted - delivered,
+        "capped": bool(result.get("capped")), "attempts": stats["attempts"], "errors": stats["errors"],
+        "double_cpu_s": stats["cpu_seconds"], "worker": result,
+        "median_1s": statistics.median(per_second) if per_second else None,
+    }
+    return row
+
+
+def _faults(job: Job) -> str:
+    if not job.rate_429 and not job.rate_500:
+        return "none"
+    return f"{job.rate_429:.0%} 429, {job.rate_500:.0%} 500"
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Parse options, run every (scenario, variant), print the table and write bench/results/fanout.json."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smoke run: N=200 at 1,000/s, 5 ms latency")
+    parser.add_argument("--scenario", action="append", metavar="CEILING:CHATS",
+                        help="repeatable; default 30:3600, 1000:10000, 1000:100000")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--latency", type=float, default=0.04, help="the double's answer latency in seconds")
+    parser.add_argument("--faults", choices=("both", "none", "only"), default="both",
+                        help="also run each scenario with 2%% 429 (retry_after 1) and 1%% 500")
+    parser.add_argument("--rate-429", type=float, default=0.02)
+    parser.add_argument("--rate-500", type=float, default=0.01)
+    parser.add_argument("--in-flight", type=int, default=0, help="sends in flight (default: 64, 160 at 1,000/s)")
+    parser.add_argument("--cap-seconds", type=float, default=20.0, help="time limit of baselines and engine-ptb")
+    parser.add_argument("--engine-cap-seconds", type=float, default=300.0, help="time limit of engine-json")
+    parser.add_argument("--name", default="fanout", help="results file name under bench/results/")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(Job(**json.loads(args.worker)))))
+        return []
+    if args.quick:
+        scenarios = [(1000.0, 200)]
+        args.latency, args.cap_seconds = 0.005, 2.0
+    else:
+        scenarios = [(float(c), int(n)) for c, n in (s.split(":") for s in args.scenario or
+                                                      ["30:3600", "1000:10000", "1000:100000"])]
+    fault_sets = {"none": [(0.0, 0.0)], "only": [(args.rate_429, args.rate_500)],
+                  "both": [(0.0, 0.0), (args.rate_429, args.rate_500)]}[args.faults]
+    rows: list[dict[str, Any]] = []
+    for ceiling, chats in scenarios:
+        in_flight = args.in_flight or (160 if ceiling >= 500 else 64)
+        for rate_429, rate_500 in fault_sets:
+            for variant in args.variants.split(","):
+                job = Job(variant, ceiling, chats, args.latency, rate_429, rate_500, in_flight, args.cap_seconds,
+                          args.engine_cap_seconds)
+                row = run_job(job)
+                rows.append(row)
+                print(f"{variant:12} {ceiling:>6g}/s N={chats:<7} faults={row['faults']:14} "
+                      f"rate={row['rate']:8.1f}/s ratio={row['ratio']:.3f} dup={row['duplicates']} "
+                      f"loss={row['losses']}", flush=True)
+    print_table("Fan-out (rate and ratio between the first and last answer at the double)", rows,
+                ["variant", "ceiling", "chats", "faults", "sent", "rate", "ratio", "max_1s", "wall_s",
+                 "cpu_s_per_1k", "peak_rss_mb", "duplicates", "losses", "lost_of_tried", "capped"])
+    write_results(args.name, {"latency": args.latency, "rows": rows})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Each benchmark still runs in its --quick mode; no timing is asserted, only that fan-out loses and repeats nothing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+if str(ROOT) not in sys.path:  # bench/ is not an installed package; `pytest` (unlike `python -m pytest`) omits cwd
+    sys.path.insert(0, str(ROOT))
+
+from bench import commands, content, fanout, store  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def results_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Leave the figures of real runs in bench/results/ alone.
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path))
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+
+
+def test_fanout_quick_delivers_every_digest_exactly_once_with_and_without_faults() -> None:
+    rows = fanout.main(["--quick"])
+    engine_rows = [row for row in rows if row["variant"] in fanout.ENGINE_VARIANTS and not row["capped"]]
+    assert {row["faults"] for row in engine_rows if row["variant"] == "engine-json"} == {"none", "2% 429, 1% 500"}
+    for row in rows:
+        assert row["duplicates"] == 0, row
+    for row in engine_rows:
+        assert row["losses"] == 0, row
+        assert row["worker"]["store_sent"] == row["chats"], row
+
+
+def test_commands_quick_builds_every_reply_and_answers_every_update() -> None:
+    result = commands.main(["--quick"])
+    assert [row["command"] for row in result["reply_build"]] == list(commands.COMMANDS)
+    assert all(row["replies"] == row["updates"] for row in result["end_to_end"])
+
+
+def test_store_quick_ticks_and_measures_memory() -> None:
+    result = store.main(["--quick", "--postgres", ""])
+    assert {row["case"] for row in result["ticks"]} == {"~700 due", "5,000 due (one batch)"}
+    assert result["memory"]["subscriptions"] == 2_000
+
+
+def test_content_quick_loads_the_shipped_and_the_scaled_content() -> None:
+    rows = content.main(["--quick"])
+    assert rows[1]["sections"] == 3 * rows[0]["sections"]
+
+
+def test_each_benchmark_has_one_documented_command() -> None:
+    readme = (ROOT / "bench" / "README.md").read_text()
+    for name in ("fanout", "commands", "store", "content"):
+        assert f"python -m bench.{name}" in readme
