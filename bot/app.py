@@ -36,10 +36,13 @@ from bot.settings import Secret, Settings
 from bot.store import open_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import TelegramFrontEnd, send_reply
-from bot.tg.sender import TelegramSender
+from bot.tg.ordering import PerChatOrderedProcessor
+from bot.tg.sender import BotApiSender
 from bot.tg.webhook import derive_secret, webhook_server
 
 log = logging.getLogger(__name__)
+
+CONCURRENT_UPDATES = 32
 
 
 def utc_now() -> datetime:
@@ -138,6 +141,9 @@ def build_application(settings: Settings, services: Services) -> Application:  #
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
         .post_init(post_init)
+        # Updates from different chats are handled side by side (one slow chat does not hold up the rest);
+        # one chat's updates keep their order.
+        .concurrent_updates(PerChatOrderedProcessor(CONCURRENT_UPDATES))
         .build()
     )
     front_end.install(application)
@@ -180,9 +186,12 @@ async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIte
         runtime.services.chat_admins = TelegramChatAdmins(application.bot)
         if application.post_init is not None:
             await application.post_init(application)
-        runtime.digests = build_digests(runtime, TelegramSender(application.bot), clock)
+        # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
+        # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
+        sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
+        runtime.digests = build_digests(runtime, sender, clock)
         runtime.services.wake_delivery = runtime.digests.wake
-        async with _receiving_updates(runtime, application):
+        async with sender, _receiving_updates(runtime, application):
             await application.start()
             runtime.digests.start()
 

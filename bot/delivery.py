@@ -112,6 +112,9 @@ class RateLimits:
     window_margin: float = 0.01
     # Longer flood-control pauses hand the delivery back to the store instead of holding its lease.
     max_inline_pause: float = 60.0
+    # A 429 for one chat holds that chat; this many within a second mean the bot as a whole is over the limit,
+    # and every send pauses for the time Telegram asked.
+    flood_burst: int = 3
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before the next attempt after `attempts` failed ones (exponential, capped)."""
@@ -160,6 +163,8 @@ class RateLimiter:
         self._group_quota = max(limits.group_per_minute, 0)
         self._gates: dict[int, _ChatGate] = {}
         self._sweep_at = 1024
+        self._held: dict[int, float] = {}  # chat id -> clock time before which it gets nothing (its own 429)
+        self._floods: deque[float] = deque(maxlen=max(limits.flood_burst, 1))
 
     @property
     def paused_until(self) -> float:
@@ -172,8 +177,24 @@ class RateLimiter:
         if self.global_pacer is not None:
             self.global_pacer.pause(seconds)
 
+    def flood(self, chat_id: int, seconds: float) -> bool:
+        """Telegram answered 429 for `chat_id`: hold that chat for `seconds`; pause everything when 429s come in a
+        burst (the bot as a whole is over the limit, not one chat). Returns True when everything paused."""
+        now = self._clock()
+        self._held[chat_id] = max(self._held.get(chat_id, -math.inf), now + seconds)
+        self._floods.append(now)
+        if len(self._floods) == self._floods.maxlen and now - self._floods[0] <= self.WINDOW:
+            self.pause(seconds)
+            self._floods.clear()
+            return True
+        return False
+
     async def acquire(self, chat_id: int) -> float:
         """Wait until a message to `chat_id` may start; returns the clock time it started. Pair with release()."""
+        if self._held:
+            while (wait := self._held.get(chat_id, -math.inf) - self._clock()) > 0:
+                await self._sleep(wait)
+            self._held.pop(chat_id, None)
         gate = self._gate(chat_id)
         if gate is None:
             return await self._start()
@@ -491,6 +512,7 @@ class DeliveryEngine:
                 self.limiter.release()
                 await self._release(delivery, "lease nearly over")
                 return
+            outcome: DeliveryOutcome | None = None
             try:
                 if index == delivery.parts_sent:
                     # Written once the send's turn has come, just before it goes out: a delivery that waited in
@@ -499,23 +521,33 @@ class DeliveryEngine:
                         await self._store.set_payload(delivery.id, payload)
                     else:
                         await self._store.mark_started(delivery.id)
-                await self._sender.send(chat_id, thread_id, parts[index], silent=silent)
-                outcome: DeliveryOutcome | None = None
-            except DeliveryOutcome as exc:
-                outcome = exc
+                try:
+                    await self._sender.send(chat_id, thread_id, parts[index], silent=silent)
+                except DeliveryOutcome as exc:
+                    outcome = exc
+                else:
+                    # The in-flight slot is held until the send is recorded, so the messages that may repeat
+                    # after a crash (sent, not yet recorded) never outnumber max_in_flight.
+                    index += 1
+                    if index == len(parts):
+                        # complete_delivery records the last part: one write fewer, the same crash window
+                        await self._store.complete_delivery(delivery.id, self._now())
+                        counts.sent += 1
+                        log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat_id, len(parts))
+                        return
+                    await self._store.record_part_sent(delivery.id, index, self._now())
             finally:
                 self.limiter.release()
             if outcome is None:
-                index += 1
-                if index == len(parts):
-                    break  # complete_delivery records the last part: one write fewer, the same crash window
-                await self._store.record_part_sent(delivery.id, index, self._now())
                 continue
             if isinstance(outcome, RetryAfter):
                 counts.rate_limited += 1
-                self.limiter.pause(outcome.seconds)
-                log.warning("flood control: pausing all sends for %g s (delivery %s, chat %s)",
-                            outcome.seconds, delivery.id, chat_id)
+                if self.limiter.flood(chat_id, outcome.seconds):
+                    log.warning("flood control: 429s in a burst, pausing all sends for %g s (delivery %s, chat %s)",
+                                outcome.seconds, delivery.id, chat_id)
+                else:
+                    log.info("flood control for chat %s: retrying delivery %s in %g s",
+                             chat_id, delivery.id, outcome.seconds)
                 if self._clock() + outcome.seconds > hold_until or outcome.seconds > self.limits.max_inline_pause:
                     not_before = self._now() + timedelta(seconds=outcome.seconds)
                     await self._store.retry_delivery(delivery.id, not_before, str(outcome))

@@ -150,6 +150,23 @@ async def test_flood_control_pauses_every_chat() -> None:
     assert min(starts) >= first + 5.0
 
 
+async def test_one_chats_429_holds_only_that_chat() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, private_interval=0)
+    assert not pacer.flood(1, 5.0)
+    other = await pacer.acquire(2)
+    pacer.release()
+    held = await pacer.acquire(1)
+    assert other < 1.0 and held >= 5.0
+
+
+async def test_429s_in_a_burst_pause_every_chat() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, private_interval=0)
+    assert [pacer.flood(chat, 2.0) for chat in (1, 2, 3)] == [False, False, True]
+    assert await pacer.acquire(9) >= 2.0
+
+
 async def test_a_pause_during_a_wait_still_holds_the_waiters() -> None:
     time = VirtualTime()
     pacer = limiter(time)
@@ -504,7 +521,7 @@ async def test_a_permanent_failure_is_recorded_and_never_retried(store: Subscrip
     assert subscription is not None and subscription.active  # a bad message is no reason to drop the chat
 
 
-async def test_flood_control_pauses_and_resends_the_same_part(store: SubscriptionStore) -> None:
+async def test_flood_control_for_one_chat_holds_that_chat_and_resends_the_same_part(store: SubscriptionStore) -> None:
     await subscribe(store, 3, 4)
     sender = FakeSender()
     sender.script(3, RetryAfter(0.05))
@@ -512,6 +529,17 @@ async def test_flood_control_pauses_and_resends_the_same_part(store: Subscriptio
     report = await run.run_once()
     assert report == DeliveryReport(sent=2, rate_limited=1)
     assert sender.to(3) == ["digest 3 part 1", "digest 3 part 2"]
+    assert run.limiter.paused_until < 0  # one chat's 429 does not stop the others
+
+
+async def test_a_burst_of_429s_pauses_every_send(store: SubscriptionStore) -> None:
+    await subscribe(store, 3, 4, 5, 6)
+    sender = FakeSender()
+    for chat in (3, 4, 5):
+        sender.script(chat, RetryAfter(0.05))
+    run = engine(store, sender)
+    report = await run.run_once()
+    assert report == DeliveryReport(sent=4, rate_limited=3)
     assert run.limiter.paused_until > 0
 
 

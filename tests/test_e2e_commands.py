@@ -137,3 +137,17 @@ async def test_the_token_never_reaches_the_log(fake: FakeBotApi, tmp_path: Path,
     assert captured.err, "expected DEBUG log output"
     assert fake.token not in captured.err and fake.token.split(":")[1] not in captured.err
     assert fake.token not in json.dumps(fake.sent_messages())
+
+
+async def test_one_chat_keeps_its_order_while_other_chats_go_ahead(fake: FakeBotApi, tmp_path: Path) -> None:
+    fake.add_delay(method="sendMessage", chat_id=508, delay=0.5, times=1)  # the first answer to 508 is slow
+    async with running_bot(fake, e2e_settings(fake, tmp_path)):
+        for text in ("/sector finance", "/sector healthcare", "/about"):
+            fake.push_update(fake.command_update(text, chat_id=508, user_id=508))
+        fake.push_update(fake.command_update("/latest 1", chat_id=509, user_id=509))
+        await fake.wait_for("sendMessage", count=3, chat_id=508)
+    replies = texts(fake, 508)
+    assert "AI in finance" in replies[0] and "Healthcare" in replies[1] and "HK AI Pulse" in replies[2]
+    order = [int(r.params["chat_id"]) for r in fake.requests if r.method == "sendMessage" and r.ok]
+    second_to_508 = [i for i, chat in enumerate(order) if chat == 508][1]
+    assert order.index(509) < second_to_508  # 509 was answered while 508's first answer was still on its way
