@@ -112,9 +112,11 @@ class RateLimits:
     window_margin: float = 0.01
     # Longer flood-control pauses hand the delivery back to the store instead of holding its lease.
     max_inline_pause: float = 60.0
-    # A 429 for one chat holds that chat; this many within a second mean the bot as a whole is over the limit,
-    # and every send pauses for the time Telegram asked.
+    # A 429 for one chat holds that chat. When at least `flood_burst` 429s in a second are also at least
+    # `flood_share` of that second's sends, the bot as a whole is over the limit: every send pauses for the time
+    # Telegram asked. (2% of chats answering 429 at 1,000/s is 20 a second, but no global flood.)
     flood_burst: int = 3
+    flood_share: float = 0.1
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before the next attempt after `attempts` failed ones (exponential, capped)."""
@@ -164,7 +166,9 @@ class RateLimiter:
         self._gates: dict[int, _ChatGate] = {}
         self._sweep_at = 1024
         self._held: dict[int, float] = {}  # chat id -> clock time before which it gets nothing (its own 429)
-        self._floods: deque[float] = deque(maxlen=max(limits.flood_burst, 1))
+        self._floods: deque[float] = deque()
+        self._flood_burst = max(limits.flood_burst, 1)
+        self._flood_share = max(limits.flood_share, 0.0)
 
     @property
     def paused_until(self) -> float:
@@ -178,14 +182,19 @@ class RateLimiter:
             self.global_pacer.pause(seconds)
 
     def flood(self, chat_id: int, seconds: float) -> bool:
-        """Telegram answered 429 for `chat_id`: hold that chat for `seconds`; pause everything when 429s come in a
-        burst (the bot as a whole is over the limit, not one chat). Returns True when everything paused."""
+        """Telegram answered 429 for `chat_id`: hold that chat for `seconds`; pause everything when 429s are a
+        large share of the last second's sends (the bot as a whole is over the limit, not one chat).
+        Returns True when everything paused."""
         now = self._clock()
         self._held[chat_id] = max(self._held.get(chat_id, -math.inf), now + seconds)
-        self._floods.append(now)
-        if len(self._floods) == self._floods.maxlen and now - self._floods[0] <= self.WINDOW:
+        floods = self._floods
+        floods.append(now)
+        while floods and floods[0] < now - self.WINDOW:
+            floods.popleft()
+        started = sum(1 for start in self._recent if start >= now - self.WINDOW) if self._recent is not None else 0
+        if len(floods) >= self._flood_burst and len(floods) >= self._flood_share * started:
             self.pause(seconds)
-            self._floods.clear()
+            floods.clear()
             return True
         return False
 

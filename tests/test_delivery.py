@@ -160,6 +160,16 @@ async def test_one_chats_429_holds_only_that_chat() -> None:
     assert other < 1.0 and held >= 5.0
 
 
+async def test_scattered_429s_at_a_high_rate_do_not_pause_everyone() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, private_interval=0, messages_per_second=1000)
+    for chat in range(100, 200):  # 100 sends started within the last second
+        await pacer.acquire(chat)
+        pacer.release()
+    assert [pacer.flood(chat, 1.0) for chat in (1, 2, 3)] == [False, False, False]  # 3% of the sends
+    assert pacer.paused_until < 0
+
+
 async def test_429s_in_a_burst_pause_every_chat() -> None:
     time = VirtualTime()
     pacer = limiter(time, private_interval=0)
