@@ -193,7 +193,7 @@ class ContentManager:
         except OSError as exc:
             return self._rejected([_io_error(self.history_dir, exc, "could not save the history entry")], target)
         try:
-            _put(path, text)
+            write_atomically(path, text)
         except OSError as exc:
             entry.unlink(missing_ok=True)
             return self._rejected([_io_error(path, exc)], target)
@@ -272,7 +272,7 @@ class ContentManager:
             return self._rejected(errors, target)
         current = _read_exact(path)
         try:
-            _put(path, restored)
+            write_atomically(path, restored)
         except OSError as exc:
             return self._rejected([_io_error(path, exc)], target)
         change = self._applied(old, target, undo=(path, current))
@@ -316,7 +316,7 @@ class ContentManager:
         # The number orders entries (a clock can repeat a second); the time is for people reading the folder.
         path = self.history_dir / f"{number:06d}-{now.strftime('%Y%m%dT%H%M%S')}.json"
         entry = {"path": target, "previous_text": previous, "new_text": text, "saved_at": now.isoformat()}
-        _put(path, json.dumps(entry, indent=1))
+        write_atomically(path, json.dumps(entry, indent=1))
         return path
 
     # ---- outcomes
@@ -327,7 +327,7 @@ class ContentManager:
         if isinstance(swapped, list):
             if undo is not None:
                 try:
-                    _put(*undo)
+                    write_atomically(*undo)
                 except OSError:
                     log.exception("could not restore %s after a failed content change", undo[0])
             return self._rejected(swapped, target)
@@ -437,7 +437,7 @@ def _read_exact(path: Path) -> str | None:
         return None
 
 
-def _put(path: Path, text: str | None) -> None:
+def write_atomically(path: Path, text: str | None) -> None:
     """Atomically replace `path` with `text`, or delete it when `text` is None."""
     if text is None:
         path.unlink(missing_ok=True)

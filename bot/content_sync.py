@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +26,7 @@ import psycopg
 
 from bot.cluster import brief_error, connect, is_postgres, process_id
 from bot.content import InvalidContent, validate_texts
-from bot.content_admin import CONTENT_SUFFIXES, HISTORY_NAME, ContentChange, ContentManager
+from bot.content_admin import CONTENT_SUFFIXES, HISTORY_NAME, ContentChange, ContentManager, write_atomically
 from bot.core.admin import ContentOutcome
 
 log = logging.getLogger(__name__)
@@ -327,7 +325,7 @@ def _mirror(directory: Path, texts: dict[str, str], present: list[Path]) -> None
     for relative, text in texts.items():
         path = directory / relative
         if _read(path) != text:
-            _write(path, text)
+            write_atomically(path, text)
     wanted = {directory / relative for relative in texts}
     for path in present:
         if path not in wanted:
@@ -346,20 +344,3 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _write(path: Path, text: str) -> None:
-    """Atomically replace `path` (a `.tmp` name keeps the half-written file out of the loader and the watcher)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

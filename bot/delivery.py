@@ -28,20 +28,24 @@ class DeliveryOutcome(Exception):
     """Base of the outcomes a Sender raises instead of its transport's own exceptions."""
 
 
+class _Failure(DeliveryOutcome):
+    """An outcome described by the transport's own words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RetryAfter(DeliveryOutcome):
-    """Flood control: pause every send for `seconds`, then retry the same message."""
+    """Flood control: hold this chat (every chat, in a flood) for `seconds`, then retry the same message."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__(f"flood control, retry after {seconds:g} s")
         self.seconds = seconds
 
 
-class ChatGone(DeliveryOutcome):
+class ChatGone(_Failure):
     """The bot can no longer write to the chat (blocked, kicked, chat not found): deactivate it, never retry."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ChatMoved(DeliveryOutcome):
@@ -52,20 +56,12 @@ class ChatMoved(DeliveryOutcome):
         self.new_chat_id = new_chat_id
 
 
-class PermanentFailure(DeliveryOutcome):
+class PermanentFailure(_Failure):
     """This message will never go through (e.g. bad request): record it as failed."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
-
-class TransientFailure(DeliveryOutcome):
+class TransientFailure(_Failure):
     """A server error, network error or timeout: retry later with back-off."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Sender(Protocol):
