@@ -163,3 +163,28 @@ async def test_bad_subscribe_arguments_show_the_accepted_forms(fake: FakeBotApi,
         assert await runtime.store.get_subscription(605, None) is None
     assert "I don't understand “sometimes”" in answer["text"]
     assert "/subscribe daily 08:30 Europe/London" in answer["text"]
+
+
+async def test_quiet_hours_set_on_another_replica_are_seen_within_a_minute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import time as clock_time
+
+    from bot.core import services as services_module
+    from bot.core.schedule import QuietHours
+    from bot.core.services import QUIET_HOURS_TTL, Services, StaticContent
+    from bot.store import open_store
+
+    store = await open_store(f"sqlite:///{tmp_path}/bot.sqlite3")
+    now = [1000.0]
+    monkeypatch.setattr(services_module.time, "monotonic", lambda: now[0])
+    try:
+        services = Services(content=StaticContent(None), clock=FakeClock(), subscriptions=store)  # type: ignore[arg-type]
+        assert await services.quiet_hours(42) is None
+        hours = QuietHours(clock_time(22), clock_time(7), "Asia/Hong_Kong")
+        await store.set_quiet_hours(42, hours)  # as another replica's /quiet would
+        now[0] += QUIET_HOURS_TTL - 1
+        assert await services.quiet_hours(42) is None  # still the cached answer
+        now[0] += 2
+        assert await services.quiet_hours(42) == hours
+    finally:
+        await store.close()

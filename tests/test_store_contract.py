@@ -644,3 +644,17 @@ async def test_open_store_creates_the_sqlite_folder_for_a_relative_path(
     finally:
         await store.close()
     assert (tmp_path / "data" / "nested" / "bot.sqlite3").is_file()
+
+
+async def test_a_broadcast_draft_is_taken_once_whichever_replica_asks(database_url: str) -> None:
+    first = await open_store(database_url, single_process=False)
+    second = await open_store(database_url, single_process=False)
+    try:
+        await first.save_broadcast_draft("d1", "Meetup at Cyberport", 900, T0)
+        taken = await asyncio.gather(first.take_broadcast_draft("d1"), second.take_broadcast_draft("d1"))
+        assert taken.count(None) == 1 and "Meetup at Cyberport" in taken  # one confirmation wins
+        assert await second.take_broadcast_draft("d1") is None
+        assert await first.take_broadcast_draft("never-made") is None
+    finally:
+        await first.close()
+        await second.close()

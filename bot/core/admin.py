@@ -201,7 +201,7 @@ async def broadcast(request: Request, services: Services) -> Reply:
         return Reply("Broadcasts are not available here.")
     if request.from_button and len(request.args) == 2 and request.args[0] in ("send", "cancel"):
         decision, draft_id = request.args
-        text = services.broadcast_drafts.pop(draft_id, None)
+        text = await store.take_broadcast_draft(draft_id)
         if text is None:
             return replacing_on_button(Reply("This broadcast was already sent or cancelled."), request)
         if decision == "cancel":
@@ -216,8 +216,8 @@ async def broadcast(request: Request, services: Services) -> Reply:
     text = request.text.strip()
     if not text:
         return Reply("Usage: /broadcast <text> — you will see a preview to confirm before anything is sent.")
-    draft_id = secrets.token_hex(4)
-    services.broadcast_drafts[draft_id] = text
+    draft_id = secrets.token_hex(8)
+    await store.save_broadcast_draft(draft_id, text, request.user.id if request.user else None, services.clock())
     active = await store.count_active()
     await audit(services, request, "broadcast-draft", text[:200])
     buttons = ((Button(f"Send to {active} chat(s)", f"broadcast send {draft_id}"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from bot.core.admin import AuditLog, ContentAdmin
 
 Clock = Callable[[], datetime]
+QUIET_HOURS_TTL = 60.0  # seconds a replica trusts its cached copy of a chat's quiet hours
 
 
 class ChatAdmins(Protocol):
@@ -64,11 +66,10 @@ class Services:
     chat_admins: ChatAdmins = field(default_factory=EveryoneIsAdmin)
     default_timezone: str = "Asia/Hong_Kong"
     digest_rules: DigestRules = field(default_factory=DigestRules)
-    quiet_hours_cache: dict[int, QuietHours | None] = field(default_factory=dict)
+    quiet_hours_cache: dict[int, tuple[QuietHours | None, float]] = field(default_factory=dict)  # (hours, read at)
     content_admin: ContentAdmin | None = None
     audit: AuditLog | None = None
     wake_delivery: Callable[[], None] | None = None
-    broadcast_drafts: dict[str, str] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -76,9 +77,17 @@ class Services:
         return ZoneInfo(self.default_timezone)
 
     async def quiet_hours(self, chat_id: int) -> QuietHours | None:
-        """A chat's quiet hours, cached in memory (they change only through /quiet, which updates the cache)."""
+        """A chat's quiet hours, cached for a minute: another replica may change them (/quiet refreshes this
+        replica's entry at once)."""
         if self.subscriptions is None:
             return None
-        if chat_id not in self.quiet_hours_cache:
-            self.quiet_hours_cache[chat_id] = await self.subscriptions.get_quiet_hours(chat_id)
-        return self.quiet_hours_cache[chat_id]
+        cached = self.quiet_hours_cache.get(chat_id)
+        if cached is not None and time.monotonic() - cached[1] < QUIET_HOURS_TTL:
+            return cached[0]
+        hours = await self.subscriptions.get_quiet_hours(chat_id)
+        self.remember_quiet_hours(chat_id, hours)
+        return hours
+
+    def remember_quiet_hours(self, chat_id: int, hours: QuietHours | None) -> None:
+        """Cache a chat's quiet hours (after reading or changing them)."""
+        self.quiet_hours_cache[chat_id] = (hours, time.monotonic())

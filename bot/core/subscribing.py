@@ -266,7 +266,7 @@ async def quiet(request: Request, services: Services) -> Reply:
         return Reply(f"{state}\n{usage}")
     if request.args[0].lower() in ("off", "none", "clear"):
         await services.subscriptions.set_quiet_hours(request.chat.id, None)
-        services.quiet_hours_cache[request.chat.id] = None
+        services.remember_quiet_hours(request.chat.id, None)
         return Reply("Quiet hours cleared.")
     start_text, _, end_text = request.args[0].partition("-")
     start, end = parse_time(start_text), parse_time(end_text)
@@ -279,6 +279,6 @@ async def quiet(request: Request, services: Services) -> Reply:
         return Reply(usage)
     hours = QuietHours(start, end, zone)
     await services.subscriptions.set_quiet_hours(request.chat.id, hours)
-    services.quiet_hours_cache[request.chat.id] = hours
+    services.remember_quiet_hours(request.chat.id, hours)
     return Reply(f"Quiet hours set: {plain(hours.describe())}. Only scheduled digests will make a sound then.")
 

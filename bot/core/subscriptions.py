@@ -206,6 +206,14 @@ class SubscriptionStore(Protocol):
         """Append an admin action to the audit log."""
         ...
 
+    async def save_broadcast_draft(self, draft_id: str, text: str, actor_id: int | None, now: datetime) -> None:
+        """Keep a broadcast until an admin confirms or cancels it."""
+        ...
+
+    async def take_broadcast_draft(self, draft_id: str) -> str | None:
+        """Remove and return a draft; None when it was already taken. Atomic: one confirmation wins."""
+        ...
+
     async def audit_entries(self, limit: int) -> list[tuple[datetime, int | None, str, str]]:
         """The newest audit entries: (when, who, action, detail)."""
         ...

@@ -159,6 +159,21 @@ def m004_replicas(d: Dialect) -> Statements:
     ]
 
 
+@migration
+def m005_broadcast_drafts(d: Dialect) -> Statements:
+    """Broadcasts waiting for an admin's confirmation, so any replica can confirm them."""
+    return [
+        f"""
+        CREATE TABLE broadcast_drafts (
+            id TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            created_by {d.bigint},
+            created_at {d.timestamp} NOT NULL
+        )
+        """,
+    ]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -524,6 +524,18 @@ class SqlStore:
             last_period_failed=period_counts.get(DeliveryStatus.FAILED.value, 0),
         )
 
+    async def save_broadcast_draft(self, draft_id: str, text: str, actor_id: int | None, now: datetime) -> None:
+        """Keep a broadcast until an admin confirms or cancels it."""
+        async with self.driver.transaction() as tx:
+            await tx.execute("INSERT INTO broadcast_drafts (id, text, created_by, created_at) VALUES (?, ?, ?, ?)",
+                             (draft_id, text, actor_id, _utc(now)))
+
+    async def take_broadcast_draft(self, draft_id: str) -> str | None:
+        """Remove and return a draft; None when it was already taken (sent or cancelled, by any replica)."""
+        async with self.driver.transaction() as tx:
+            row = await tx.fetchone("DELETE FROM broadcast_drafts WHERE id = ? RETURNING text", (draft_id,))
+        return None if row is None else str(row[0])
+
     async def record_audit(self, actor_id: int | None, action: str, detail: str, now: datetime) -> None:
         """Append an admin action to the audit log."""
         async with self.driver.transaction() as tx:
