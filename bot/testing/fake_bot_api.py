@@ -775,14 +775,13 @@ class FakeBotApi:
 
     def max_rate(self, window: float = 1.0) -> int:
         """Maximum number of successful sendMessage answers within any sliding window of ``window`` s."""
-        times = sorted(self._send_times)
-        best = 0
-        start = 0
-        for end, t in enumerate(times):
-            while t - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return _busiest_window(self._send_times, window)
+
+    def max_arrival_rate(self, window: float = 1.0) -> int:
+        """Maximum number of sendMessage requests that arrived (and succeeded) within any ``window`` s: what
+        Telegram's own rate limit counts, before this server's latency and scheduling shift the answers."""
+        return _busiest_window([r.at for r in self.requests if r.method == "sendMessage" and r.ok], window)
+
 
     def stored_message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
         """The current state of a message known to the fake (sent by the bot or pushed), if any."""
@@ -1695,3 +1694,15 @@ def _convert(fspec: _FieldSpec, value: Any, uploads: dict[str, UploadedFile]) ->
         return json.loads(value)
     except ValueError:
         raise _ApiError(400, f"Bad Request: can't parse {name} JSON object") from None
+
+
+def _busiest_window(moments: list[float], window: float) -> int:
+    """The most moments within any sliding window of `window` seconds."""
+    times = sorted(moments)
+    best = 0
+    start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
