@@ -50,6 +50,8 @@ def _stats(fake: FakeBotApi) -> dict[str, Any]:
         "first_send_at": times[0] if times else None,
         "last_send_at": times[-1] if times else None,
         "max_in_1s": fake.max_rate(1.0),
+        # What Telegram's limit counts: requests arriving, before the double's latency and scheduling.
+        "max_arrivals_in_1s": fake.max_arrival_rate(1.0),
         # Full seconds only: the first and the last second of a run are partly idle.
         "per_second": [per_second[i] for i in range(1, max(per_second, default=0))],
         "cpu_seconds": time.process_time(),

@@ -219,6 +219,7 @@ def run_job(job: Job) -> dict[str, Any]:
     row = {
         "variant": job.variant, "ceiling": job.ceiling, "chats": job.chats, "faults": _faults(job),
         "sent": ok, "rate": rate, "ratio": rate / job.ceiling, "max_1s": stats["max_in_1s"],
+        "max_arrivals_1s": stats.get("max_arrivals_in_1s"),
         "wall_s": result["wall_seconds"], "cpu_s_per_1k": 1000 * result["cpu_seconds"] / max(ok, 1),
         "peak_rss_mb": result["peak_rss_mb"], "duplicates": duplicates,
         "losses": (job.chats - delivered) if not result.get("capped") else None,
@@ -278,8 +279,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                       f"rate={row['rate']:8.1f}/s ratio={row['ratio']:.3f} dup={row['duplicates']} "
                       f"loss={row['losses']}", flush=True)
     print_table("Fan-out (rate and ratio between the first and last answer at the double)", rows,
-                ["variant", "ceiling", "chats", "faults", "sent", "rate", "ratio", "max_1s", "wall_s",
-                 "cpu_s_per_1k", "peak_rss_mb", "duplicates", "losses", "lost_of_tried", "capped"])
+                ["variant", "ceiling", "chats", "faults", "sent", "rate", "ratio", "max_1s", "max_arrivals_1s",
+                 "wall_s", "cpu_s_per_1k", "peak_rss_mb", "duplicates", "losses", "lost_of_tried", "capped"])
     write_results(args.name, {"latency": args.latency, "rows": rows})
     return rows
 

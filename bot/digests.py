@@ -30,7 +30,7 @@ def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Clo
     async def compose(delivery: Delivery) -> DigestPayload | None:
         if delivery.kind is not DeliveryKind.DIGEST:
             return None
-        history = await store.history(delivery.subscription.id)
+        history = delivery.history or await store.history(delivery.subscription.id)
         return compose_digest(delivery.subscription, content.catalogue, clock(), history, rules)
 
     return compose

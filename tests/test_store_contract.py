@@ -658,3 +658,20 @@ async def test_a_broadcast_draft_is_taken_once_whichever_replica_asks(database_u
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_claimed_digest_comes_with_its_history_in_one_batch(store: SqlStore) -> None:
+    await subscribe_due(store, 1, 2)
+    first, second = await store.claim_deliveries("w1", T0, LEASE, 10)
+    await store.set_payload(first.id, DigestPayload(("one",), ("2024-08-13/Sandbox",), "finance/ITF"))
+    await store.complete_delivery(first.id, T0)
+    await store.complete_delivery(second.id, T0)
+    await store.enqueue_due(T0 + timedelta(days=1), 1000)
+    await store.enqueue_broadcast(["news"], T0 + timedelta(days=1))
+    claimed = {(d.subscription.chat_id, d.kind): d for d in
+               await store.claim_deliveries("w1", T0 + timedelta(days=1), LEASE, 10)}
+    assert claimed[(1, DeliveryKind.DIGEST)].history == DigestHistory(frozenset({"2024-08-13/Sandbox"}),
+                                                                      frozenset({"finance/ITF"}))
+    assert claimed[(2, DeliveryKind.DIGEST)].history == DigestHistory()
+    assert claimed[(1, DeliveryKind.BROADCAST)].history is None  # nothing to compose
+    assert claimed[(1, DeliveryKind.DIGEST)].history == await store.history(first.subscription.id)

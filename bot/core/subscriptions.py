@@ -79,6 +79,7 @@ class Delivery:
     payload: DigestPayload | None
     in_flight_at_crash: bool = False
     not_before: datetime | None = None
+    history: DigestHistory | None = None  # loaded with the claim for a digest still to compose
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class SubscriptionStore(Protocol):
         """Claim up to `limit` deliveries to send: pending ones whose not_before has passed, and `sending` ones
         whose lease expired (their previous sender died: flagged in_flight_at_crash). Claimed rows become
         `sending`, leased to `worker` until now + lease_seconds, attempts + 1. Safe for concurrent workers.
+        A digest without a payload yet comes with its subscription's history (one query for the whole batch).
         """
         ...
 

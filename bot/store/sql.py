@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -395,6 +396,18 @@ class SqlStore:
                 f" WHERE d.id IN ({_placeholders(len(claim))}) ORDER BY d.id",
                 claim,
             )
+            deliveries = [self._delivery(row) for row in rows]
+            # The composer needs each digest's history: one query for the batch, not one trip per delivery.
+            to_compose = sorted({d.subscription.id for d in deliveries
+                                 if d.payload is None and d.kind is DeliveryKind.DIGEST})
+            histories: dict[int, tuple[set[str], set[str]]] = {sid: (set(), set()) for sid in to_compose}
+            if to_compose:
+                for subscription_id, kind, key in await tx.fetchall(
+                    "SELECT subscription_id, kind, item_key FROM sent_items"
+                    f" WHERE subscription_id IN ({_placeholders(len(to_compose))})",
+                    to_compose,
+                ):
+                    histories[int(subscription_id)][0 if kind == "update" else 1].add(key)
         for did, status, previous_worker, active, chat_id, started in candidates:
             if active and started and status == DeliveryStatus.SENDING.value:
                 log.warning(
@@ -402,7 +415,9 @@ class SqlStore:
                     " %s resumes it",
                     did, chat_id, previous_worker, worker,
                 )
-        return [self._delivery(row) for row in rows]
+        return [replace(d, history=DigestHistory(frozenset(histories[d.subscription.id][0]),
+                                                 frozenset(histories[d.subscription.id][1])))
+                if d.payload is None and d.kind is DeliveryKind.DIGEST else d for d in deliveries]
 
     async def release_claims(self, worker: str | None = None) -> int:
         """End leases early (all, or one worker's) so a restarted single process resumes at once."""
