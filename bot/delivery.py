@@ -154,6 +154,9 @@ class RateLimiter:
         self._next_slot = -math.inf  # when the evenly paced schedule allows the next start
         cap = max(math.floor(ceiling * self.WINDOW + 1e-9), 1) if ceiling > 0 else 0
         self._recent: deque[float] | None = deque(maxlen=cap) if cap else None
+        # The same window, kept on the moments requests actually leave (see at_send()).
+        self._sent: deque[float] | None = deque(maxlen=cap) if cap else None
+        self._send_lock = asyncio.Lock()
         self._paused_until = -math.inf
         self._lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(limits.max_in_flight) if limits.max_in_flight > 0 else None
@@ -212,6 +215,20 @@ class RateLimiter:
             started = await self._start()
             starts.append(started)
             return started
+
+    async def at_send(self) -> None:
+        """Just before a request leaves: hold the 1 s window on the moments sends actually go out as well.
+
+        Work between acquire() and the send (the bookkeeping write) takes a varying time, so sends granted in
+        order can leave bunched; Telegram counts them as they arrive.
+        """
+        sent = self._sent
+        if sent is None or self.global_pacer is not None:
+            return
+        async with self._send_lock:
+            while len(sent) == sent.maxlen and (wait := sent[0] + self.WINDOW + self._margin - self._clock()) > 0:
+                await self._sleep(wait)
+            sent.append(self._clock())
 
     def release(self) -> None:
         """The send that acquire() let start got its answer: free its in-flight slot."""
@@ -526,6 +543,7 @@ class DeliveryEngine:
                         await self._store.set_payload(delivery.id, payload)
                     else:
                         await self._store.mark_started(delivery.id)
+                await self.limiter.at_send()
                 try:
                     await self._sender.send(chat_id, thread_id, parts[index], silent=silent)
                 except DeliveryOutcome as exc:

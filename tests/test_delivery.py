@@ -150,6 +150,26 @@ async def test_flood_control_pauses_every_chat() -> None:
     assert min(starts) >= first + 5.0
 
 
+async def test_sends_delayed_after_their_slot_still_leave_within_the_window() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, messages_per_second=10, private_interval=0)
+    granted = [await pacer.acquire(chat) for chat in range(10)]
+    for _ in granted:
+        pacer.release()
+    # The first five sends were held up (a slow bookkeeping write) until the next second began.
+    time.now = granted[0] + 0.9
+    left = []
+    for _ in range(10):
+        await pacer.at_send()
+        left.append(time.now)
+    late = await pacer.acquire(99)
+    pacer.release()
+    time.now = max(time.now, late)
+    await pacer.at_send()
+    left.append(time.now)
+    assert all(sum(1 for t in left if start <= t < start + 1.0) <= 10 for start in left)
+
+
 async def test_one_chats_429_holds_only_that_chat() -> None:
     time = VirtualTime()
     pacer = limiter(time, private_interval=0)
