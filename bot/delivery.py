@@ -9,7 +9,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -312,9 +312,12 @@ class RateLimiter:
 # --- The engine -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class DeliveryReport:
-    """What one run did: deliveries sent, failed, handed back for a retry, chats deactivated or migrated."""
+    """What one run did: deliveries sent, failed, handed back for a retry, chats deactivated or migrated.
+
+    The engine counts into one during a run and hands out a copy.
+    """
 
     sent: int = 0
     failed: int = 0
@@ -328,22 +331,6 @@ class DeliveryReport:
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
         return DeliveryReport(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
-
-
-@dataclass
-class _Counts:
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    deactivated: int = 0
-    migrated: int = 0
-    possible_duplicates: int = 0
-    empty: int = 0
-    rate_limited: int = 0
-    released: int = 0
-
-    def freeze(self) -> DeliveryReport:
-        return DeliveryReport(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 Compose = Callable[[Delivery], Awaitable[DigestPayload | None]]
@@ -380,14 +367,14 @@ class DeliveryEngine:
         self._silent = silent
         self._clock = clock
         self.limiter = limiter or RateLimiter(self.limits, clock=clock, sleep=sleep)
-        self._counts = _Counts()
+        self._counts = DeliveryReport()
         self._stopping = False
         self._waiting: set[asyncio.Task[Any]] = set()  # tasks parked in the limiter: safe to cancel on stop
         self._cancelled_for_stop: set[asyncio.Task[Any]] = set()
 
     async def run_once(self, stop: asyncio.Event | None = None) -> DeliveryReport:
         """Send everything claimable now; return when nothing claimable remains (or after a graceful stop)."""
-        self._counts = _Counts()
+        self._counts = DeliveryReport()
         self._stopping = False
         limit = max(1, self.limits.max_claimed or self.limits.max_in_flight)
         refill = max(1, limit // 4)  # claim in batches rather than one query per finished delivery
@@ -445,7 +432,7 @@ class DeliveryEngine:
             if tasks:  # only when run_once itself was cancelled
                 self._begin_stop()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        report = self._counts.freeze()
+        report = replace(self._counts)
         log.info("delivery run: %s", report)
         if error is not None:
             raise error

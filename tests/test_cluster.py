@@ -25,21 +25,7 @@ pytestmark = pytest.mark.postgres
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 VALID = Path(__file__).parent / "fixtures" / "content"
-ROBOTICS = """\
-id: robotics
-order: 3
-title: Robotics
-aliases: [robots]
-summary: Robots in hospitals and warehouses.
-key_points:
-  - University labs build service robots.
-initiatives:
-  - name: Robot Lab
-    year: 2020
-    body: HKSTP
-    description: A shared lab for service robots.
-    link: https://example.org/robot-lab
-"""
+ROBOTICS = (Path(__file__).parent / "fixtures" / "robotics.yaml").read_text()  # a section to upload
 
 
 @pytest.fixture

@@ -22,21 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 VALID = FIXTURES / "content"
 BROKEN = FIXTURES / "broken"
 
-ROBOTICS = """\
-id: robotics
-order: 3
-title: Robotics
-aliases: [robots]
-summary: Robots in hospitals and warehouses.
-key_points:
-  - University labs build service robots.
-initiatives:
-  - name: Robot Lab
-    year: 2020
-    body: HKSTP
-    description: A shared lab for service robots.
-    link: https://example.org/robot-lab
-"""
+ROBOTICS = (FIXTURES / "robotics.yaml").read_text()  # a section to upload
 FRAUD_LAB = """\
   - name: Fraud Lab
     body: HKMA
