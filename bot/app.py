@@ -157,9 +157,6 @@ async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Ru
     store = await open_store(settings.database_url)
     sync: ContentSync | None = None
     try:
-        # One process owns a SQLite file: whatever it had claimed when it last stopped is resumable now.
-        if settings.database_url.startswith("sqlite"):
-            await store.release_claims()
         services = build_services(settings, content, store, clock)
         manager = ContentManager(content, settings.content_history_dir, clock)
         services.content_admin = manager

@@ -20,7 +20,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
-from bot.core.commands import COMMANDS, dispatch
+from bot.core.commands import COMMANDS, dispatch, find_command
 from bot.core.messages import Chat, ChatKind, Reply, Request, User, interpret
 from bot.core.render import split_message
 from bot.core.services import Services
@@ -117,12 +117,9 @@ class TelegramFrontEnd:
         request = interpret(message.text, chat, core_user(update), context.bot.username)
         if request is None:
             return
-        if chat.kind.is_group and not request.from_button and "@" not in message.text.split()[0]:
-            # A bare command in a group may be meant for another bot; answer only the ones we know.
-            from bot.core.commands import find_command
-
-            if find_command(request.command) is None:
-                return
+        addressed = "@" in message.text.split()[0]
+        if chat.kind.is_group and not addressed and find_command(request.command) is None:
+            return  # a bare command in a group may be meant for another bot: answer only the ones we know
         reply = await dispatch(request, self.services)
         if reply.text:
             await send_reply(context.application, chat, reply)
