@@ -143,7 +143,10 @@ async def test_two_pacers_together_keep_to_the_ceiling_and_use_most_of_it(databa
     starts.sort()
     busiest = max(sum(1 for t in starts[i:] if t - start < 1.0) for i, start in enumerate(starts))
     assert busiest <= rate
-    assert len(starts) >= 0.9 * rate * elapsed - 2, (len(starts), elapsed)
+    # The pace is 90% of the ceiling. Wall-clock jitter on a busy CI machine costs a few slots (CI once saw 448 of
+    # 450), so the floor sits well below 90% but far above what a pacer that split the ceiling between replicas
+    # (45%) or lost its place in the shared row would reach. How close to 90% it gets is for bench/, not a test.
+    assert len(starts) >= 0.75 * rate * elapsed, (len(starts), elapsed)
     assert all(pacer.reserved > 0 for pacer in pacers)  # both took part
 
 
