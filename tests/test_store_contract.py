@@ -23,6 +23,7 @@ from bot.core.subscriptions import (
     SubscriptionRequest,
 )
 from bot.store import SqlStore, StoreError, open_store
+from bot.store.drivers import Write
 from bot.store.migrations import MIGRATIONS, Migration, applied_migrations, apply_migrations
 from bot.store.sql import claimable_deliveries_sql, due_subscriptions_sql
 
@@ -427,6 +428,84 @@ async def test_complete_delivery_records_history(store: SqlStore) -> None:
     stats = await store.delivery_stats()
     assert (stats.sending, stats.sent) == (0, 1)
     assert await store.claim_deliveries("w2", T0 + timedelta(days=1), LEASE, 10) == []
+
+
+async def test_concurrent_completions_are_each_committed_when_they_return(store: SqlStore, database_url: str) -> None:
+    chats = range(1, 201)
+    await subscribe_due(store, *chats)
+    claimed = await store.claim_deliveries("w1", T0, LEASE, 500)
+    # Keys with quotes, backslashes and Chinese go through the JSON the history is read from in SQL.
+    odd_key = 'u "quoted" \\ 港'
+    await asyncio.gather(*(store.set_payload(d.id, DigestPayload(("text",), (f"u{d.id}", odd_key), f"i{d.id}"))
+                           for d in claimed))
+    await asyncio.gather(*(store.complete_delivery(d.id, T0) for d in claimed))
+
+    other = await open_store(database_url, single_process=False)  # another connection sees every commit
+    try:
+        assert (await other.delivery_stats()).sent == len(chats)
+        for delivery in claimed[:3] + claimed[-3:]:
+            assert await other.history(delivery.subscription.id) == DigestHistory(
+                frozenset({f"u{delivery.id}", odd_key}), frozenset({f"i{delivery.id}"}))
+    finally:
+        await other.close()
+
+
+async def test_a_write_that_fails_fails_alone(store: SqlStore) -> None:
+    await subscribe_due(store, 1, 2, 3)
+    first, second, third = await store.claim_deliveries("w1", T0, LEASE, 10)
+    broken = Write("UPDATE deliveries SET status = 'lost' WHERE id = ?", (second.id,))  # breaks a CHECK
+    outcomes = await asyncio.gather(
+        store.complete_delivery(first.id, T0), store.driver.write(broken), store.complete_delivery(third.id, T0),
+        return_exceptions=True)
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], sqlite3.IntegrityError | psycopg.errors.CheckViolation)
+    stats = await store.delivery_stats()
+    assert (stats.sent, stats.sending) == (2, 1)
+
+
+async def test_a_write_cancelled_before_it_ran_is_not_committed(sqlite_url: str) -> None:
+    store = await open_store(sqlite_url)
+    try:
+        await subscribe_due(store, 1)
+        delivery = await claim_one(store)
+        async with store.driver.transaction(write=False):  # the connection is busy: the write must queue
+            cancelled = asyncio.create_task(store.fail_delivery(delivery.id, "never", T0))
+            kept = asyncio.create_task(store.set_payload(delivery.id, DigestPayload(("kept",))))
+            await asyncio.sleep(0)
+            cancelled.cancel()
+        await kept
+        assert cancelled.cancelled()
+        assert (await store.delivery_stats()).failed == 0
+    finally:
+        await store.close()
+
+
+async def test_closing_the_store_commits_the_writes_still_queued(sqlite_url: str) -> None:
+    store = await open_store(sqlite_url)
+    await subscribe_due(store, 1, 2)
+    claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
+    writes = [asyncio.create_task(store.complete_delivery(d.id, T0)) for d in claimed]
+    await asyncio.sleep(0)
+    await store.close()
+    await asyncio.gather(*writes)
+    reopened = await open_store(sqlite_url)
+    try:
+        assert (await reopened.delivery_stats()).sent == 2
+    finally:
+        await reopened.close()
+
+
+async def test_next_claimable_at_is_the_earliest_retry_or_lease_end(store: SqlStore) -> None:
+    assert await store.next_claimable_at() is None
+    await subscribe_due(store, 1, 2)
+    assert await store.next_claimable_at() <= T0  # type: ignore[operator]  # pending, no not_before: now
+    first, second = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert await store.next_claimable_at() == T0 + timedelta(seconds=LEASE)  # both being sent: their lease
+    await store.retry_delivery(first.id, T0 + timedelta(seconds=7), "502 Bad Gateway")
+    assert await store.next_claimable_at() == T0 + timedelta(seconds=7)
+    await store.complete_delivery(second.id, T0)
+    await store.fail_delivery(first.id, "gone", T0)
+    assert await store.next_claimable_at() is None
 
 
 async def test_retry_delivery_respects_not_before(store: SqlStore) -> None:

@@ -26,6 +26,9 @@ T = TypeVar("T")
 Params = Sequence[Any]
 Row = tuple[Any, ...]
 
+# At most this many callers' writes share one SQLite transaction (more keep the connection from reads too long).
+MAX_GROUP_COMMIT = 256
+
 # Any fixed 64-bit number works; it only has to be the same in every replica of this bot.
 MIGRATION_LOCK_KEY = 0x686B_6169_7075_6C73  # "hkaipuls"
 
@@ -48,6 +51,18 @@ class Dialect:
         statistics (no ANALYZE yet); PostgreSQL's planner always has them ('' there)."""
         return f" INDEXED BY {index}" if self.name == "sqlite" else ""
 
+    def json_text(self, column: str, key: str) -> str:
+        """The text of a top-level key of a JSON text column (NULL when absent or null)."""
+        if self.name == "postgres":
+            return f"({column}::jsonb ->> '{key}')"
+        return f"json_extract({column}, '$.{key}')"
+
+    def json_texts(self, column: str, key: str, alias: str) -> str:
+        """A table `alias(value)` of the strings in a top-level JSON array of a text column, for a FROM list."""
+        if self.name == "postgres":
+            return f"jsonb_array_elements_text({column}::jsonb -> '{key}') AS {alias}(value)"
+        return f"json_each({column}, '$.{key}') AS {alias}"
+
     def lock_rows(self, table_alias: str | None = None) -> str:
         """The clause that makes a SELECT lock its rows and skip rows another transaction holds ('' on SQLite)."""
         if self.name != "postgres":
@@ -63,6 +78,14 @@ POSTGRES = Dialect(
     bigint="BIGINT",
     timestamp="TIMESTAMPTZ",
 )
+
+
+@dataclass(frozen=True)
+class Write:
+    """One statement of `Driver.write`, run once with its parameters."""
+
+    sql: str
+    params: Params = ()
 
 
 class Transaction(Protocol):
@@ -96,6 +119,14 @@ class Driver(Protocol):
 
     def transaction(self, *, write: bool = True) -> contextlib.AbstractAsyncContextManager[Transaction]:
         """A transaction, committed when the block ends and rolled back when it raises."""
+        ...
+
+    async def write(self, *statements: Write) -> None:
+        """Run the statements in one transaction and return once it is committed.
+
+        For the hot path's small writes: no statement may depend on another's result. SQLite commits the writes
+        of many callers together (group commit); a write whose caller was cancelled before it ran is dropped.
+        """
         ...
 
     def migration_lock(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -141,6 +172,34 @@ def _optimize_and_close(conn: sqlite3.Connection) -> None:
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
+
+
+def _commit_writes(conn: sqlite3.Connection, writes: list[tuple[Write, ...]]) -> list[sqlite3.Error | None]:
+    """Commit many callers' writes in one transaction; if that fails, each in its own, so a bad one fails alone."""
+
+    def run(batch: Iterable[tuple[Write, ...]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for statements in batch:
+            for statement in statements:
+                conn.execute(statement.sql, _sqlite_params(statement.params))
+        conn.execute("COMMIT")
+
+    try:
+        run(writes)
+        return [None] * len(writes)
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        if len(writes) == 1:
+            return [exc]
+    outcomes: list[sqlite3.Error | None] = []
+    for statements in writes:
+        try:
+            run([statements])
+            outcomes.append(None)
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            outcomes.append(exc)
+    return outcomes
 
 
 def _end_read(conn: sqlite3.Connection) -> None:
@@ -204,6 +263,9 @@ class SqliteDriver:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._lock = asyncio.Lock()
         self._conn: sqlite3.Connection | None = None
+        # Group commit: writes queue here; one flusher commits all that queued while the connection was busy.
+        self._queued_writes: list[tuple[tuple[Write, ...], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Connect, creating the file and its folder when missing."""
@@ -269,6 +331,48 @@ class SqliteDriver:
                 await self.run(_rollback)
                 raise
 
+    async def write(self, *statements: Write) -> None:
+        """Queue the statements for the next group commit and return once it is committed."""
+        if self._conn is None:
+            raise StoreError("the SQLite store is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued_writes.append((statements, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_writes(), name="sqlite-group-commit")
+        await future
+
+    async def _flush_writes(self) -> None:
+        taken: list[tuple[tuple[Write, ...], asyncio.Future[None]]] = []
+        try:
+            while self._queued_writes:
+                async with self._lock:
+                    queued, self._queued_writes = self._queued_writes[:MAX_GROUP_COMMIT], \
+                        self._queued_writes[MAX_GROUP_COMMIT:]
+                    taken = [(statements, future) for statements, future in queued if not future.done()]
+                    if not taken:
+                        continue
+                    conn = self._conn
+                    if conn is None:
+                        raise StoreError("the SQLite store is closed")
+                    batch = [statements for statements, _ in taken]
+                    outcomes = await self._submit(functools.partial(_commit_writes, conn, batch))
+                for (_, future), outcome in zip(taken, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if outcome is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(outcome)
+                taken = []
+        except BaseException as exc:
+            # Nobody may wait forever: every write not answered yet learns that it was not committed.
+            failure = exc if isinstance(exc, Exception) else StoreError("the store stopped before committing")
+            for _, future in taken + self._queued_writes:
+                if not future.done():
+                    future.set_exception(failure)
+            self._queued_writes = []
+            raise
+
     @contextlib.asynccontextmanager
     async def migration_lock(self) -> AsyncIterator[None]:
         """Nothing to hold: each migration runs under BEGIN IMMEDIATE, which already excludes other processes."""
@@ -279,7 +383,9 @@ class SqliteDriver:
         return datetime.fromisoformat(value).astimezone(UTC)
 
     async def close(self) -> None:
-        """Close the connection and stop the worker thread."""
+        """Commit the writes still queued, close the connection and stop the worker thread."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             await self._submit(lambda: _optimize_and_close(conn))
@@ -354,6 +460,12 @@ class PostgresDriver:
         """A transaction on a pooled connection (READ COMMITTED; row locks do the rest)."""
         async with self._pool.connection() as conn, conn.transaction():
             yield _PostgresTransaction(conn)
+
+    async def write(self, *statements: Write) -> None:
+        """Run the statements in one transaction on a pooled connection."""
+        async with self.transaction() as tx:
+            for statement in statements:
+                await tx.execute(statement.sql, statement.params)
 
     @contextlib.asynccontextmanager
     async def migration_lock(self) -> AsyncIterator[None]:

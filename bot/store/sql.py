@@ -21,7 +21,7 @@ from bot.core.subscriptions import (
     Subscription,
     SubscriptionRequest,
 )
-from bot.store.drivers import Dialect, Driver, Row, Transaction
+from bot.store.drivers import Dialect, Driver, Row, Transaction, Write
 
 if TYPE_CHECKING:
     from bot.core.subscriptions import SubscriptionStore
@@ -69,6 +69,26 @@ def claimable_deliveries_sql(dialect: Dialect) -> str:
         " ORDER BY id LIMIT ?" + dialect.lock_rows() + ")"
         " SELECT p.id, p.status, p.worker, s.active, s.chat_id, p.started FROM picked p"
         " JOIN subscriptions s ON s.id = p.subscription_id ORDER BY p.id"
+    )
+
+
+def remember_updates_sql(dialect: Dialect) -> str:
+    """Add a sent delivery's update keys, read from its stored payload, to its subscription's history."""
+    return (
+        "INSERT INTO sent_items (subscription_id, kind, item_key, sent_at)"
+        " SELECT d.subscription_id, 'update', k.value, ? FROM deliveries d, "
+        + dialect.json_texts("d.payload", "update_keys", "k") +
+        " WHERE d.id = ? ON CONFLICT (subscription_id, kind, item_key) DO NOTHING"
+    )
+
+
+def remember_spotlight_sql(dialect: Dialect) -> str:
+    """Add a sent delivery's spotlight initiative, if its stored payload names one, to the history."""
+    spotlight = dialect.json_text("d.payload", "spotlight_key")
+    return (
+        "INSERT INTO sent_items (subscription_id, kind, item_key, sent_at)"
+        f" SELECT d.subscription_id, 'initiative', {spotlight}, ? FROM deliveries d"
+        f" WHERE d.id = ? AND {spotlight} IS NOT NULL ON CONFLICT (subscription_id, kind, item_key) DO NOTHING"
     )
 
 
@@ -123,6 +143,8 @@ class SqlStore:
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
+        self._remember_updates = remember_updates_sql(driver.dialect)
+        self._remember_spotlight = remember_spotlight_sql(driver.dialect)
 
     # ------------------------------------------------------------------------------------------- decoding
 
@@ -304,6 +326,16 @@ class SqlStore:
             row = await tx.fetchone("SELECT MIN(next_due_at) FROM subscriptions WHERE active")
         return None if row is None or row[0] is None else self.driver.decode_time(row[0])
 
+    async def next_claimable_at(self) -> datetime | None:
+        """When the earliest open delivery can next be claimed: a pending one at its not_before (now when it has
+        none), one being sent at the end of its lease. None when no delivery is open."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(
+                "SELECT MIN(CASE WHEN status = 'pending' THEN COALESCE(not_before, created_at) ELSE lease_until END)"
+                " FROM deliveries" + self.driver.dialect.indexed_by("deliveries_open") +
+                " WHERE status IN ('pending', 'sending')")
+        return None if row is None or row[0] is None else self.driver.decode_time(row[0])
+
     # ------------------------------------------------------------------------------------------- enqueueing
 
     async def enqueue_due(self, now: datetime, limit: int) -> int:
@@ -435,65 +467,45 @@ class SqlStore:
 
     async def set_payload(self, delivery_id: int, payload: DigestPayload) -> None:
         """Record the composed message, and that its first part is being sent now."""
-        async with self.driver.transaction() as tx:
-            await tx.execute("UPDATE deliveries SET payload = ?, started = TRUE WHERE id = ?",
-                             (_encode_payload(payload), delivery_id))
+        await self.driver.write(Write("UPDATE deliveries SET payload = ?, started = TRUE WHERE id = ?",
+                                      (_encode_payload(payload), delivery_id)))
 
     async def mark_started(self, delivery_id: int) -> None:
         """Record that a delivery whose payload was already stored is being sent now."""
-        async with self.driver.transaction() as tx:
-            await tx.execute("UPDATE deliveries SET started = TRUE WHERE id = ?", (delivery_id,))
+        await self.driver.write(Write("UPDATE deliveries SET started = TRUE WHERE id = ?", (delivery_id,)))
 
     async def record_part_sent(self, delivery_id: int, parts_sent: int, now: datetime) -> None:
         """Record after each part went out, so a resumed delivery continues with the next part."""
-        async with self.driver.transaction() as tx:
-            await tx.execute(
-                "UPDATE deliveries SET parts_sent = ?, updated_at = ? WHERE id = ?",
-                (parts_sent, _utc(now), delivery_id),
-            )
+        await self.driver.write(Write("UPDATE deliveries SET parts_sent = ?, updated_at = ? WHERE id = ?",
+                                      (parts_sent, _utc(now), delivery_id)))
 
     async def complete_delivery(self, delivery_id: int, now: datetime) -> None:
         """Mark sent, and remember the update and spotlight keys in the subscription's history."""
         now = _utc(now)
-        async with self.driver.transaction() as tx:
-            # One statement rather than a SELECT then an UPDATE: the hot path of every delivery.
-            row = await tx.fetchone(
-                "UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?, lease_until = NULL,"
-                " last_error = NULL WHERE id = ? RETURNING subscription_id, payload",
-                (now, now, delivery_id),
-            )
-            if row is None:
-                return
-            payload = _decode_payload(row[1])
-            if payload is None:
-                return
-            keys = [("update", key) for key in payload.update_keys]
-            if payload.spotlight_key is not None:
-                keys.append(("initiative", payload.spotlight_key))
-            await tx.executemany(
-                "INSERT INTO sent_items (subscription_id, kind, item_key, sent_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (subscription_id, kind, item_key) DO NOTHING",
-                [(row[0], kind, key, now) for kind, key in keys],
-            )
+        # Three statements that read nothing back (the history comes from the stored payload, in SQL), so the
+        # hot path of every delivery can share a commit with others.
+        await self.driver.write(
+            Write("UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?, lease_until = NULL,"
+                  " last_error = NULL WHERE id = ?", (now, now, delivery_id)),
+            Write(self._remember_updates, (now, delivery_id)),
+            Write(self._remember_spotlight, (now, delivery_id)),
+        )
 
     async def retry_delivery(self, delivery_id: int, not_before: datetime, error: str) -> None:
         """Put a delivery back to pending, not to be sent before `not_before` (transient failure)."""
-        not_before = _utc(not_before)
-        async with self.driver.transaction() as tx:
-            await tx.execute(
-                "UPDATE deliveries SET status = 'pending', not_before = ?, last_error = ?, lease_until = NULL,"
-                " worker = NULL, started = FALSE WHERE id = ?",
-                (not_before, error, delivery_id),
-            )
+        await self.driver.write(Write(
+            "UPDATE deliveries SET status = 'pending', not_before = ?, last_error = ?, lease_until = NULL,"
+            " worker = NULL, started = FALSE WHERE id = ?",
+            (_utc(not_before), error, delivery_id),
+        ))
 
     async def fail_delivery(self, delivery_id: int, error: str, now: datetime) -> None:
         """Mark a delivery permanently failed (it will not be retried)."""
-        async with self.driver.transaction() as tx:
-            await tx.execute(
-                "UPDATE deliveries SET status = 'failed', last_error = ?, lease_until = NULL, updated_at = ?"
-                " WHERE id = ?",
-                (error, _utc(now), delivery_id),
-            )
+        await self.driver.write(Write(
+            "UPDATE deliveries SET status = 'failed', last_error = ?, lease_until = NULL, updated_at = ?"
+            " WHERE id = ?",
+            (error, _utc(now), delivery_id),
+        ))
 
     # ------------------------------------------------------------------------------------------- reporting
 
