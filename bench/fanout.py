@@ -119,18 +119,16 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                 tick0 = time.perf_counter()
                 enqueued = await service.tick()
                 tick_seconds = time.perf_counter() - tick0
-                stop = asyncio.Event()
+                # The bot's own delivery loop (retries go out when they fall due); this only watches the store.
+                service.start(schedule=False)
                 cap = job.engine_cap_seconds if job.variant == "engine-json" else job.cap_seconds
-                asyncio.get_running_loop().call_later(cap, stop.set)
-                report = None
-                while True:
-                    # Deliveries handed back for a retry (5xx) become claimable at their not_before: poll for them.
-                    run = await engine.run_once(stop)
-                    report = run if report is None else report + run
-                    stats = await store.delivery_stats()
-                    if stop.is_set() or (stats.pending == 0 and stats.sending == 0):
-                        break
+                deadline = time.monotonic() + cap
+                capped = False
+                while engine.total.settled < enqueued and not capped:  # the engine's counters: no store query
                     await asyncio.sleep(0.05)
+                    capped = time.monotonic() > deadline
+                await service.stop()
+                report = engine.total
                 wall = time.monotonic() - wall0
                 cpu = time.process_time() - cpu0
             stats = await store.delivery_stats()
@@ -138,8 +136,8 @@ async def _engine_run(job: Job) -> dict[str, Any]:
             await store.close()
     return {"enqueued": enqueued, "tick_seconds": tick_seconds, "wall_seconds": wall, "cpu_seconds": cpu,
             "store_sent": stats.sent, "store_failed": stats.failed, "store_pending": stats.pending + stats.sending,
-            "store_possible_duplicates": stats.possible_duplicates, "report": asdict(report) if report else None,
-            "capped": stop.is_set()}
+            "store_possible_duplicates": stats.possible_duplicates, "report": asdict(report),
+            "capped": capped}
 
 
 async def _baseline_run(job: Job) -> dict[str, Any]:

@@ -96,8 +96,9 @@ class RateLimits:
     group_per_minute: int = 20
     max_in_flight: int = 64  # sends awaiting their answer at once
     max_claimed: int = 256  # deliveries held at once, including those waiting for their chat's turn
-    max_attempts: int = 5
-    backoff_base: float = 2.0
+    # A 5xx is retried after 1, 2, 4 ... 300 s: about 18 minutes of Telegram errors before a digest is given up.
+    max_attempts: int = 12
+    backoff_base: float = 1.0
     backoff_cap: float = 300.0
     lease_seconds: float = 300.0
     # Even pacing below the ceiling leaves room for network jitter between our start and Telegram's count.
@@ -316,7 +317,7 @@ class RateLimiter:
 class DeliveryReport:
     """What one run did: deliveries sent, failed, handed back for a retry, chats deactivated or migrated.
 
-    The engine counts into one during a run and hands out a copy.
+    The engine counts into one for its whole life (`DeliveryEngine.total`); a run's report is the difference.
     """
 
     sent: int = 0
@@ -331,6 +332,14 @@ class DeliveryReport:
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
         return DeliveryReport(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def __sub__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
+    @property
+    def settled(self) -> int:
+        """Deliveries brought to an end: sent, failed, or with nothing to send."""
+        return self.sent + self.failed + self.empty
 
 
 Compose = Callable[[Delivery], Awaitable[DigestPayload | None]]
@@ -367,14 +376,14 @@ class DeliveryEngine:
         self._silent = silent
         self._clock = clock
         self.limiter = limiter or RateLimiter(self.limits, clock=clock, sleep=sleep)
-        self._counts = DeliveryReport()
+        self.total = DeliveryReport()  # counted in place by every run since the engine was made
         self._stopping = False
         self._waiting: set[asyncio.Task[Any]] = set()  # tasks parked in the limiter: safe to cancel on stop
         self._cancelled_for_stop: set[asyncio.Task[Any]] = set()
 
     async def run_once(self, stop: asyncio.Event | None = None) -> DeliveryReport:
         """Send everything claimable now; return when nothing claimable remains (or after a graceful stop)."""
-        self._counts = DeliveryReport()
+        before = replace(self.total)
         self._stopping = False
         limit = max(1, self.limits.max_claimed or self.limits.max_in_flight)
         refill = max(1, limit // 4)  # claim in batches rather than one query per finished delivery
@@ -432,7 +441,7 @@ class DeliveryEngine:
             if tasks:  # only when run_once itself was cancelled
                 self._begin_stop()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        report = replace(self._counts)
+        report = self.total - before
         log.info("delivery run: %s", report)
         if error is not None:
             raise error
@@ -458,7 +467,7 @@ class DeliveryEngine:
     async def _release(self, delivery: Delivery, why: str) -> None:
         """Hand an unfinished delivery back to the store: pending, due now, its parts sent so far kept."""
         await self._store.retry_delivery(delivery.id, self._now(), why)
-        self._counts.released += 1
+        self.total.released += 1
         log.info("delivery %s to chat %s released: %s", delivery.id, delivery.subscription.chat_id, why)
 
     async def _turn(self, chat_id: int) -> bool:
@@ -482,7 +491,7 @@ class DeliveryEngine:
 
     async def _deliver(self, delivery: Delivery) -> None:
         """Compose if needed, send the parts not yet sent, and record each step."""
-        counts = self._counts
+        counts = self.total
         if delivery.in_flight_at_crash:
             counts.possible_duplicates += 1
             log.warning("delivery %s to chat %s may have been sent twice (its sender stopped mid-send)",
@@ -505,7 +514,7 @@ class DeliveryEngine:
 
     async def _send_parts(self, delivery: Delivery, payload: DigestPayload, silent: bool, *,
                           store_payload: bool) -> None:
-        counts = self._counts
+        counts = self.total
         chat_id = delivery.subscription.chat_id
         thread_id = delivery.subscription.thread_id
         # Past this age another worker may take the delivery over; hand it back rather than race it.
@@ -592,7 +601,7 @@ class DeliveryEngine:
 
     async def _fail(self, delivery: Delivery, chat_id: int, reason: str) -> None:
         await self._store.fail_delivery(delivery.id, reason, self._now())
-        self._counts.failed += 1
+        self.total.failed += 1
         log.info("delivery %s to chat %s failed: %s", delivery.id, chat_id, reason)
 
     async def _retry_later(self, delivery: Delivery, reason: str, chat_id: int | None = None) -> None:
@@ -602,6 +611,6 @@ class DeliveryEngine:
             return
         delay = self.limits.backoff(delivery.attempts)
         await self._store.retry_delivery(delivery.id, self._now() + timedelta(seconds=delay), reason)
-        self._counts.retried += 1
+        self.total.retried += 1
         log.info("delivery %s to chat %s will be retried in %g s (attempt %d): %s",
                  delivery.id, chat_id, delay, delivery.attempts, reason)

@@ -21,6 +21,7 @@ from bot.delivery import DeliveryEngine, DeliveryReport
 log = logging.getLogger(__name__)
 
 ENQUEUE_BATCH = 5000
+MIN_IDLE_WAIT = 0.05  # seconds
 
 
 def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Clock,
@@ -123,9 +124,22 @@ class DigestService:
             if self._stop.is_set():
                 break
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stop.wait())]
-            await asyncio.wait(waiters, timeout=self.idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+            wait = await self.seconds_until_next_look()
+            await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
+
+    async def seconds_until_next_look(self) -> float:
+        """Seconds until the delivery loop looks again: when a retry falls due, or after idle_seconds at most."""
+        try:
+            claimable_at = await self.store.next_claimable_at()
+        except Exception:
+            log.exception("cannot tell when the next delivery falls due; looking again in %g s", self.idle_seconds)
+            return self.idle_seconds
+        if claimable_at is None:
+            return self.idle_seconds
+        # The floor keeps a delivery the engine cannot claim yet from turning this into a busy loop.
+        return min(self.idle_seconds, max(MIN_IDLE_WAIT, (claimable_at - self.clock()).total_seconds()))
 
     def start(self, *, schedule: bool = True) -> None:
         """Start the delivery loop and (unless another process schedules) the APScheduler tick."""

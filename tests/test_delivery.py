@@ -28,6 +28,7 @@ from bot.delivery import (
     RetryAfter,
     TransientFailure,
 )
+from bot.digests import MIN_IDLE_WAIT, DigestService
 from bot.store import open_store
 
 # --- The rate limiter on a virtual clock -------------------------------------------------------------------------
@@ -521,6 +522,38 @@ async def test_transient_failures_are_retried_later_then_succeed(store: Subscrip
     assert await run.run_once() == DeliveryReport(sent=1)
     assert sender.calls == [3, 3, 3]
     assert sender.to(3) == ["digest 3 part 1"]
+
+
+async def test_the_delivery_loop_waits_until_the_next_retry_falls_due(store: SubscriptionStore) -> None:
+    await subscribe(store, 3)
+    sender = FakeSender()
+    sender.script(3, TransientFailure("502 Bad Gateway"))
+    clock = Clock()
+    run = engine(store, sender, clock=clock)
+    service = DigestService(store, run, clock, tick_seconds=60.0, idle_seconds=600.0)
+    assert await service.seconds_until_next_look() == MIN_IDLE_WAIT  # claimable now
+    assert await run.run_once() == DeliveryReport(retried=1)
+    assert await service.seconds_until_next_look() == FAST.backoff(1)
+    clock.advance(FAST.backoff(1) - 15)
+    assert await service.seconds_until_next_look() == 15
+    clock.advance(15)
+    assert await run.run_once() == DeliveryReport(sent=1)
+    assert await service.seconds_until_next_look() == 600.0  # nothing open: the idle wait
+
+
+async def test_a_retry_goes_out_when_due_not_after_the_idle_wait(store: SubscriptionStore) -> None:
+    await subscribe(store, 3)
+    sender = FakeSender()
+    sender.script(3, TransientFailure("502 Bad Gateway"))
+    run = engine(store, sender, clock=lambda: datetime.now(UTC), limits=replace(FAST, backoff_base=0.2))
+    service = DigestService(store, run, lambda: datetime.now(UTC), tick_seconds=60.0, idle_seconds=60.0)
+    service.start(schedule=False)
+    try:
+        await asyncio.wait_for(sender.wait_sent(1), timeout=10)  # 0.2 s back-off; the idle wait is 60 s
+    finally:
+        await service.stop()
+    assert sender.calls == [3, 3]
+    assert run.total == DeliveryReport(sent=1, retried=1)
 
 
 async def test_a_delivery_that_keeps_failing_gives_up_at_the_attempt_cap(store: SubscriptionStore) -> None:

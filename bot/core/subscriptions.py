@@ -146,6 +146,11 @@ class SubscriptionStore(Protocol):
         """The earliest next_due_at among active subscriptions."""
         ...
 
+    async def next_claimable_at(self) -> datetime | None:
+        """When the earliest open delivery can next be claimed: a pending one at its not_before (now when it has
+        none), one being sent at the end of its lease. None when no delivery is open."""
+        ...
+
     async def enqueue_due(self, now: datetime, limit: int) -> int:
         """Enqueue one digest delivery per due subscription, keyed (subscription, its due period).
 
