@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table("Updates end to end (whole bot vs the double in another process)", e2e,
                 ["latency_ms", "updates", "replies", "seconds", "updates_per_s", "cpu_ms_per_update"])
     result = {"reply_build": builds, "end_to_end": e2e}
-    write_results("commands", result)
+    write_results("commands", "commands", result)
     return result
 
 

@@ -58,12 +58,12 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[st
         print("  ".join(value.rjust(width) for value, width in zip(line, widths, strict=True)))
 
 
-def write_results(name: str, payload: dict[str, Any]) -> Path:
-    """Write bench/results/<name>.json with the machine and the command line; returns its path."""
+def write_results(module: str, name: str, payload: dict[str, Any]) -> Path:
+    """Write bench/results/<name>.json with the machine and the command line (`python -m bench.<module> ...`)."""
     folder = Path(os.environ.get("BENCH_RESULTS") or RESULTS)  # the smoke tests write elsewhere
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    document = {"benchmark": name, "command": " ".join([Path(sys.executable).name, "-m", f"bench.{name}",
+    document = {"benchmark": name, "command": " ".join([Path(sys.executable).name, "-m", f"bench.{module}",
                                                           *sys.argv[1:]]),
                 "machine": machine(), **payload}
     path.write_text(json.dumps(document, indent=2, default=str))

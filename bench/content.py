@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         rows.append({"content": f"content/ x{args.scale}", **time_load(scaled, args.runs)})
     print_table("Content load + validation (load_catalogue)", rows,
                 ["content", "sections", "initiatives", "updates", "yaml_kb", "median_ms", "best_ms", "runs"])
-    write_results("content", {"rows": rows})
+    write_results("content", "content", {"rows": rows})
     return rows
 
 

@@ -225,6 +225,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "capped": bool(result.get("capped")), "attempts": stats["attempts"], "errors": stats["errors"],
         "double_cpu_s": stats["cpu_seconds"], "worker": result,
         "median_1s": statistics.median(per_second) if per_second else None,
+        "per_second": per_second,  # answers in each full second of the run, to see where a run lost time
     }
     return row
 
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print_table("Fan-out (rate and ratio between the first and last answer at the double)", rows,
                 ["variant", "ceiling", "chats", "faults", "sent", "rate", "ratio", "max_1s", "max_arrivals_1s",
                  "wall_s", "cpu_s_per_1k", "peak_rss_mb", "duplicates", "losses", "lost_of_tried", "capped"])
-    write_results(args.name, {"latency": args.latency, "rows": rows})
+    write_results("fanout", args.name, {"latency": args.latency, "rows": rows})
     return rows
 
 

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table("Bot process memory (content, SQLite store, services, idle tick)", [mem],
                 ["subscriptions", "rss_mb", "peak_rss_mb", "rss_before_bot_mb"])
     result = {"ticks": ticks, "memory": mem, "postgres": bool(args.postgres)}
-    write_results("store", result)
+    write_results("store", "store", result)
     return result
 
 
