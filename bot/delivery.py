@@ -111,9 +111,11 @@ class RateLimits:
     max_inline_pause: float = 60.0
     # A 429 for one chat holds that chat. When at least `flood_burst` 429s in a second are also at least
     # `flood_share` of that second's sends, the bot as a whole is over the limit: every send pauses for the time
-    # Telegram asked. (2% of chats answering 429 at 1,000/s is 20 a second, but no global flood.)
-    flood_burst: int = 3
-    flood_share: float = 0.1
+    # Telegram asked. A real flood refuses nearly every send, so it crosses both within a fraction of a second;
+    # 2% of chats answering 429 by chance does not (at 30/s, 3 of 30 in one second used to pause everyone in 7%
+    # of the seconds: 6 of 30 happens by chance about once in 25,000 seconds).
+    flood_burst: int = 5
+    flood_share: float = 0.2
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before the next attempt after `attempts` failed ones (exponential, capped)."""

@@ -187,14 +187,24 @@ async def test_scattered_429s_at_a_high_rate_do_not_pause_everyone() -> None:
     for chat in range(100, 200):  # 100 sends started within the last second
         await pacer.acquire(chat)
         pacer.release()
-    assert [pacer.flood(chat, 1.0) for chat in (1, 2, 3)] == [False, False, False]  # 3% of the sends
+    assert [pacer.flood(chat, 1.0) for chat in range(1, 11)] == [False] * 10  # 10% of the sends
     assert pacer.paused_until < 0
+
+
+async def test_a_few_429s_at_30_per_second_hold_their_chats_but_a_fifth_of_the_sends_pauses_all() -> None:
+    time = VirtualTime()
+    pacer = limiter(time, private_interval=0, messages_per_second=30)
+    for chat in range(100, 130):  # a full second of sends at the free ceiling
+        await pacer.acquire(chat)
+        pacer.release()
+    assert [pacer.flood(chat, 1.0) for chat in range(1, 7)] == [False] * 5 + [True]  # 5 of 30 by chance: no
+    assert pacer.paused_until > time.now
 
 
 async def test_429s_in_a_burst_pause_every_chat() -> None:
     time = VirtualTime()
     pacer = limiter(time, private_interval=0)
-    assert [pacer.flood(chat, 2.0) for chat in (1, 2, 3)] == [False, False, True]
+    assert [pacer.flood(chat, 2.0) for chat in range(1, 6)] == [False] * 4 + [True]
     assert await pacer.acquire(9) >= 2.0
 
 
@@ -596,13 +606,13 @@ async def test_flood_control_for_one_chat_holds_that_chat_and_resends_the_same_p
 
 
 async def test_a_burst_of_429s_pauses_every_send(store: SubscriptionStore) -> None:
-    await subscribe(store, 3, 4, 5, 6)
+    await subscribe(store, 3, 4, 5, 6, 7, 8)
     sender = FakeSender()
-    for chat in (3, 4, 5):
+    for chat in (3, 4, 5, 6, 7):
         sender.script(chat, RetryAfter(0.05))
     run = engine(store, sender)
     report = await run.run_once()
-    assert report == DeliveryReport(sent=4, rate_limited=3)
+    assert report == DeliveryReport(sent=6, rate_limited=5)
     assert run.limiter.paused_until > 0
 
 
