@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
 import resource
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +35,27 @@ def machine() -> dict[str, Any]:
     ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"nproc": os.cpu_count(), "cpu": model, "ram_gb": round(ram_gb, 1),
             "python": platform.python_version(), "platform": platform.platform()}
+
+
+class GcPauses:
+    """Records how long this process's garbage collections stopped it (gc.callbacks), by generation."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self) -> dict[str, float]:
+        """Full (generation 2) collections: how many, their longest and total pause; all collections' total."""
+        full = [seconds for generation, seconds in self.pauses if generation == 2]
+        return {"gc_full": len(full), "gc_full_max_ms": 1000 * max(full, default=0.0),
+                "gc_full_total_s": sum(full), "gc_total_s": sum(seconds for _, seconds in self.pauses)}
 
 
 def peak_rss_mb() -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import subprocess
@@ -25,10 +26,11 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from bench.common import GcPauses
 from bot.testing.fake_bot_api import FakeBotApi
 
 
-def _stats(fake: FakeBotApi) -> dict[str, Any]:
+def _stats(fake: FakeBotApi, gc_pauses: GcPauses) -> dict[str, Any]:
     """What the double saw: successful sends per chat, attempts and errors, and the sending rate."""
     per_chat: Counter[int] = Counter()
     for params in fake.sent_messages():
@@ -56,16 +58,30 @@ def _stats(fake: FakeBotApi) -> dict[str, Any]:
         "per_second": [per_second[i] for i in range(1, max(per_second, default=0))],
         "cpu_seconds": time.process_time(),
         "now": time.monotonic(),
+        "gc": gc_pauses.summary(),
     }
 
 
+async def _freeze_what_it_keeps() -> None:
+    """Move what the double has kept so far out of the garbage collector's sight, every second.
+
+    The double keeps a record of every request it answered (100,000 sends: ~500 MB). Left to the collector,
+    its full collections grew to 0.67 s each (21 of them, 6.4 s in a 108 s run), and Telegram never stalls
+    because of our process: every such pause showed up as a dip in the bot's measured rate.
+    """
+    while True:
+        await asyncio.sleep(1.0)
+        gc.freeze()
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    gc_pauses = GcPauses()
     fake = FakeBotApi(latency=args.latency, seed=args.seed)
     await fake.start()
     fake.set_random_faults(rate_429=args.rate_429, retry_after=args.retry_after, rate_500=args.rate_500)
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response(_stats(fake))
+        return web.json_response(_stats(fake, gc_pauses))
 
     async def updates(request: web.Request) -> web.Response:
         body = await request.json()
@@ -93,8 +109,10 @@ async def _serve(args: argparse.Namespace) -> None:
     control_port = int(runner.addresses[0][1])
     print(json.dumps({"api_url": fake.api_url, "token": fake.token,
                       "control_url": f"http://127.0.0.1:{control_port}", "pid": os.getpid()}), flush=True)
+    freezing = asyncio.create_task(_freeze_what_it_keeps())
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # the parent closes our stdin to stop us
+    freezing.cancel()
     await runner.cleanup()
     await fake.stop()
 

@@ -40,7 +40,7 @@ from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
-from bench.common import CONTENT, ROOT, fill_subscriptions, peak_rss_mb, print_table, write_results
+from bench.common import CONTENT, ROOT, GcPauses, fill_subscriptions, peak_rss_mb, print_table, write_results
 from bench.double import DoubleProcess
 from bot.content import load_catalogue
 from bot.core.digest import DigestRules, compose_digest
@@ -187,8 +187,10 @@ async def _baseline_run(job: Job) -> dict[str, Any]:
 def worker(job: Job) -> dict[str, Any]:
     """Run one job in this process; its figures plus this process's peak memory."""
     run = _engine_run if job.variant in ENGINE_VARIANTS else _baseline_run
+    gc_pauses = GcPauses()
     result = asyncio.run(run(job))
     result["peak_rss_mb"] = peak_rss_mb()
+    result["gc"] = gc_pauses.summary()
     return result
 
 
@@ -223,7 +225,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "losses": (job.chats - delivered) if not result.get("capped") else None,
         "lost_of_tried": None if attempted is None else attempted - delivered,
         "capped": bool(result.get("capped")), "attempts": stats["attempts"], "errors": stats["errors"],
-        "double_cpu_s": stats["cpu_seconds"], "worker": result,
+        "double_cpu_s": stats["cpu_seconds"], "double_gc": stats["gc"], "worker": result,
         "median_1s": statistics.median(per_second) if per_second else None,
         "per_second": per_second,  # answers in each full second of the run, to see where a run lost time
     }
