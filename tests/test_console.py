@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import subprocess
@@ -9,9 +10,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.app import serve
 from bot.console import Console, to_plain_text
 from bot.content import load_catalogue
 from bot.core.services import Services, StaticContent
+from bot.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -76,3 +79,15 @@ def test_bot_refuses_to_start_on_invalid_content(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Refusing to start" in done.stderr
     assert f"{tmp_path.as_posix()}/sections/x.yaml:1: title: missing" in done.stderr
+
+
+async def test_once_started_the_bot_keeps_its_start_up_objects_out_of_full_collections(tmp_path: Path) -> None:
+    settings = Settings(content_dir=ROOT / "content", database_url=f"sqlite:///{tmp_path}/bot.sqlite3")
+    gc.unfreeze()
+    out = io.StringIO()
+    try:
+        assert await serve(settings, force_console=True, stdin=io.StringIO("/sectors\n/quit\n"), stdout=out) == 0
+        assert gc.get_freeze_count() > 10_000  # modules, content and clients: the console alone holds this many
+    finally:
+        gc.unfreeze()
+    assert "AI in finance" in out.getvalue()
