@@ -23,7 +23,7 @@ from bot.core.subscriptions import (
     SubscriptionRequest,
 )
 from bot.store import SqlStore, StoreError, open_store
-from bot.store.drivers import Write
+from bot.store.drivers import SqliteDriver, Write
 from bot.store.migrations import MIGRATIONS, Migration, applied_migrations, apply_migrations
 from bot.store.sql import claimable_deliveries_sql, due_subscriptions_sql
 
@@ -478,6 +478,26 @@ async def test_a_write_cancelled_before_it_ran_is_not_committed(sqlite_url: str)
         assert (await store.delivery_stats()).failed == 0
     finally:
         await store.close()
+
+
+async def test_writes_fail_together_at_once_while_another_process_holds_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    driver = SqliteDriver(path, busy_timeout_ms=300)
+    await driver.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await driver.write(Write("CREATE TABLE t (x INTEGER)"))
+        other.execute("BEGIN IMMEDIATE")  # another process writing, and taking its time
+        began = asyncio.get_running_loop().time()
+        outcomes = await asyncio.gather(*(driver.write(Write("INSERT INTO t VALUES (?)", (i,))) for i in range(20)),
+                                        return_exceptions=True)
+        waited = asyncio.get_running_loop().time() - began
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        await driver.close()
+    assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes)
+    assert waited < 20 * 0.3  # one busy timeout for the group (or two), not one per write
 
 
 async def test_closing_the_store_commits_the_writes_still_queued(sqlite_url: str) -> None:

@@ -189,8 +189,10 @@ def _commit_writes(conn: sqlite3.Connection, writes: list[tuple[Write, ...]]) ->
         return [None] * len(writes)
     except sqlite3.Error as exc:
         _rollback(conn)
-        if len(writes) == 1:
-            return [exc]
+        # Locked, busy, full or broken: the database's state, not one write's fault; trying each alone would only
+        # wait out the busy timeout once per write.
+        if len(writes) == 1 or isinstance(exc, sqlite3.OperationalError):
+            return [exc] * len(writes)
     outcomes: list[sqlite3.Error | None] = []
     for statements in writes:
         try:
@@ -346,8 +348,8 @@ class SqliteDriver:
         try:
             while self._queued_writes:
                 async with self._lock:
-                    queued, self._queued_writes = self._queued_writes[:MAX_GROUP_COMMIT], \
-                        self._queued_writes[MAX_GROUP_COMMIT:]
+                    queued = self._queued_writes[:MAX_GROUP_COMMIT]
+                    del self._queued_writes[:MAX_GROUP_COMMIT]
                     taken = [(statements, future) for statements, future in queued if not future.done()]
                     if not taken:
                         continue
