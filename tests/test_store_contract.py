@@ -528,6 +528,28 @@ async def test_next_claimable_at_is_the_earliest_retry_or_lease_end(store: SqlSt
     assert await store.next_claimable_at() is None
 
 
+async def test_pruning_deletes_only_old_finished_deliveries_and_keeps_the_history(store: SqlStore) -> None:
+    await subscribe_due(store, 1, 2, 3, 4, 5)
+    old_sent, old_failed, recent_sent, stuck_sending, waiting = await store.claim_deliveries("w1", T0, LEASE, 10)
+    await store.set_payload(old_sent.id, DigestPayload(("text",), ("u1",)))
+    await store.complete_delivery(old_sent.id, T0)
+    await store.fail_delivery(old_failed.id, "Forbidden: bot was blocked by the user", T0)
+    await store.complete_delivery(recent_sent.id, T0 + timedelta(days=20))
+    await store.retry_delivery(waiting.id, T0 + timedelta(days=40), "502 Bad Gateway")
+    cutoff = T0 + timedelta(days=10)
+
+    assert await store.prune_finished_deliveries(cutoff, 1) == 1  # the limit holds
+    assert await store.prune_finished_deliveries(cutoff, 100) == 1
+    assert await store.prune_finished_deliveries(cutoff, 100) == 0
+
+    stats = await store.delivery_stats()
+    assert (stats.sent, stats.failed, stats.sending, stats.pending) == (1, 0, 1, 1)
+    assert await store.history(old_sent.subscription.id) == DigestHistory(frozenset({"u1"}))
+    assert await store.enqueue_due(T0, 1000) == 0  # a pruned period is not owed again
+    assert {d.id for d in await store.claim_deliveries("w2", T0 + timedelta(days=41), LEASE, 10)} == {
+        stuck_sending.id, waiting.id}
+
+
 async def test_retry_delivery_respects_not_before(store: SqlStore) -> None:
     await subscribe_due(store, 100)
     delivery = await claim_one(store)

@@ -146,6 +146,11 @@ class SubscriptionStore(Protocol):
         """The earliest next_due_at among active subscriptions."""
         ...
 
+    async def prune_finished_deliveries(self, finished_before: datetime, limit: int) -> int:
+        """Delete up to `limit` sent or failed deliveries last changed before `finished_before`; returns how many.
+        The history of what each chat was sent is kept."""
+        ...
+
     async def next_claimable_at(self) -> datetime | None:
         """When the earliest open delivery can next be claimed: a pending one at its not_before (now when it has
         none), one being sent at the end of its lease. None when no delivery is open."""

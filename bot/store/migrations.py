@@ -174,6 +174,12 @@ def m005_broadcast_drafts(d: Dialect) -> Statements:
     ]
 
 
+@migration
+def m006_finished_deliveries(d: Dialect) -> Statements:
+    """Finished deliveries by age, so the retention sweep finds the old ones without walking the table."""
+    return ["CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE status IN ('sent', 'failed')"]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (

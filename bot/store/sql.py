@@ -507,6 +507,22 @@ class SqlStore:
             (error, _utc(now), delivery_id),
         ))
 
+    async def prune_finished_deliveries(self, finished_before: datetime, limit: int) -> int:
+        """Delete up to `limit` sent or failed deliveries last changed before `finished_before`; returns how many.
+
+        Safe at any age: a digest period is never enqueued again once its subscription moved on, and the history
+        of what each chat was sent lives in `sent_items`, which this leaves alone.
+        """
+        if limit <= 0:
+            return 0
+        async with self.driver.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+                + self.driver.dialect.indexed_by("deliveries_finished") +
+                " WHERE status IN ('sent', 'failed') AND updated_at < ? LIMIT ?)",
+                (_utc(finished_before), limit),
+            )
+
     # ------------------------------------------------------------------------------------------- reporting
 
     async def history(self, subscription_id: int) -> DigestHistory:
