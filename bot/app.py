@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -125,8 +125,9 @@ def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestServi
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
                             now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
+    retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
-                         closing=[part for part in (leadership, pacer) if part is not None])
+                         closing=[part for part in (leadership, pacer) if part is not None], retention=retention)
 
 
 def build_application(settings: Settings, services: Services) -> Application:  # type: ignore[type-arg]

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 ENQUEUE_BATCH = 5000
 MIN_IDLE_WAIT = 0.05  # seconds
+PRUNE_BATCH = 10_000  # finished deliveries deleted per tick while the retention sweep catches up
+PRUNE_INTERVAL = timedelta(days=1)
 
 
 def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Clock,
@@ -68,7 +70,8 @@ class DigestService:
 
     def __init__(self, store: SubscriptionStore, engine: DeliveryEngine, clock: Clock, *, tick_seconds: float,
                  idle_seconds: float = 5.0, batch: int = ENQUEUE_BATCH, leadership: Leadership | None = None,
-                 closing: Sequence[Closeable] = ()) -> None:
+                 closing: Sequence[Closeable] = (), retention: timedelta | None = None,
+                 prune_batch: int = PRUNE_BATCH) -> None:
         self.store = store
         self.engine = engine
         self.clock = clock
@@ -83,6 +86,10 @@ class DigestService:
         # Every replica ticks; only the leader enqueues (the unique key would absorb doubles anyway).
         self.leadership = leadership
         self._closing = tuple(closing)
+        # Finished deliveries older than this are deleted (None: kept forever); the sweep runs daily.
+        self.retention = retention
+        self.prune_batch = prune_batch
+        self._next_prune_at: datetime | None = None
 
     async def tick(self) -> int:
         """Enqueue every due digest (in batches, through the store's index); wake the sender if any."""
@@ -99,6 +106,22 @@ class DigestService:
             self.wake()
         return total
 
+    async def prune(self) -> int:
+        """Delete one batch of finished deliveries older than the retention when a sweep is due; returns how many.
+
+        Called after each tick, so a large backlog goes a batch a tick instead of holding the store at once;
+        once a batch comes back short, the next sweep is a day later.
+        """
+        now = self.clock()
+        if self.retention is None or (self._next_prune_at is not None and now < self._next_prune_at):
+            return 0
+        deleted = await self.store.prune_finished_deliveries(now - self.retention, self.prune_batch)
+        if deleted < self.prune_batch:
+            self._next_prune_at = now + PRUNE_INTERVAL
+        if deleted:
+            log.info("deleted %d finished deliveries older than %s", deleted, self.retention)
+        return deleted
+
     def wake(self) -> None:
         """Ask the delivery loop to look for work now (after a tick or a broadcast)."""
         self._wake.set()
@@ -110,6 +133,10 @@ class DigestService:
             await self.tick()
         except Exception:
             log.exception("digest tick failed; the next tick retries")
+        try:
+            await self.prune()
+        except Exception:
+            log.exception("deleting old deliveries failed; the next tick retries")
 
     async def _deliver_forever(self) -> None:
         while not self._stop.is_set():

@@ -62,6 +62,7 @@ class Settings:
     private_chat_interval: float = 1.0
     max_in_flight: int = 64
     lease_seconds: float = 120.0
+    delivery_retention_days: int = 30  # finished deliveries are deleted after this many days (0: kept forever)
     digest_lookback_days: int = 7
     digest_spotlight: bool = True
     webhook_url: str = ""
@@ -98,6 +99,7 @@ ENVIRONMENT: dict[str, str] = {
     "private_chat_interval": "SEND_PRIVATE_CHAT_INTERVAL",
     "max_in_flight": "SEND_MAX_IN_FLIGHT",
     "lease_seconds": "SEND_LEASE_SECONDS",
+    "delivery_retention_days": "DELIVERY_RETENTION_DAYS",
     "digest_lookback_days": "DIGEST_LOOKBACK_DAYS",
     "digest_spotlight": "DIGEST_SPOTLIGHT",
     "webhook_url": "WEBHOOK_URL",
@@ -111,7 +113,7 @@ ENVIRONMENT: dict[str, str] = {
 _NUMBERS: dict[str, tuple[type, float]] = {
     "tick_seconds": (float, 0.01), "messages_per_second": (float, 0.0), "group_messages_per_minute": (int, 0),
     "private_chat_interval": (float, 0.0), "max_in_flight": (int, 1), "lease_seconds": (float, 1.0),
-    "digest_lookback_days": (int, 0), "port": (int, 1),
+    "digest_lookback_days": (int, 0), "port": (int, 1), "delivery_retention_days": (int, 0),
 }
 
 

@@ -566,6 +566,28 @@ async def test_a_retry_goes_out_when_due_not_after_the_idle_wait(store: Subscrip
     assert run.total == DeliveryReport(sent=1, retried=1)
 
 
+async def test_the_retention_sweep_deletes_a_batch_a_tick_until_caught_up_then_waits_a_day(
+        store: SubscriptionStore) -> None:
+    await subscribe(store, *range(1, 6))
+    clock = Clock()
+    run = engine(store, FakeSender(), clock=clock)
+    assert await run.run_once() == DeliveryReport(sent=5)
+    hour = 3600.0
+    service = DigestService(store, run, clock, tick_seconds=60.0, retention=timedelta(hours=1), prune_batch=2)
+    assert await service.prune() == 0  # nothing old yet: swept, so the next sweep is a day later
+    clock.advance(2 * hour)
+    assert await service.prune() == 0  # five are old enough, but a day has not passed
+    clock.advance(24 * hour)
+    assert [await service.prune() for _ in range(3)] == [2, 2, 1]  # a batch a tick; a short one: caught up
+    await subscribe(store, 6)
+    assert await run.run_once() == DeliveryReport(sent=1)
+    clock.advance(2 * hour)
+    assert await service.prune() == 0
+    clock.advance(24 * hour)
+    assert await DigestService(store, run, clock, tick_seconds=60.0).prune() == 0  # no retention: kept forever
+    assert await service.prune() == 1
+
+
 async def test_a_delivery_that_keeps_failing_gives_up_at_the_attempt_cap(store: SubscriptionStore) -> None:
     await subscribe(store, 3)
     sender = FakeSender()

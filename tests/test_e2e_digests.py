@@ -120,6 +120,30 @@ async def test_a_digest_missed_while_down_is_sent_once_after_restart(fake: FakeB
     assert len(texts(fake, 602)) == 2  # confirmation + one digest, not three
 
 
+async def test_sent_digests_are_deleted_after_the_retention_but_not_sent_again(
+        fake: FakeBotApi, tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2025, 4, 16, 0, 0, tzinfo=UTC))  # 08:00 HKT
+    settings = e2e_settings(fake, tmp_path, delivery_retention_days=1)
+    async with running_bot(fake, settings, clock) as runtime:
+        fake.push_update(fake.command_update("/subscribe", chat_id=603, user_id=603))
+        await fake.wait_for("sendMessage", chat_id=603)
+        clock.advance(hours=1)  # 09:00: the digest
+        await fake.wait_for("sendMessage", count=2, chat_id=603)
+        await settle()
+        assert (await runtime.store.delivery_stats()).sent == 1
+        clock.advance(days=1, hours=12)  # 21:00 the next day: that digest is older than a day, today's went out
+        await fake.wait_for("sendMessage", count=3, chat_id=603)
+        for _ in range(100):  # the sweep runs after a tick (every 0.05 s)
+            stats = await runtime.store.delivery_stats()
+            if (stats.sent, stats.sending, stats.pending) == (1, 0, 0):
+                break
+            await settle(0.05)
+        assert (stats.sent, stats.sending, stats.pending, stats.failed) == (1, 0, 0, 0)  # the second one is kept
+        assert stats.last_period == datetime(2025, 4, 17, 1, 0, tzinfo=UTC)  # 09:00 HKT on the 17th
+        await settle()
+    assert len(texts(fake, 603)) == 3  # the deleted one was not owed again
+
+
 async def test_quiet_hours_silence_replies_but_not_digests(fake: FakeBotApi, tmp_path: Path) -> None:
     clock = FakeClock(datetime(2025, 4, 16, 14, 30, tzinfo=UTC))  # 22:30 HKT
     async with running_bot(fake, e2e_settings(fake, tmp_path), clock):
