@@ -7,6 +7,7 @@
 Subscriptions are bulk-inserted with next_due_at spread over the day, one slot a minute (1,000,000 / 1,440 =
 ~694 due per minute). A tick is `store.enqueue_due(now, 5000)` (DigestService's batch): "~700 due" moves now
 one minute on; "5,000 due" moves it eight minutes on, so more than one batch is due and the tick takes 5,000.
+Retention: every subscription then gets a digest sent 60 days ago, and the sweep deletes them a batch at a time.
 Memory: a child process opens the bot (content, store with 100,000 subscriptions, services, the delivery loop
 and the scheduler tick running idle) and reports its resident memory.
 """
@@ -30,6 +31,7 @@ from typing import Any
 
 from bench.common import CONTENT, ROOT, fill_subscriptions, peak_rss_mb, print_table, spread_over_a_day, write_results
 from bot.app import build_digests, opened
+from bot.digests import PRUNE_BATCH
 from bot.settings import Settings
 from bot.store import SqlStore, open_store
 
@@ -82,8 +84,27 @@ async def _store(kind: str, count: int, postgres_url: str | None) -> AsyncIterat
         await store.close()
 
 
-async def tick_times(kind: str, count: int, postgres_url: str | None) -> list[dict[str, Any]]:
-    """Time ticks with ~700 due and with 5,000 due (TICKS of each) on one filled store."""
+async def prune_times(store: SqlStore, kind: str, count: int) -> dict[str, Any]:
+    """Give every subscription a digest sent 60 days ago, then time the retention sweep's batches (30 days)."""
+    sent_at = BASE - timedelta(days=60)
+    fill0 = time.perf_counter()
+    async with store.driver.transaction() as tx:
+        finished = await tx.execute(
+            "INSERT INTO deliveries (subscription_id, kind, period, status, created_at, updated_at, sent_at)"
+            " SELECT id, 'digest', ?, 'sent', ?, ?, ? FROM subscriptions", (sent_at, sent_at, sent_at, sent_at))
+    fill = time.perf_counter() - fill0
+    times, counts = [], []
+    for _ in range(TICKS):
+        start = time.perf_counter()
+        counts.append(await store.prune_finished_deliveries(BASE - timedelta(days=30), PRUNE_BATCH))
+        times.append((time.perf_counter() - start) * 1000)
+    return {"store": kind, "finished_deliveries": finished, "batch": PRUNE_BATCH, "batches": TICKS,
+            "deleted": sum(counts), "median_ms": statistics.median(times), "max_ms": max(times), "fill_s": fill}
+
+
+async def tick_times(kind: str, count: int, postgres_url: str | None) -> tuple[list[dict[str, Any]],
+                                                                             dict[str, Any]]:
+    """Time ticks with ~700 due and with 5,000 due (TICKS of each) on one filled store, then the retention sweep."""
     fill0 = time.perf_counter()
     rows = []
     async with _store(kind, count, postgres_url) as store:
@@ -100,7 +121,8 @@ async def tick_times(kind: str, count: int, postgres_url: str | None) -> list[di
             rows.append({"store": kind, "subscriptions": count, "case": name, "due_per_minute": round(per_slot),
                          "enqueued": statistics.median(counts), "median_ms": statistics.median(times),
                          "max_ms": max(times), "fill_s": fill})
-    return rows
+        prune = await prune_times(store, kind, count)
+    return rows, prune
 
 
 async def _memory_child(count: int) -> dict[str, Any]:
@@ -154,13 +176,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.subscriptions, args.memory_subscriptions = 20_000, 2_000
     kinds = ["sqlite"] + (["postgres"] if args.postgres else [])
-    ticks = [row for kind in kinds for row in asyncio.run(tick_times(kind, args.subscriptions, args.postgres))]
+    measured = [asyncio.run(tick_times(kind, args.subscriptions, args.postgres)) for kind in kinds]
+    ticks = [row for rows, _ in measured for row in rows]
+    prunes = [prune for _, prune in measured]
     print_table("Scheduler tick: enqueue_due(now, 5000)", ticks,
                 ["store", "subscriptions", "case", "due_per_minute", "enqueued", "median_ms", "max_ms", "fill_s"])
+    print_table(f"Retention sweep: one batch of prune_finished_deliveries (after a tick, {PRUNE_BATCH:,} at most)",
+                prunes,
+                ["store", "finished_deliveries", "batch", "batches", "deleted", "median_ms", "max_ms", "fill_s"])
     mem = memory(args.memory_subscriptions)
     print_table("Bot process memory (content, SQLite store, services, idle tick)", [mem],
                 ["subscriptions", "rss_mb", "peak_rss_mb", "rss_before_bot_mb"])
-    result = {"ticks": ticks, "memory": mem, "postgres": bool(args.postgres)}
+    result = {"ticks": ticks, "prunes": prunes, "memory": mem, "postgres": bool(args.postgres)}
     write_results("store", "store", result)
     return result
 

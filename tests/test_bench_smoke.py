@@ -41,6 +41,8 @@ def test_commands_quick_builds_every_reply_and_answers_every_update() -> None:
 def test_store_quick_ticks_and_measures_memory() -> None:
     result = store.main(["--quick", "--postgres", ""])
     assert {row["case"] for row in result["ticks"]} == {"~700 due", "5,000 due (one batch)"}
+    assert all(prune["deleted"] == min(prune["finished_deliveries"], prune["batch"] * prune["batches"])
+               for prune in result["prunes"])
     assert result["memory"]["subscriptions"] == 2_000
 
 
