@@ -9,13 +9,25 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from bot.testing import FakeBotApi
+
+# ---------------------------------------------------------------------------------------------------- Bot API
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    """A started Bot API double (bot/testing/fake_bot_api.py) on a free local port."""
+    async with FakeBotApi() as server:
+        yield server
+
 
 # ---------------------------------------------------------------------------------------------------- databases
 

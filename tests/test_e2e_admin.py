@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,12 +19,6 @@ NEW_UPDATE = """  - date: 2025-04-16
     summary: A made-up update used only by this test.
     link: https://example.org/triage
 """
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 @pytest.fixture

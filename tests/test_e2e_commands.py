@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,6 @@ from bot.logs import configure_logging
 from bot.testing.fake_bot_api import FakeBotApi
 
 GROUP = -1001234
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 def _only_real_calls(fake: FakeBotApi) -> None:

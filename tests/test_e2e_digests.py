@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,12 +13,6 @@ from bot.testing.fake_bot_api import FakeBotApi
 
 GROUP = -100777
 ADMIN, MEMBER = 11, 12
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 async def settle(seconds: float = 0.3) -> None:

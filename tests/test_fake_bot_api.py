@@ -36,13 +36,6 @@ def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    """A started fake server."""
-    async with FakeBotApi() as server:
-        yield server
-
-
-@pytest.fixture
 async def bot(fake: FakeBotApi) -> AsyncIterator[Bot]:
     """A real PTB Bot talking to the fake server."""
     async with Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url) as tg_bot:

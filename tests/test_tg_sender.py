@@ -43,25 +43,19 @@ def timedelta_periods(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
-
-
-def make_bot(api: FakeBotApi, *, token: str | None = None, read_timeout: float = 5.0) -> Bot:
+def make_bot(fake: FakeBotApi, *, token: str | None = None, read_timeout: float = 5.0) -> Bot:
     return Bot(
-        token or api.token,
-        base_url=api.base_url,
-        base_file_url=api.base_file_url,
+        token or fake.token,
+        base_url=fake.base_url,
+        base_file_url=fake.base_file_url,
         request=HTTPXRequest(read_timeout=read_timeout, connect_timeout=2.0),
     )
 
 
 @pytest.fixture(params=["ptb", "json"])
-async def sender(api: FakeBotApi, request: pytest.FixtureRequest) -> AsyncIterator[Sender]:
+async def sender(fake: FakeBotApi, request: pytest.FixtureRequest) -> AsyncIterator[Sender]:
     """Both senders answer every case alike: through PTB's Bot, and BotApiSender's JSON straight to the API."""
-    async with make_bot(api) as bot:
+    async with make_bot(fake) as bot:
         if request.param == "ptb":
             yield TelegramSender(bot)
         else:
@@ -69,9 +63,9 @@ async def sender(api: FakeBotApi, request: pytest.FixtureRequest) -> AsyncIterat
                 yield lean
 
 
-async def test_send_posts_html_without_preview_to_the_topic(api: FakeBotApi, sender: Sender) -> None:
+async def test_send_posts_html_without_preview_to_the_topic(fake: FakeBotApi, sender: Sender) -> None:
     await sender.send(GROUP, 7, "<b>Digest</b> &amp; more", silent=True)
-    (message,) = api.sent_messages(GROUP)
+    (message,) = fake.sent_messages(GROUP)
     assert message["text"] == "<b>Digest</b> &amp; more"
     assert message["parse_mode"] == "HTML"
     assert message["message_thread_id"] == 7
@@ -79,96 +73,96 @@ async def test_send_posts_html_without_preview_to_the_topic(api: FakeBotApi, sen
     assert _flag(_preview(message)["is_disabled"]) is True
 
 
-async def test_a_loud_send_to_a_private_chat_omits_the_optional_fields(api: FakeBotApi, sender: Sender) -> None:
+async def test_a_loud_send_to_a_private_chat_omits_the_optional_fields(fake: FakeBotApi, sender: Sender) -> None:
     await sender.send(CHAT, None, "hello", silent=False)
-    (message,) = api.sent_messages(CHAT)
+    (message,) = fake.sent_messages(CHAT)
     assert "message_thread_id" not in message
     assert "disable_notification" not in message
 
 
-async def test_flood_control_becomes_retry_after_with_its_seconds(api: FakeBotApi, sender: Sender) -> None:
-    api.add_fault(chat_id=CHAT, error_code=429, description="Too Many Requests: retry after 3",
+async def test_flood_control_becomes_retry_after_with_its_seconds(fake: FakeBotApi, sender: Sender) -> None:
+    fake.add_fault(chat_id=CHAT, error_code=429, description="Too Many Requests: retry after 3",
                   parameters={"retry_after": 3}, times=1)
     with pytest.raises(RetryAfter) as caught:
         await sender.send(CHAT, None, "x", silent=False)
     assert caught.value.seconds == 3.0
     await sender.send(CHAT, None, "x", silent=False)
-    assert len(api.sent_messages(CHAT)) == 1
+    assert len(fake.sent_messages(CHAT)) == 1
 
 
-async def test_blocked_by_the_user_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
-    api.block_chat(CHAT)
+async def test_blocked_by_the_user_means_the_chat_is_gone(fake: FakeBotApi, sender: Sender) -> None:
+    fake.block_chat(CHAT)
     with pytest.raises(ChatGone, match="blocked"):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_kicked_from_a_group_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
-    api.add_fault(chat_id=GROUP, error_code=403, description="Forbidden: bot was kicked from the supergroup chat")
+async def test_kicked_from_a_group_means_the_chat_is_gone(fake: FakeBotApi, sender: Sender) -> None:
+    fake.add_fault(chat_id=GROUP, error_code=403, description="Forbidden: bot was kicked from the supergroup chat")
     with pytest.raises(ChatGone, match="kicked"):
         await sender.send(GROUP, None, "x", silent=False)
 
 
-async def test_group_upgraded_to_supergroup_reports_the_new_chat_id(api: FakeBotApi, sender: Sender) -> None:
-    api.migrate_chat(-555, -100555)
+async def test_group_upgraded_to_supergroup_reports_the_new_chat_id(fake: FakeBotApi, sender: Sender) -> None:
+    fake.migrate_chat(-555, -100555)
     with pytest.raises(ChatMoved) as caught:
         await sender.send(-555, None, "x", silent=False)
     assert caught.value.new_chat_id == -100555
     await sender.send(caught.value.new_chat_id, None, "x", silent=False)
-    assert len(api.sent_messages(-100555)) == 1
+    assert len(fake.sent_messages(-100555)) == 1
 
 
-async def test_server_error_is_transient(api: FakeBotApi, sender: Sender) -> None:
-    api.add_fault(chat_id=CHAT, error_code=500, description="Internal Server Error", times=1)
+async def test_server_error_is_transient(fake: FakeBotApi, sender: Sender) -> None:
+    fake.add_fault(chat_id=CHAT, error_code=500, description="Internal Server Error", times=1)
     with pytest.raises(TransientFailure):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_bad_gateway_is_transient(api: FakeBotApi, sender: Sender) -> None:
-    api.add_fault(chat_id=CHAT, error_code=502, description="Bad Gateway", times=1)
+async def test_bad_gateway_is_transient(fake: FakeBotApi, sender: Sender) -> None:
+    fake.add_fault(chat_id=CHAT, error_code=502, description="Bad Gateway", times=1)
     with pytest.raises(TransientFailure):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_chat_not_found_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
-    api.add_fault(chat_id=CHAT, error_code=400, description="Bad Request: chat not found")
+async def test_chat_not_found_means_the_chat_is_gone(fake: FakeBotApi, sender: Sender) -> None:
+    fake.add_fault(chat_id=CHAT, error_code=400, description="Bad Request: chat not found")
     with pytest.raises(ChatGone, match=r"(?i)chat not found"):
         await sender.send(CHAT, None, "x", silent=False)
 
 
-async def test_no_rights_in_a_group_means_the_chat_is_gone(api: FakeBotApi, sender: Sender) -> None:
-    api.add_fault(chat_id=GROUP, error_code=400,
+async def test_no_rights_in_a_group_means_the_chat_is_gone(fake: FakeBotApi, sender: Sender) -> None:
+    fake.add_fault(chat_id=GROUP, error_code=400,
                   description="Bad Request: have no rights to send a message")
     with pytest.raises(ChatGone):
         await sender.send(GROUP, None, "x", silent=False)
 
 
-async def test_malformed_html_is_a_permanent_failure(api: FakeBotApi, sender: Sender) -> None:
+async def test_malformed_html_is_a_permanent_failure(fake: FakeBotApi, sender: Sender) -> None:
     with pytest.raises(PermanentFailure, match=r"(?i)parse|tag|entit"):
         await sender.send(CHAT, None, "<blink>x</blink>", silent=False)
 
 
-async def test_a_response_slower_than_the_read_timeout_is_transient(api: FakeBotApi) -> None:
-    async with make_bot(api, read_timeout=0.05) as bot:
-        api.add_delay(chat_id=CHAT, delay=0.3, times=1)
+async def test_a_response_slower_than_the_read_timeout_is_transient(fake: FakeBotApi) -> None:
+    async with make_bot(fake, read_timeout=0.05) as bot:
+        fake.add_delay(chat_id=CHAT, delay=0.3, times=1)
         with pytest.raises(TransientFailure, match="timed out"):
             await TelegramSender(bot).send(CHAT, None, "x", silent=False)
 
 
-async def test_a_json_send_slower_than_the_read_timeout_is_transient(api: FakeBotApi) -> None:
-    async with make_bot(api, read_timeout=0.05) as bot, BotApiSender.for_bot(bot) as lean:
-        api.add_delay(chat_id=CHAT, delay=0.3, times=1)
+async def test_a_json_send_slower_than_the_read_timeout_is_transient(fake: FakeBotApi) -> None:
+    async with make_bot(fake, read_timeout=0.05) as bot, BotApiSender.for_bot(bot) as lean:
+        fake.add_delay(chat_id=CHAT, delay=0.3, times=1)
         with pytest.raises(TransientFailure, match="timed out"):
             await lean.send(CHAT, None, "x", silent=False)
 
 
-async def test_an_invalid_token_is_fatal_for_a_json_send_too(api: FakeBotApi) -> None:
-    async with BotApiSender(f"{api.base_url}999:WRONG") as lean:
+async def test_an_invalid_token_is_fatal_for_a_json_send_too(fake: FakeBotApi) -> None:
+    async with BotApiSender(f"{fake.base_url}999:WRONG") as lean:
         with pytest.raises(InvalidToken):
             await lean.send(CHAT, None, "x", silent=False)
 
 
-async def test_an_invalid_token_is_fatal_not_an_outcome(api: FakeBotApi) -> None:
-    bot = make_bot(api, token="999:WRONG")
+async def test_an_invalid_token_is_fatal_not_an_outcome(fake: FakeBotApi) -> None:
+    bot = make_bot(fake, token="999:WRONG")
     try:
         with pytest.raises(InvalidToken):
             await TelegramSender(bot).send(CHAT, None, "x", silent=False)
@@ -177,7 +171,7 @@ async def test_an_invalid_token_is_fatal_not_an_outcome(api: FakeBotApi) -> None
 
 
 async def test_the_engine_delivers_through_the_real_bot_and_handles_each_answer(
-        api: FakeBotApi, sender: Sender, tmp_path: Path) -> None:
+        fake: FakeBotApi, sender: Sender, tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path}/bot.sqlite3")
     try:
         then = datetime(2025, 3, 3, tzinfo=UTC)
@@ -187,9 +181,9 @@ async def test_the_engine_delivers_through_the_real_bot_and_handles_each_answer(
             await store.save_subscription(SubscriptionRequest(chat_id, None, kind, daily), then)
         now = then + timedelta(days=2)
         assert await store.enqueue_due(now, 100) == 4
-        api.block_chat(102)
-        api.migrate_chat(-555, -100555)
-        api.add_fault(chat_id=103, error_code=500, description="Internal Server Error", times=1)
+        fake.block_chat(102)
+        fake.migrate_chat(-555, -100555)
+        fake.add_fault(chat_id=103, error_code=500, description="Internal Server Error", times=1)
 
         async def compose(delivery: Delivery) -> DigestPayload:
             return DigestPayload(parts=(f"<b>Digest</b> for {delivery.subscription.chat_id}",))
@@ -198,8 +192,8 @@ async def test_the_engine_delivers_through_the_real_bot_and_handles_each_answer(
                                 compose=compose, now=lambda: now)
         report = await engine.run_once()
         assert report == DeliveryReport(sent=2, failed=1, retried=1, deactivated=1, migrated=1)
-        assert [m["text"] for m in api.sent_messages(101)] == ["<b>Digest</b> for 101"]
-        assert len(api.sent_messages(-100555)) == 1
+        assert [m["text"] for m in fake.sent_messages(101)] == ["<b>Digest</b> for 101"]
+        assert len(fake.sent_messages(-100555)) == 1
         blocked = await store.get_subscription(102, None)
         assert blocked is not None and not blocked.active
     finally:
