@@ -1043,17 +1043,10 @@ class FakeBotApi:
         if not text.startswith("/"):
             raise ValueError("a command must start with '/'")
         command = text.split(maxsplit=1)[0]
-        msg = self._incoming_message(
-            chat_id=chat_id,
-            user_id=user_id,
-            chat_type=chat_type,
-            title=title,
-            thread_id=thread_id,
-            first_name=first_name,
-        )
-        msg["text"] = text
-        msg["entities"] = [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
-        return {"message": msg}
+        update = self.text_update(text, chat_id=chat_id, user_id=user_id, chat_type=chat_type, title=title,
+                                  thread_id=thread_id, first_name=first_name)
+        update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
+        return update
 
     def text_update(
         self,
