@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import operator
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -333,10 +334,13 @@ class DeliveryReport:
     released: int = 0
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
-        return DeliveryReport(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        return self._field_by_field(operator.add, other)
 
     def __sub__(self, other: DeliveryReport) -> DeliveryReport:
-        return DeliveryReport(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+        return self._field_by_field(operator.sub, other)
+
+    def _field_by_field(self, combine: Callable[[int, int], int], other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(**{f.name: combine(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
 
     @property
     def settled(self) -> int:
