@@ -4,15 +4,20 @@ whose size Telegram does not state."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 from harness import CONTENT, e2e_settings, running_bot, texts
 from telegram import Bot, Update
 
 from bot.app import Runtime
+from bot.settings import Secret
 from bot.testing.fake_bot_api import FILE_DOWNLOAD, FakeBotApi, missing_required_fields
+from bot.tg.webhook import SECRET_HEADER
 
 GROUP, CHANNEL = -100777, -100888
 OWNER, MEMBER, BOT_ADMIN = 31, 32, 900
@@ -109,6 +114,27 @@ async def test_the_bot_asks_telegram_for_the_updates_it_handles(fake: FakeBotApi
         await fake.wait_for("sendMessage", chat_id=44)  # a long poll has answered
     asked = fake.calls("getUpdates")[0]["allowed_updates"]
     assert {"message", "channel_post", "callback_query", "my_chat_member"} <= set(asked)
+
+
+async def test_a_webhook_asks_for_and_acts_on_my_chat_member(fake: FakeBotApi, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    settings = e2e_settings(fake, tmp_path, webhook_url="https://bot.example.test/telegram", port=port,
+                            webhook_listen="127.0.0.1", webhook_secret=Secret("groups-test-secret"))
+    async with running_bot(fake, settings) as runtime, aiohttp.ClientSession() as session:
+        [registered] = fake.calls("setWebhook")
+        assert "my_chat_member" in registered["allowed_updates"]
+        for update_id, update in enumerate((fake.command_update("/subscribe", chat_id=45, user_id=45),
+                                            fake.my_chat_member_update("kicked", chat_id=45, user_id=45,
+                                                                       chat_type="private")), 1):
+            async with session.post(f"http://127.0.0.1:{port}/telegram",
+                                    data=json.dumps({"update_id": update_id, **update}),
+                                    headers={SECRET_HEADER: "groups-test-secret",
+                                             "Content-Type": "application/json"}) as answer:
+                assert answer.status == 200  # answered once processed
+        subscription = await runtime.store.get_subscription(45, None)
+    assert subscription is not None and not subscription.active
 
 
 async def test_a_newly_promoted_admin_is_not_refused_for_the_cache_lifetime(fake: FakeBotApi, tmp_path: Path) -> None:
