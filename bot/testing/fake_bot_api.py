@@ -1290,7 +1290,7 @@ class FakeBotApi:
                 await response.write(stored.content[start:start + chunk])
                 rec.result = min(start + chunk, len(stored.content))  # bytes handed to the connection so far
             await response.write_eof()
-        except ConnectionResetError:
+        except ConnectionError:  # the client stopped reading (a capped download gave up)
             rec.error = "client stopped reading"
         return response
 
