@@ -40,6 +40,7 @@ FILE_DOWNLOAD = "file"
 _SPEC_FILE = "telegram-bot-api-10.1.json"
 _MAX_MESSAGE_LENGTH = 4096
 _MAX_CAPTION_LENGTH = 1024
+_MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files (Bot API: "up to 20MB in size")
 _DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -1527,6 +1528,8 @@ class FakeBotApi:
         stored = self._files.get(str(p["file_id"]))
         if stored is None:
             raise _ApiError(400, "Bad Request: invalid file_id")
+        if len(stored.content) > _MAX_DOWNLOAD_BYTES:
+            raise _ApiError(400, "Bad Request: file is too big")
         file: JSONDict = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
         if stored.size_known:
             file["file_size"] = len(stored.content)

@@ -160,7 +160,13 @@ class TelegramFrontEnd:
             if document.file_size is not None and document.file_size > MAX_UPLOAD_BYTES:
                 await send_reply(context.application, chat, too_big)
                 return
-            data = await download_capped(await document.get_file(), MAX_UPLOAD_BYTES)
+            try:
+                telegram_file = await document.get_file()
+            except BadRequest as exc:
+                if "too big" not in exc.message.lower():
+                    raise
+                telegram_file = None  # over the Bot API's 20 MB download limit
+            data = None if telegram_file is None else await download_capped(telegram_file, MAX_UPLOAD_BYTES)
             if data is None:  # Telegram did not say how big it was: found out while downloading
                 await send_reply(context.application, chat, too_big)
                 return
