@@ -12,7 +12,7 @@ from bot.core.messages import Button, Chat, Reply, Request, replacing_on_button
 from bot.core.render import bold, italic, plain
 from bot.core.schedule import WEEKDAYS, Cadence, QuietHours, Schedule, find_timezone
 from bot.core.services import Services
-from bot.core.subscriptions import DigestHistory, Subscription, SubscriptionRequest
+from bot.core.subscriptions import DigestHistory, Subscription, SubscriptionRequest, SubscriptionStore
 
 DEFAULT_TIME = time(9, 0)
 _TIME = re.compile(r"^([0-9]{1,2})(?::([0-9]{2}))?\s*(am|pm)?$")
@@ -268,15 +268,13 @@ async def _preview_for_new(request: Request, services: Services) -> str:
     return "\n\n".join(payload.parts) if payload else "Nothing to show yet."
 
 
-async def _chat_timezone(request: Request, services: Services) -> str:
+async def _chat_timezone(chat: Chat, store: SubscriptionStore, default: str) -> str:
     """The timezone of this chat's digest (its topic's, else the chat's), else the operator's default."""
-    assert services.subscriptions is not None
-    chat = request.chat
     for thread_id in dict.fromkeys((chat.thread_id, None)):
-        subscription = await services.subscriptions.get_subscription(chat.id, thread_id)
+        subscription = await store.get_subscription(chat.id, thread_id)
         if subscription is not None and subscription.active:
             return subscription.schedule.timezone
-    return services.default_timezone
+    return default
 
 
 async def quiet(request: Request, services: Services) -> Reply:
@@ -297,18 +295,18 @@ async def quiet(request: Request, services: Services) -> Reply:
         return Reply("Quiet hours cleared.")
     start_text, _, end_text = request.args[0].partition("-")
     start, end = parse_time(start_text), parse_time(end_text)
-    if len(request.args) > 1:
-        zone = find_timezone(request.args[1])
-        if zone is None:
-            return Reply(f"{plain(bad_timezone(request.args[1]))} {usage}")
-    else:
-        zone = await _chat_timezone(request, services)
     if len(request.args) > 2 or not start_text or not end_text:
         return Reply(usage)
     if start is None or end is None:
         return Reply(f"{plain(bad_time(start_text if start is None else end_text))} {usage}")
     if start == end:
         return Reply(f"Quiet hours need a start and an end that differ. {usage}")
+    if len(request.args) > 1:
+        zone = find_timezone(request.args[1])
+        if zone is None:
+            return Reply(f"{plain(bad_timezone(request.args[1]))} {usage}")
+    else:
+        zone = await _chat_timezone(request.chat, services.subscriptions, services.default_timezone)
     hours = QuietHours(start, end, zone)
     await services.subscriptions.set_quiet_hours(request.chat.id, hours)
     services.remember_quiet_hours(request.chat.id, hours)
