@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
@@ -36,7 +35,7 @@ from bot.logs import configure_logging
 from bot.settings import Secret, Settings
 from bot.store import open_store
 from bot.tg.admins import TelegramChatAdmins
-from bot.tg.frontend import TelegramFrontEnd, send_reply
+from bot.tg.frontend import UPDATE_TYPES, TelegramFrontEnd, send_reply
 from bot.tg.ordering import PerChatOrderedProcessor
 from bot.tg.sender import BotApiSender
 from bot.tg.webhook import derive_secret, webhook_server
@@ -216,7 +215,7 @@ async def _receiving_updates(runtime: Runtime, application: Application) -> Asyn
     settings = runtime.settings
     if not settings.webhook_mode:
         assert application.updater is not None
-        await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        await application.updater.start_polling(allowed_updates=list(UPDATE_TYPES))
         try:
             yield
         finally:
@@ -235,7 +234,7 @@ async def _receiving_updates(runtime: Runtime, application: Application) -> Asyn
     try:
         # Every replica registers the same URL and secret: idempotent. Pending updates are kept.
         await application.bot.set_webhook(settings.webhook_url, secret_token=secret,
-                                          allowed_updates=Update.ALL_TYPES)
+                                          allowed_updates=list(UPDATE_TYPES))
         yield
     finally:
         server.stop()  # no new connections; requests in progress finish

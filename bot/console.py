@@ -10,6 +10,7 @@ from typing import TextIO
 
 from bot.core.commands import dispatch
 from bot.core.messages import Button, Chat, ChatKind, Reply, User, interpret
+from bot.core.numbers import whole_number
 from bot.core.services import Services
 
 CONSOLE_CHAT = Chat(id=1, kind=ChatKind.PRIVATE, title="console")
@@ -74,8 +75,8 @@ class Console:
         text = line.strip()
         from_button = False
         if text.isdigit() and self.buttons:
-            number = int(text)
-            if not 1 <= number <= len(self.buttons):
+            number = whole_number(text, 1, len(self.buttons))
+            if number is None:
                 return f"Choose a number from 1 to {len(self.buttons)}, or type a command."
             text, from_button = self.buttons[number - 1].action, True
         request = interpret(text, CONSOLE_CHAT, CONSOLE_USER, self.services.bot_username, from_button=from_button)

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from bot.core.digest import compose_digest
 from bot.core.messages import Button, Reply, Request, replacing_on_button
+from bot.core.numbers import chat_id as chat_id_from
 from bot.core.render import bold, code, italic, plain, split_message
 from bot.core.services import Services
 
@@ -176,10 +177,11 @@ async def preview(request: Request, services: Services) -> Reply:
         return Reply("Digests are not available here.")
     chat_id = request.chat.id
     if request.args:
-        try:
-            chat_id = int(request.args[0])
-        except ValueError:
-            return Reply("Usage: /preview [chat id], e.g. /preview -1001234567890")
+        typed = chat_id_from(request.args[0])
+        if typed is None or len(request.args) > 1:
+            return Reply(f"“{plain(request.text)}” is not a chat id. Usage: /preview [chat id], chat ids are whole "
+                         "numbers like -1001234567890 or 123456789.")
+        chat_id = typed
     subscription = await store.get_subscription(chat_id, None)
     await audit(services, request, "preview", str(chat_id))
     if subscription is None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bot.core import admin, subscribing
 from bot.core.catalogue import Catalogue, Initiative, Section, Update
 from bot.core.messages import Button, Reply, Request, replacing_on_button
+from bot.core.numbers import whole_number
 from bot.core.render import bold, italic, link, plain, render_initiative, render_section_header, render_update
 from bot.core.services import Services
 
@@ -206,9 +207,11 @@ async def latest(request: Request, services: Services) -> Reply:
     """The newest updates (5 by default, up to 20)."""
     count = LATEST_DEFAULT
     if request.args:
-        if not request.args[0].isdigit() or not 1 <= int(request.args[0]) <= LATEST_MAX:
-            return Reply(f"/latest takes a number from 1 to {LATEST_MAX}, e.g. /latest 10")
-        count = int(request.args[0])
+        typed = whole_number(request.args[0], 1, LATEST_MAX)
+        if typed is None:
+            return Reply(f"“{plain(request.args[0])}” is not a count: /latest takes a number from 1 to "
+                         f"{LATEST_MAX}, e.g. /latest 10")
+        count = typed
     updates = services.content.catalogue.updates[:count]
     if not updates:
         return Reply("No updates yet.")

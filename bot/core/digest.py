@@ -68,6 +68,8 @@ def compose_digest(subscription: Subscription, catalogue: Catalogue, now: dateti
     initiative = pick_spotlight(subscription, catalogue, history)
     if initiative is None:
         return None
-    text = (f"{heading}\nNothing new since your last digest. {bold('Spotlight')}:\n\n"
+    first = not history.sent_update_keys and not history.shown_initiative_keys
+    nothing_new = "No new updates in your sectors yet." if first else "Nothing new since your last digest."
+    text = (f"{heading}\n{nothing_new} {bold('Spotlight')}:\n\n"
             f"{render_initiative(initiative)}\n\n{footer}")
     return DigestPayload(parts=tuple(split_message(text)), spotlight_key=initiative.key)

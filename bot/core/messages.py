@@ -87,6 +87,19 @@ class Reply:
 NO_REPLY = Reply(text="")
 
 
+@dataclass(frozen=True)
+class MembershipChange:
+    """The bot's own place in a chat changed: added to a group (`present`), removed or blocked (not `present`).
+
+    A group admin removing the bot arrives as Chat(-100123, SUPERGROUP), was_present=True, present=False; a
+    user blocking it in a private chat as Chat(42), was_present=True, present=False.
+    """
+
+    chat: Chat
+    present: bool
+    was_present: bool
+
+
 def replacing_on_button(reply: Reply, request: Request) -> Reply:
     """A reply to a pressed button replaces the message that carried the button."""
     return replace(reply, replace=True) if request.from_button else reply

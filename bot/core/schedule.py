@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
+
+
+@functools.cache
+def _zone_names() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+def find_timezone(name: str) -> str | None:
+    """The IANA timezone a user meant, whatever its case ('utc' -> 'UTC', 'europe/london' -> 'Europe/London');
+    None when there is no such zone."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # Typed names come in any case; the zone files are named in one (listing them takes a while: only now).
+        return _zone_names().get(name.lower())
+    return name
 
 
 class Cadence(Enum):

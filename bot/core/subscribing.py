@@ -5,18 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.core.catalogue import Catalogue
 from bot.core.digest import compose_digest
 from bot.core.messages import Button, Chat, Reply, Request, replacing_on_button
 from bot.core.render import bold, italic, plain
-from bot.core.schedule import WEEKDAYS, Cadence, QuietHours, Schedule
+from bot.core.schedule import WEEKDAYS, Cadence, QuietHours, Schedule, find_timezone
 from bot.core.services import Services
-from bot.core.subscriptions import DigestHistory, Subscription, SubscriptionRequest
+from bot.core.subscriptions import DigestHistory, Subscription, SubscriptionRequest, SubscriptionStore
 
 DEFAULT_TIME = time(9, 0)
-_TIME = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$")
+_TIME = re.compile(r"^([0-9]{1,2})(?::([0-9]{2}))?\s*(am|pm)?$")
+_TIME_LIKE = re.compile(r"^[0-9]+[:.h][0-9]+$|^[0-9]+\s*(am|pm)$")
 _FULL_DAYS = {name: index for index, name in enumerate(
     ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
 SUBSCRIBE_FORMS = (
@@ -55,6 +55,16 @@ def parse_time(text: str) -> time | None:
     return time(hour, minute)
 
 
+def bad_time(text: str) -> str:
+    """Why `text` is not a time of day, and what works instead."""
+    return f"“{text}” is not a time of day; write it as HH:MM in 24-hour time (00:00 to 23:59), e.g. 07:30."
+
+
+def bad_timezone(text: str) -> str:
+    """Why `text` is not a timezone, and what works instead."""
+    return f"“{text}” is not a timezone I know; use an IANA name like Asia/Hong_Kong, Europe/London or UTC."
+
+
 def _weekday(text: str) -> int | None:
     word = text.lower()
     if word in WEEKDAYS:
@@ -78,12 +88,11 @@ def parse_subscribe(args: tuple[str, ...], catalogue: Catalogue, default_timezon
         elif (parsed := parse_time(lowered)) is not None:
             at = parsed
         elif "/" in word or word.upper() in ("UTC", "GMT"):
-            try:
-                ZoneInfo(word)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise BadArguments(f"“{word}” is not a timezone I know; use an IANA name like Asia/Hong_Kong "
-                                   "or Europe/London.") from None
-            timezone = word
+            timezone = find_timezone(word)
+            if timezone is None:
+                raise BadArguments(bad_timezone(word))
+        elif _TIME_LIKE.match(lowered):
+            raise BadArguments(bad_time(word))
         elif lowered == "all":
             sections = []
         elif (section := catalogue.section(lowered)) is not None:
@@ -139,9 +148,14 @@ def change_schedule(subscription: Subscription, args: tuple[str, ...]) -> Schedu
     words = list(args)
     while words:
         word = words.pop(0).lower()
-        if word == "time" and words and (parsed := parse_time(words[0])) is not None:
+        if word == "time":
+            if not words:
+                raise BadArguments("Which time? Write it as HH:MM in 24-hour time, e.g. /settings time 07:30.")
+            value = words.pop(0)
+            parsed = parse_time(value)
+            if parsed is None:
+                raise BadArguments(bad_time(value))
             at = parsed
-            words.pop(0)
         elif word == "daily":
             weekday = None
         elif word == "weekly":
@@ -149,12 +163,14 @@ def change_schedule(subscription: Subscription, args: tuple[str, ...]) -> Schedu
             if words and (day := _weekday(words[0])) is not None:
                 weekday = day
                 words.pop(0)
-        elif word in ("tz", "timezone") and words:
-            zone = words.pop(0)
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise BadArguments(f"“{zone}” is not a timezone I know.") from None
+        elif word in ("tz", "timezone"):
+            if not words:
+                raise BadArguments("Which timezone? E.g. /settings tz Europe/London.")
+            value = words.pop(0)
+            found = find_timezone(value)
+            if found is None:
+                raise BadArguments(bad_timezone(value))
+            zone = found
         else:
             raise BadArguments(f"I don't understand “{word}”.")
     return Schedule(Cadence.DAILY if weekday is None else Cadence.WEEKLY, at, zone, weekday)
@@ -252,13 +268,22 @@ async def _preview_for_new(request: Request, services: Services) -> str:
     return "\n\n".join(payload.parts) if payload else "Nothing to show yet."
 
 
+async def _chat_timezone(chat: Chat, store: SubscriptionStore, default: str) -> str:
+    """The timezone of this chat's digest (its topic's, else the chat's), else the operator's default."""
+    for thread_id in dict.fromkeys((chat.thread_id, None)):
+        subscription = await store.get_subscription(chat.id, thread_id)
+        if subscription is not None and subscription.active:
+            return subscription.schedule.timezone
+    return default
+
+
 async def quiet(request: Request, services: Services) -> Reply:
     """Set quiet hours (`/quiet 22:00-07:00 [timezone]`) or clear them (`/quiet off`)."""
     if services.subscriptions is None:
         return NO_STORE
     if not await _may_manage(request, services):
         return REFUSAL
-    usage = ("Write /quiet 22:00-07:00 (optionally with a timezone, e.g. /quiet 23:00-07:30 Europe/London), "
+    usage = ("Write /quiet 22:00-07:00 (in your digest's timezone, or name one: /quiet 23:00-07:30 Europe/London), "
              "or /quiet off.")
     if not request.args:
         current = await services.quiet_hours(request.chat.id)
@@ -270,13 +295,18 @@ async def quiet(request: Request, services: Services) -> Reply:
         return Reply("Quiet hours cleared.")
     start_text, _, end_text = request.args[0].partition("-")
     start, end = parse_time(start_text), parse_time(end_text)
-    zone = request.args[1] if len(request.args) > 1 else services.default_timezone
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return Reply(f"“{plain(zone)}” is not a timezone I know. {usage}")
-    if start is None or end is None or start == end or len(request.args) > 2:
+    if len(request.args) > 2 or not start_text or not end_text:
         return Reply(usage)
+    if start is None or end is None:
+        return Reply(f"{plain(bad_time(start_text if start is None else end_text))} {usage}")
+    if start == end:
+        return Reply(f"Quiet hours need a start and an end that differ. {usage}")
+    if len(request.args) > 1:
+        zone = find_timezone(request.args[1])
+        if zone is None:
+            return Reply(f"{plain(bad_timezone(request.args[1]))} {usage}")
+    else:
+        zone = await _chat_timezone(request.chat, services.subscriptions, services.default_timezone)
     hours = QuietHours(start, end, zone)
     await services.subscriptions.set_quiet_hours(request.chat.id, hours)
     services.remember_quiet_hours(request.chat.id, hours)

@@ -40,6 +40,7 @@ FILE_DOWNLOAD = "file"
 _SPEC_FILE = "telegram-bot-api-10.1.json"
 _MAX_MESSAGE_LENGTH = 4096
 _MAX_CAPTION_LENGTH = 1024
+_MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files (Bot API: "up to 20MB in size")
 _DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -533,6 +534,7 @@ class _StoredFile:
     content: bytes
     file_name: str | None
     mime_type: str | None
+    size_known: bool = True  # False: neither the Document nor getFile report file_size, and the download is chunked
 
 
 class _ApiError(Exception):
@@ -1103,6 +1105,42 @@ class FakeBotApi:
             }
         }
 
+    def my_chat_member_update(
+        self,
+        new_status: str,
+        *,
+        chat_id: int,
+        old_status: str | None = None,
+        chat_type: str | None = None,
+        title: str | None = None,
+        user_id: int = 1001,
+        first_name: str = "Ada",
+    ) -> dict[str, Any]:
+        """Build the my_chat_member Update Telegram sends when the bot's own status in a chat changes.
+
+        ``new_status``: ``member``/``administrator`` (added or promoted), ``left`` (removed from a group),
+        ``kicked`` (banned from a group or channel, or blocked by the user of a private chat), ``restricted``.
+        ``old_status`` defaults to the opposite: ``left`` when added, ``member`` (``administrator`` in a channel)
+        when removed. ``user_id`` is who made the change.
+        """
+        statuses = ("member", "administrator", "left", "kicked", "restricted")
+        if new_status not in statuses or (old_status is not None and old_status not in statuses):
+            raise ValueError(f"bad status {new_status!r} / {old_status!r}")
+        chat = self._incoming_chat(chat_id, chat_type, title, first_name)
+        if old_status is None:
+            present = new_status in ("member", "administrator", "restricted")
+            old_status = "left" if present else ("administrator" if chat["type"] == "channel" else "member")
+        self._chats[chat_id] = {**self._chats.get(chat_id, {}), **chat}
+        return {
+            "my_chat_member": {
+                "chat": chat,
+                "from": {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"},
+                "date": int(time.time()),
+                "old_chat_member": self._member(chat, self.bot_id, old_status),
+                "new_chat_member": self._member(chat, self.bot_id, new_status),
+            }
+        }
+
     def document_update(
         self,
         file_name: str,
@@ -1114,9 +1152,15 @@ class FakeBotApi:
         caption: str | None = None,
         chat_type: str | None = None,
         first_name: str = "Ada",
+        size_known: bool = True,
     ) -> dict[str, Any]:
-        """Register a downloadable file and build a message Update carrying it as ``document``."""
+        """Register a downloadable file and build a message Update carrying it as ``document``.
+
+        ``size_known=False``: the document and getFile carry no ``file_size`` (optional in the Bot API) and the
+        download comes chunked, without Content-Length.
+        """
         stored = self._store_file(content, file_name, mime_type, "documents")
+        stored.size_known = size_known
         msg = self._incoming_message(
             chat_id=chat_id,
             user_id=user_id,
@@ -1152,7 +1196,8 @@ class FakeBotApi:
             doc["file_name"] = stored.file_name
         if stored.mime_type:
             doc["mime_type"] = stored.mime_type
-        doc["file_size"] = len(stored.content)
+        if stored.size_known:
+            doc["file_size"] = len(stored.content)
         return doc
 
     # ----------------------------------------------------------------- HTTP plumbing
@@ -1234,7 +1279,21 @@ class FakeBotApi:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         rec.status = 200
-        return web.Response(body=stored.content, content_type=stored.mime_type or "application/octet-stream")
+        content_type = stored.mime_type or "application/octet-stream"
+        if stored.size_known:
+            return web.Response(body=stored.content, content_type=content_type)
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = 64 * 1024
+        try:
+            for start in range(0, len(stored.content), chunk):
+                await response.write(stored.content[start:start + chunk])
+                rec.result = min(start + chunk, len(stored.content))  # bytes handed to the connection so far
+            await response.write_eof()
+        except ConnectionError:  # the client stopped reading (a capped download gave up)
+            rec.error = "client stopped reading"
+        return response
 
     async def _handle_not_found(self, request: web.Request) -> web.StreamResponse:
         rec = RecordedRequest(request.path, {}, time.monotonic(), http_method=request.method)
@@ -1469,12 +1528,13 @@ class FakeBotApi:
         stored = self._files.get(str(p["file_id"]))
         if stored is None:
             raise _ApiError(400, "Bad Request: invalid file_id")
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": len(stored.content),
-            "file_path": stored.file_path,
-        }
+        if len(stored.content) > _MAX_DOWNLOAD_BYTES:
+            raise _ApiError(400, "Bad Request: file is too big")
+        file: JSONDict = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
+        if stored.size_known:
+            file["file_size"] = len(stored.content)
+        file["file_path"] = stored.file_path
+        return file
 
     async def _answer_callback_query(self, p: JSONDict, call: _Call) -> Any:
         if str(p["callback_query_id"]) not in self._callback_ids:
@@ -1570,10 +1630,19 @@ class FakeBotApi:
 
     def _member(self, chat: JSONDict, user_id: int, status: str) -> JSONDict:
         user = self._user(user_id)
+        if status in ("left", "kicked", "restricted"):
+            member: JSONDict = {"status": status, "user": user}
+            if status == "kicked":
+                member["until_date"] = 0  # banned forever
+            if status == "restricted":
+                member["is_member"] = True
+                member["until_date"] = 0
+                return _complete("ChatMemberRestricted", member)
+            return member
         if status == "creator":
             return {"status": "creator", "user": user, "is_anonymous": False}
         if status == "administrator":
-            member: JSONDict = dict(_admin_template())
+            member = dict(_admin_template())
             member["user"] = user
             if chat["type"] in ("group", "supergroup"):
                 member["can_pin_messages"] = True

@@ -31,21 +31,30 @@ class TelegramChatAdmins:
             return False
         if user.id == chat.id:
             return True
-        return user.id in await self._admins(chat.id)
+        admins, fresh = await self._admins(chat.id)
+        if user.id in admins:
+            return True
+        if fresh:
+            return False
+        # The cached list may predate the user's promotion: ask Telegram once more before refusing.
+        self.forget(chat.id)
+        admins, _ = await self._admins(chat.id)
+        return user.id in admins
 
-    async def _admins(self, chat_id: int) -> frozenset[int]:
+    async def _admins(self, chat_id: int) -> tuple[frozenset[int], bool]:
+        """The chat's administrators, and whether Telegram was asked just now (False: from the cache)."""
         cached = self._cache.get(chat_id)
         if cached is not None and self.clock() - cached[0] < self.ttl:
-            return cached[1]
+            return cached[1], False
         try:
             members = await self.bot.get_chat_administrators(chat_id)
         except TelegramError as exc:
             log.warning("could not list administrators of chat %s: %s", chat_id, exc)
-            return frozenset()
+            return frozenset(), True
         admins = frozenset(member.user.id for member in members)
         self._cache[chat_id] = (self.clock(), admins)
-        return admins
+        return admins, True
 
     def forget(self, chat_id: int) -> None:
-        """Drop a chat's cached administrators (e.g. after a chat_member update)."""
+        """Drop a chat's cached administrators, so the next question goes to Telegram."""
         self._cache.pop(chat_id, None)

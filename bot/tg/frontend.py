@@ -9,6 +9,7 @@ from telegram import (
     BotCommand,
     BotCommandScopeChat,
     CallbackQuery,
+    ChatMember,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
@@ -18,12 +19,22 @@ from telegram import (
 from telegram import Chat as TgChat
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bot.core.commands import COMMANDS, dispatch, find_command
-from bot.core.messages import Chat, ChatKind, Reply, Request, User, interpret
+from bot.core.membership import membership_changed
+from bot.core.messages import Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.render import split_message
 from bot.core.services import Services
+from bot.tg.downloads import download_capped
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,10 @@ NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 MAX_UPLOAD_BYTES = 256 * 1024
+
+# What the handlers below take; polling and setWebhook ask Telegram for exactly these.
+UPDATE_TYPES = (Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER)
+_PRESENT = frozenset({ChatMember.MEMBER, ChatMember.ADMINISTRATOR, ChatMember.OWNER})
 
 _KINDS = {
     TgChat.PRIVATE: ChatKind.PRIVATE,
@@ -45,6 +60,12 @@ def core_chat(message: Message) -> Chat:
     chat = message.chat
     thread = message.message_thread_id if message.is_topic_message else None
     return Chat(id=chat.id, kind=_KINDS.get(chat.type, ChatKind.GROUP), title=chat.title, thread_id=thread)
+
+
+def is_present(member: ChatMember) -> bool:
+    """Whether a chat member's status keeps them in the chat (a restricted member may still be in it)."""
+    return member.status in _PRESENT or (member.status == ChatMember.RESTRICTED and bool(getattr(member, "is_member",
+                                                                                                  False)))
 
 
 def core_user(update: Update) -> User | None:
@@ -94,6 +115,7 @@ class TelegramFrontEnd:
         application.add_handler(MessageHandler(
             filters.Document.ALL & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, self.on_document))
         application.add_handler(CallbackQueryHandler(self.on_button))
+        application.add_handler(ChatMemberHandler(self.on_my_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_error_handler(self.on_error)
 
     async def announce_commands(self, application: Application) -> None:  # type: ignore[type-arg]
@@ -134,15 +156,41 @@ class TelegramFrontEnd:
         attachment = None
         is_admin = user is not None and user.id in self.services.admin_ids
         if is_admin:
+            too_big = Reply(f"That file is over {MAX_UPLOAD_BYTES // 1024} KiB; content files are small.")
             if document.file_size is not None and document.file_size > MAX_UPLOAD_BYTES:
-                await send_reply(context.application, chat,
-                                 Reply(f"That file is over {MAX_UPLOAD_BYTES // 1024} KiB; content files are small."))
+                await send_reply(context.application, chat, too_big)
                 return
-            telegram_file = await document.get_file()
-            attachment = (document.file_name or "upload.yaml", bytes(await telegram_file.download_as_bytearray()))
+            try:
+                telegram_file = await document.get_file()
+            except BadRequest as exc:
+                if "too big" not in exc.message.lower():
+                    raise
+                telegram_file = None  # over the Bot API's 20 MB download limit
+            data = None if telegram_file is None else await download_capped(telegram_file, MAX_UPLOAD_BYTES)
+            if data is None:  # Telegram did not say how big it was: found out while downloading
+                await send_reply(context.application, chat, too_big)
+                return
+            attachment = (document.file_name or "upload.yaml", data)
         reply = await dispatch(Request("upload", (), chat, user, attachment=attachment), self.services)
         if reply.text:
             await send_reply(context.application, chat, reply)
+
+    async def on_my_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The bot was added to, removed from or blocked in a chat (Telegram's my_chat_member update)."""
+        changed = update.my_chat_member
+        if changed is None:
+            return
+        tg_chat = changed.chat
+        chat = Chat(id=tg_chat.id, kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
+        change = MembershipChange(chat, present=is_present(changed.new_chat_member),
+                                  was_present=is_present(changed.old_chat_member))
+        reply = await membership_changed(change, self.services)
+        if not reply.text:
+            return
+        try:
+            await send_reply(context.application, chat, reply)
+        except TelegramError as exc:  # e.g. a group where members (the bot too) may not write
+            log.info("could not greet chat %s: %s", chat.id, exc)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A pressed inline button: run its action, then edit the message or send a new one."""
