@@ -216,6 +216,22 @@ async def test_about_names_sources_and_contact() -> None:
     assert "Example source" in reply.text and "Ask the test admins." in reply.text and FIXTURE.version in reply.text
 
 
+async def test_about_ends_with_the_operators_contact_under_a_heading() -> None:
+    bot = services()
+    bot.operator_contact = "@hk_ai_pulse_ops"
+    request = interpret("/about", PRIVATE_CHAT, User(5, "Ada"), "hk_ai_pulse_bot")
+    assert request is not None
+    text = (await dispatch(request, bot)).text
+    contact = text.index("<b>Contact</b>\n")
+    assert text.index("<b>Sources</b>") < contact < text.index("@hk_ai_pulse_ops") < text.index("Content version")
+    assert "below" not in text  # nothing promised that does not follow
+
+
+async def test_about_says_so_when_the_operator_has_published_no_contact() -> None:
+    text = (await ask("/about")).text
+    assert "<b>Contact</b>" in text and "has not published a contact" in text and "below" not in text
+
+
 async def test_unknown_command_gets_a_helpful_answer() -> None:
     reply = await ask("/sectr")
     assert "I don't know /sectr" in reply.text and "/sector" in reply.text and "/help" in reply.text

@@ -227,8 +227,11 @@ async def about(request: Request, services: Services) -> Reply:
     sources = "\n".join(f"• {link(s.title, s.link)}" for s in info.sources)
     counts = (f"{len(catalogue.sections)} sectors, {len(catalogue.initiatives)} initiatives, "
               f"{len(catalogue.updates)} updates")
+    # The content says how to get in touch; who to write to belongs to the deployment (BOT_CONTACT), not the content.
+    reach = (plain(services.operator_contact) if services.operator_contact
+             else "The operator of this bot has not published a contact yet.")
     return Reply(f"{bold(info.name)} — {plain(info.tagline)}\n\n{plain(info.about)}\n\n"
-                 f"{bold('Sources')}\n{sources}\n\n{plain(info.contact)}\n\n"
+                 f"{bold('Sources')}\n{sources}\n\n{bold('Contact')}\n{plain(info.contact)}\n{reach}\n\n"
                  f"{italic(f'Content version {catalogue.version}: {counts}.')}")
 
 
