@@ -156,7 +156,7 @@ def test_an_unparseable_section_file_does_not_cascade_either() -> None:
 
 def test_a_link_cut_off_inside_a_word_is_reported_at_its_place() -> None:
     updates = (VALID / "updates.yaml").read_text()
-    cut = updates.replace("link: https://example.org/genai-sandbox", "link: https://example.org/genai-sand")
+    cut = updates.replace("link: https://example.org/genai-sandbox", "link: https://example.org/genai-sandb")
     with pytest.raises(InvalidContent) as caught:
         load_catalogue(VALID, now=NOW, overrides={"updates.yaml": cut})
     [error] = caught.value.errors
@@ -164,7 +164,8 @@ def test_a_link_cut_off_inside_a_word_is_reported_at_its_place() -> None:
     assert "looks cut off" in error.message and "https://example.org/genai-sandbox" in error.message
 
 
-def test_a_parent_page_is_not_a_cut_off_link() -> None:
+@pytest.mark.parametrize("link", ["https://example.org/", "https://example.org/genai", "https://example.org/genai-"])
+def test_a_parent_page_or_a_whole_word_is_not_a_cut_off_link(link: str) -> None:
     updates = (VALID / "updates.yaml").read_text()
-    parent = updates.replace("link: https://example.org/genai-sandbox", "link: https://example.org/")
+    parent = updates.replace("link: https://example.org/genai-sandbox", f"link: {link}")
     load_catalogue(VALID, now=NOW, overrides={"updates.yaml": parent})  # no error
