@@ -97,8 +97,8 @@ def build_services(settings: Settings, content: ContentLibrary, store: Subscript
                    clock: Clock = utc_now) -> Services:
     """The services every command gets."""
     rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
-    return Services(content=content, clock=clock, admin_ids=settings.admin_ids, subscriptions=store,
-                    default_timezone=settings.timezone, digest_rules=rules)
+    return Services(content=content, clock=clock, admin_ids=settings.admin_ids, operator_contact=settings.contact,
+                    subscriptions=store, default_timezone=settings.timezone, digest_rules=rules)
 
 
 def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestService:

@@ -68,13 +68,16 @@ class Console:
         self.services = services
         self.stdin = stdin
         self.stdout = stdout
-        self.buttons: list[Button] = []
+        self.buttons: list[Button] = []  # the choices of the last message printed, empty when it had none
 
     async def handle_line(self, line: str) -> str | None:
         """Answer one line the user typed; None means nothing to show."""
         text = line.strip()
         from_button = False
-        if text.isdigit() and self.buttons:
+        if text.isdigit():
+            if not self.buttons:
+                return (f"No such choice: a number picks from the list printed just above, and the last message "
+                        f"had none. To search for {text}, type /search {text}.")
             number = whole_number(text, 1, len(self.buttons))
             if number is None:
                 return f"Choose a number from 1 to {len(self.buttons)}, or type a command."
@@ -110,7 +113,9 @@ class Console:
         self._write("Bye.")
 
     def show(self, html: str) -> None:
-        """Print a message that was not a reply (a digest, a content-reload notice)."""
+        """Print a message that was not a reply (a digest, a content-reload notice); it ends the list above."""
+        # Numbers pick only from the list printed last: once other text follows it, an old number is refused.
+        self.buttons = []
         self._write(f"\n{to_plain_text(html)}\n")
 
     def _write(self, text: str, newline: bool = True) -> None:

@@ -465,6 +465,7 @@ def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, text
         seen_updates.setdefault(update.key, item.line)
         if text_length(render_update(update)) > MESSAGE_LIMIT:
             report.error(item.line, f"{where}.summary", f"renders to more than {MESSAGE_LIMIT} characters")
+    _check_cut_links(pending)
     if pending.about is None and not any(Path(p).name.startswith("about.") for p in texts):
         errors.append(ContentError((base / "about.yaml").as_posix(), 0, "(file)", "missing about.yaml"))
     if not pending.sections:
@@ -479,6 +480,28 @@ def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, text
         digest.update(relative.encode() + b"\0" + texts[relative].encode() + b"\0")
     return Catalogue(sections=sections, updates=updates, about=pending.about, version=digest.hexdigest()[:12],
                      loaded_at=now, by_name=MappingProxyType(lookup))
+
+
+def _check_cut_links(pending: _Pending) -> None:
+    """A link whose slug another link continues inside a word (`.../policy-on-responsible-appl` of
+    `.../policy-on-responsible-application`) was cut off when copied. A parent page (`.../programmes/` of
+    `.../programmes/incu-tech/`) or a shorter id (`/article/1` of `/article/10`) is not reported."""
+    found: list[tuple[str, _Reporter, int, str]] = []
+    for _, report, data in pending.sections:
+        raw = data.get("initiatives")
+        for index, item in enumerate(raw if isinstance(raw, LineList) else []):
+            if isinstance(item, LineMap) and isinstance(item.get("link"), str):
+                found.append((item["link"].strip(), report, _line_of(item, "link"), f"initiatives[{index}].link"))
+    for update, report, item, where in pending.updates:
+        found.append((update.link, report, _line_of(item, "link"), f"{where}.link"))
+    links = sorted({link for link, *_ in found})
+    for link, report, line, key in found:
+        slug = link.rsplit("/", 1)[-1]
+        if "-" not in slug or not link[-1].isalpha():
+            continue
+        longer = [other for other in links if other.startswith(link) and other[len(link):][:1].isalpha()]
+        if longer:
+            report.error(line, key, f"looks cut off: {longer[0]!r} continues it")
 
 
 def _check_fits(report: _Reporter, data: LineMap, section: Section) -> None:

@@ -54,6 +54,7 @@ class Settings:
     watch_content: bool = True
     log_level: str = "INFO"
     admin_ids: frozenset[int] = frozenset()
+    contact: str = ""  # how users reach the operator (@username, email or URL), shown by /about
     timezone: str = "Asia/Hong_Kong"
     database_url: str = "sqlite:///data/bot.sqlite3"
     tick_seconds: float = 15.0
@@ -91,6 +92,7 @@ ENVIRONMENT: dict[str, str] = {
     "watch_content": "WATCH_CONTENT",
     "log_level": "LOG_LEVEL",
     "admin_ids": "BOT_ADMIN_IDS",
+    "contact": "BOT_CONTACT",
     "timezone": "BOT_TIMEZONE",
     "database_url": "DATABASE_URL",
     "tick_seconds": "DIGEST_TICK_SECONDS",
@@ -186,6 +188,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         content_dir=Path(str(raw.get("content_dir", "content"))),
         log_level=level,
         admin_ids=admins,
+        contact=str(raw.get("contact", "")).strip(),
         timezone=timezone,
         database_url=str(raw.get("database_url", "sqlite:///data/bot.sqlite3")),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pytest
 from bot.content import load_catalogue
 from bot.core.commands import COMMANDS, dispatch, resolve_section
 from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, Request, User, interpret
-from bot.core.render import MESSAGE_LIMIT, split_message, text_length
+from bot.core.render import MESSAGE_LIMIT, format_date, plain, split_message, text_length
 from bot.core.services import Services, StaticContent
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -148,6 +148,27 @@ async def test_initiatives_without_argument_groups_all_sections() -> None:
     assert "Innovation and Technology Fund" in reply.text
 
 
+async def test_initiatives_without_argument_carry_descriptions_and_caveats_like_one_section() -> None:
+    everything = (await ask("/initiatives")).text
+    for section in SHIPPED.sections:
+        if section.initiatives:
+            one_section = (await ask(f"/initiatives {section.id}")).text
+            listed = one_section.split("\n\n", 1)[1]  # the items, without that reply's heading
+            assert listed in everything, section.id
+    assert all(plain(item.description) in everything for item in SHIPPED.initiatives)
+    notes = [item.note for item in SHIPPED.initiatives if item.note]
+    assert notes and all(plain(f"Note: {note}") in everything for note in notes)
+
+
+async def test_initiatives_without_argument_split_under_the_limit_with_headings_kept_with_items() -> None:
+    parts = split_message((await ask("/initiatives")).text)
+    assert len(parts) > 1 and all(text_length(part) <= MESSAGE_LIMIT for part in parts)
+    headings = [f"<b>{section.title}</b> (/initiatives {section.id})" for section in SHIPPED.sections
+                if section.initiatives]
+    for heading in headings:  # each heading once, in the same message as its first initiative
+        assert sum(f"{heading}\n• " in part for part in parts) == 1, heading
+
+
 async def test_initiatives_of_unknown_section_suggests() -> None:
     reply = await ask("/initiatives fintek")
     assert "/initiatives finance" in reply.text
@@ -161,7 +182,18 @@ async def test_search_ranks_the_best_match_first() -> None:
 
 async def test_search_finds_updates_and_prefixes() -> None:
     reply = await ask("/search sandbox", FIXTURE)
-    assert "Fintech Supervisory Sandbox" in reply.text and "2024-08-13" in reply.text
+    assert "Fintech Supervisory Sandbox" in reply.text and "13 Aug 2024" in reply.text
+
+
+async def test_search_shows_dates_as_every_other_reply_does() -> None:
+    searched, latest = (await ask("/search sandbox", FIXTURE)).text, (await ask("/latest", FIXTURE)).text
+    assert "2024-08-13" not in searched
+    assert "13 Aug 2024" in searched and "13 Aug 2024" in latest
+
+
+def test_one_date_format_without_leading_zero() -> None:
+    assert format_date(date(2025, 2, 5)) == "5 Feb 2025"
+    assert format_date(date(2025, 2, 25)) == "25 Feb 2025"
 
 
 async def test_search_without_words_explains() -> None:
@@ -182,6 +214,22 @@ async def test_latest_shows_newest_first_and_validates_count() -> None:
 async def test_about_names_sources_and_contact() -> None:
     reply = await ask("/about", FIXTURE)
     assert "Example source" in reply.text and "Ask the test admins." in reply.text and FIXTURE.version in reply.text
+
+
+async def test_about_ends_with_the_operators_contact_under_a_heading() -> None:
+    bot = services()
+    bot.operator_contact = "@hk_ai_pulse_ops"
+    request = interpret("/about", PRIVATE_CHAT, User(5, "Ada"), "hk_ai_pulse_bot")
+    assert request is not None
+    text = (await dispatch(request, bot)).text
+    contact = text.index("<b>Contact</b>\n")
+    assert text.index("<b>Sources</b>") < contact < text.index("@hk_ai_pulse_ops") < text.index("Content version")
+    assert "below" not in text  # nothing promised that does not follow
+
+
+async def test_about_says_so_when_the_operator_has_published_no_contact() -> None:
+    text = (await ask("/about")).text
+    assert "<b>Contact</b>" in text and "has not published a contact" in text and "below" not in text
 
 
 async def test_unknown_command_gets_a_helpful_answer() -> None:

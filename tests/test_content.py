@@ -152,3 +152,20 @@ def test_an_unparseable_section_file_does_not_cascade_either() -> None:
     with pytest.raises(InvalidContent) as caught:
         load_catalogue(VALID, now=NOW, overrides={"sections/finance.yaml": "id: finance\ntitle: [unclosed\n"})
     assert [error.key for error in caught.value.errors] == ["(yaml)"]
+
+
+def test_a_link_cut_off_inside_a_word_is_reported_at_its_place() -> None:
+    updates = (VALID / "updates.yaml").read_text()
+    cut = updates.replace("link: https://example.org/genai-sandbox", "link: https://example.org/genai-sandb")
+    with pytest.raises(InvalidContent) as caught:
+        load_catalogue(VALID, now=NOW, overrides={"updates.yaml": cut})
+    [error] = caught.value.errors
+    assert (error.file.endswith("updates.yaml"), error.line, error.key) == (True, 6, "updates[0].link")
+    assert "looks cut off" in error.message and "https://example.org/genai-sandbox" in error.message
+
+
+@pytest.mark.parametrize("link", ["https://example.org/", "https://example.org/genai", "https://example.org/genai-"])
+def test_a_parent_page_or_a_whole_word_is_not_a_cut_off_link(link: str) -> None:
+    updates = (VALID / "updates.yaml").read_text()
+    parent = updates.replace("link: https://example.org/genai-sandbox", f"link: {link}")
+    load_catalogue(VALID, now=NOW, overrides={"updates.yaml": parent})  # no error

@@ -173,6 +173,24 @@ async def test_settings_buttons_change_the_schedule(fake: FakeBotApi, tmp_path: 
     assert fake.calls("answerCallbackQuery")[-1].get("text") == "Saved"
 
 
+async def test_the_unsubscribe_button_asks_to_confirm_in_the_same_message(fake: FakeBotApi, tmp_path: Path) -> None:
+    async with running_bot(fake, e2e_settings(fake, tmp_path)) as runtime:
+        fake.push_update(fake.command_update("/subscribe", chat_id=606, user_id=606))
+        await fake.wait_for("sendMessage", chat_id=606)
+        message_id = [r.result["message_id"] for r in fake.requests if r.method == "sendMessage"][-1]
+        fake.push_update(fake.callback_update("unsubscribe", chat_id=606, user_id=606, message_id=message_id))
+        [asked] = await fake.wait_for("editMessageText")
+        still = await runtime.store.get_subscription(606, None)
+        fake.push_update(fake.callback_update("unsubscribe confirm", chat_id=606, user_id=606, message_id=message_id))
+        [_, done] = await fake.wait_for("editMessageText", count=2)
+        ended = await runtime.store.get_subscription(606, None)
+    assert "Unsubscribe this chat?" in asked["text"]
+    assert [[b["text"] for b in row] for row in asked["reply_markup"]["inline_keyboard"]] == [
+        ["Yes, unsubscribe", "Keep it"]]
+    assert still is not None and still.active
+    assert "Unsubscribed" in done["text"] and ended is not None and not ended.active
+
+
 async def test_bad_subscribe_arguments_show_the_accepted_forms(fake: FakeBotApi, tmp_path: Path) -> None:
     async with running_bot(fake, e2e_settings(fake, tmp_path)) as runtime:
         fake.push_update(fake.command_update("/subscribe sometimes Mars/Base", chat_id=605, user_id=605))

@@ -33,6 +33,14 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     assert settings.telegram_api_url == "http://127.0.0.1:8081" and not settings.console_mode
 
 
+def test_the_operators_contact_comes_from_the_file_or_bot_contact(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text("contact: ops@example.org\n")
+    assert load_settings(config, {}).contact == "ops@example.org"
+    assert load_settings(config, {"BOT_CONTACT": " @hk_ai_pulse_ops "}).contact == "@hk_ai_pulse_ops"
+    assert load_settings(tmp_path / "none.yaml", {}).contact == ""
+
+
 @pytest.mark.parametrize(("environ", "message"), [
     ({"BOT_ADMIN_IDS": "alice"}, "must be Telegram user ids"),
     ({"BOT_TIMEZONE": "Mars/Olympus"}, "unknown IANA timezone"),

@@ -9,10 +9,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.core import admin, subscribing
-from bot.core.catalogue import Catalogue, Initiative, Section, Update
+from bot.core.catalogue import Catalogue, Section, Update
 from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.numbers import whole_number
-from bot.core.render import bold, italic, link, plain, render_initiative, render_section_header, render_update
+from bot.core.render import (
+    bold,
+    format_date,
+    italic,
+    link,
+    plain,
+    render_initiative,
+    render_section_header,
+    render_update,
+)
 from bot.core.services import Services
 
 log = logging.getLogger(__name__)
@@ -153,7 +162,7 @@ async def sector(request: Request, services: Services) -> Reply:
 
 
 async def initiatives(request: Request, services: Services) -> Reply:
-    """The named initiatives of one section, or a compact list of all of them."""
+    """The named initiatives of one section, or all of them grouped by section (the front end splits long replies)."""
     catalogue = services.content.catalogue
     if request.args:
         section, candidates = resolve_section(catalogue, request.text)
@@ -169,14 +178,10 @@ async def initiatives(request: Request, services: Services) -> Reply:
     groups = []
     for each in catalogue.sections:
         if each.initiatives:
-            items = "\n".join(_initiative_line(item) for item in each.initiatives)
+            # The heading shares a paragraph with the first item so a split never leaves it alone at a part's end.
+            items = "\n\n".join(render_initiative(item) for item in each.initiatives)
             groups.append(f"{bold(each.title)} (/initiatives {plain(each.id)})\n{items}")
     return Reply("\n\n".join(groups) or "No initiatives yet.")
-
-
-def _initiative_line(item: Initiative) -> str:
-    year = f" ({item.year})" if item.year else ""
-    return f"• {link(item.name, item.link)}{plain(year)} — {plain(item.body)}"
 
 
 async def search(request: Request, services: Services) -> Reply:
@@ -192,7 +197,7 @@ async def search(request: Request, services: Services) -> Reply:
     for hit in hits:
         item = hit.item
         if isinstance(item, Update):
-            lines.append(f"• {plain(item.date.isoformat())} · {link(item.title, item.link)}")
+            lines.append(f"• {plain(format_date(item.date))} · {link(item.title, item.link)}")
         elif isinstance(item, Section):
             lines.append(f"• Sector: {bold(item.title)} — /sector {plain(item.id)}")
         else:
@@ -225,8 +230,11 @@ async def about(request: Request, services: Services) -> Reply:
     sources = "\n".join(f"• {link(s.title, s.link)}" for s in info.sources)
     counts = (f"{len(catalogue.sections)} sectors, {len(catalogue.initiatives)} initiatives, "
               f"{len(catalogue.updates)} updates")
+    # The content says how to get in touch; who to write to belongs to the deployment (BOT_CONTACT), not the content.
+    reach = (plain(services.operator_contact) if services.operator_contact
+             else "The operator of this bot has not published a contact yet.")
     return Reply(f"{bold(info.name)} — {plain(info.tagline)}\n\n{plain(info.about)}\n\n"
-                 f"{bold('Sources')}\n{sources}\n\n{plain(info.contact)}\n\n"
+                 f"{bold('Sources')}\n{sources}\n\n{bold('Contact')}\n{plain(info.contact)}\n{reach}\n\n"
                  f"{italic(f'Content version {catalogue.version}: {counts}.')}")
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core.catalogue import Catalogue, Initiative, Update
-from bot.core.render import bold, italic, plain, render_initiative, render_update, split_message
+from bot.core.render import bold, format_date, italic, plain, render_initiative, render_update, split_message
 from bot.core.subscriptions import DigestHistory, DigestPayload, Subscription
 
 
@@ -51,7 +51,7 @@ def compose_digest(subscription: Subscription, catalogue: Catalogue, now: dateti
                    rules: DigestRules = DigestRules()) -> DigestPayload | None:
     """The digest a subscription gets at `now`, split to fit Telegram; None when there is nothing to send."""
     local_day = now.astimezone(subscription.schedule.zone)
-    heading = bold(f"{catalogue.about.name} digest · {local_day:%a} {local_day.day} {local_day:%b %Y}")
+    heading = bold(f"{catalogue.about.name} digest · {local_day:%a} {format_date(local_day)}")
     footer = italic("Change it with /settings · stop with /unsubscribe")
     updates = new_updates(subscription, catalogue, now, history, rules)
     if updates:

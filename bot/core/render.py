@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,11 @@ def plain(text: str) -> str:
     return escape(text, quote=False)
 
 
+def format_date(day: date) -> str:
+    """A date as every reply shows it: `25 Feb 2025` (no leading zero, whatever the platform's strftime)."""
+    return f"{day.day} {day:%b %Y}"
+
+
 def render_initiative(initiative: Initiative) -> str:
     """One initiative: name (year), body, description, source link, caveat."""
     year = f" ({initiative.year})" if initiative.year else ""
@@ -63,8 +69,7 @@ def render_section_header(section: Section) -> str:
 
 def render_update(update: Update) -> str:
     """One dated update with its link."""
-    day = f"{update.date.day} {update.date:%b %Y}"
-    return (f"{bold(day)} · {bold(update.title)}\n"
+    return (f"{bold(format_date(update.date))} · {bold(update.title)}\n"
             f"{plain(update.summary)} {link('Read more', update.link)}")
 
 

@@ -62,6 +62,7 @@ class Services:
     clock: Clock
     bot_username: str = ""
     admin_ids: frozenset[int] = field(default_factory=frozenset)
+    operator_contact: str = ""  # the deployment's contact (BOT_CONTACT), shown by /about
     subscriptions: SubscriptionStore | None = None
     chat_admins: ChatAdmins = field(default_factory=EveryoneIsAdmin)
     default_timezone: str = "Asia/Hong_Kong"

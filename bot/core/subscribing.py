@@ -141,6 +141,12 @@ def _settings_buttons(subscription: Subscription | None) -> tuple[tuple[Button, 
     return (times[:2], times[2:], (switch, Button("Preview", "digest")), (Button("Unsubscribe", "unsubscribe"),))
 
 
+# Only this action ends a subscription from a button. The settings button sends plain "unsubscribe", which asks
+# first, so an old settings message (or a number typed from an old console list) can never unsubscribe at once.
+CONFIRM = "confirm"
+UNSUBSCRIBE_CONFIRMED = f"unsubscribe {CONFIRM}"
+
+
 def change_schedule(subscription: Subscription, args: tuple[str, ...]) -> Schedule:
     """Apply `/settings` changes (time HH:MM, daily, weekly [day], tz ZONE) to a schedule, keeping the rest."""
     schedule = subscription.schedule
@@ -192,6 +198,11 @@ async def subscribe(request: Request, services: Services) -> Reply:
     if not await _may_manage(request, services):
         return REFUSAL
     catalogue = services.content.catalogue
+    if request.from_button:  # a Subscribe button left on an old message must not reset a subscription made since
+        current = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+        if current is not None and current.active:
+            return replacing_on_button(Reply(f"{bold('Already subscribed.')} {describe(current, catalogue)}",
+                                             buttons=_settings_buttons(current)), request)
     try:
         choice = parse_subscribe(request.args, catalogue, services.default_timezone)
     except BadArguments as exc:
@@ -204,16 +215,30 @@ async def subscribe(request: Request, services: Services) -> Reply:
 
 
 async def unsubscribe(request: Request, services: Services) -> Reply:
-    """End this chat's digest subscription."""
+    """End this chat's digest subscription; a button first asks to confirm (the typed command is explicit)."""
     if services.subscriptions is None:
         return NO_STORE
     if not await _may_manage(request, services):
         return REFUSAL
+    if request.from_button and request.args != (CONFIRM,):
+        return await _confirm_unsubscribe(request, services)
     ended = await services.subscriptions.unsubscribe(request.chat.id, request.chat.thread_id, services.clock())
     if not ended:
         return Reply("This chat has no digest subscription. Start one with /subscribe.")
     return replacing_on_button(Reply("Unsubscribed: no more digests here. /subscribe brings them back.",
                             buttons=_settings_buttons(None)), request)
+
+
+async def _confirm_unsubscribe(request: Request, services: Services) -> Reply:
+    assert services.subscriptions is not None
+    subscription = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+    if subscription is None or not subscription.active:
+        return replacing_on_button(Reply("This chat has no digest subscription. Start one with /subscribe.",
+                                         buttons=_settings_buttons(None)), request)
+    where = "this topic" if request.chat.thread_id is not None else "this chat"
+    return replacing_on_button(Reply(f"Unsubscribe {where}? Its digests stop until you /subscribe again.",
+                                     buttons=((Button("Yes, unsubscribe", UNSUBSCRIBE_CONFIRMED),
+                                               Button("Keep it", "settings")),)), request)
 
 
 async def settings(request: Request, services: Services) -> Reply:
