@@ -20,6 +20,7 @@ from bot.app import webhook_secret
 from bot.core.subscriptions import IncomingClaim
 from bot.logs import configure_logging
 from bot.settings import Secret
+from bot.store import StoreError
 from bot.testing.fake_bot_api import FakeBotApi
 from bot.tg.webhook import MAX_UPDATE_BYTES, SECRET_HEADER
 
@@ -242,3 +243,19 @@ async def test_an_update_held_by_another_replica_waits_for_its_outcome(fake: Fak
         assert await asyncio.wait_for(second, 20) == 200
     assert texts(fake, 831) == []  # processed by replica-2, not again
     assert "HK AI Pulse" in texts(fake, 832)[0]
+
+
+async def test_updates_are_still_processed_while_the_database_cannot_say_whether_they_were_before(
+        fake: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    settings = e2e_settings(fake, tmp_path, webhook_url=URL, port=port, webhook_listen="127.0.0.1",
+                            webhook_secret=Secret(SECRET))
+    async with running_bot(fake, settings) as runtime, aiohttp.ClientSession() as session:
+
+        async def unreachable(*args: object) -> IncomingClaim:
+            raise StoreError("connection refused")
+
+        monkeypatch.setattr(runtime.store, "claim_incoming", unreachable)  # the database is away
+        assert await post(session, port, fake.command_update("/about", chat_id=841, user_id=841), SECRET) == 200
+    assert "HK AI Pulse" in texts(fake, 841)[0]
+    assert any("cannot tell whether update" in record.getMessage() for record in caplog.records)

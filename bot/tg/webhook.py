@@ -163,7 +163,7 @@ class UpdateHandler(RequestHandler):
         confirms updates, so PTB never receives one twice.)
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + HANDLING_LEASE_SECONDS + 5 * BUSY_POLL_SECONDS
+        deadline = loop.time() + HANDLING_LEASE_SECONDS + 1.0  # by then the holder finished or its lease ran out
         while True:
             try:
                 claim = await self.store.claim_incoming(update_id, self.worker, self.clock(), HANDLING_LEASE_SECONDS)
