@@ -259,3 +259,23 @@ async def test_updates_are_still_processed_while_the_database_cannot_say_whether
         assert await post(session, port, fake.command_update("/about", chat_id=841, user_id=841), SECRET) == 200
     assert "HK AI Pulse" in texts(fake, 841)[0]
     assert any("cannot tell whether update" in record.getMessage() for record in caplog.records)
+
+
+async def test_an_update_whose_processing_failed_is_processed_when_posted_again(
+        fake: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    settings = e2e_settings(fake, tmp_path, webhook_url=URL, port=port, webhook_listen="127.0.0.1",
+                            webhook_secret=Secret(SECRET))
+    update = fake.command_update("/about", chat_id=851, user_id=851)
+    async with running_bot(fake, settings) as runtime, aiohttp.ClientSession() as session:
+        assert runtime.application is not None
+        process = runtime.application.process_update
+
+        async def fails_once(incoming: object) -> None:
+            monkeypatch.setattr(runtime.application, "process_update", process)
+            raise RuntimeError("the process is going down")
+
+        monkeypatch.setattr(runtime.application, "process_update", fails_once)
+        assert await post(session, port, update, SECRET) == 500  # not acknowledged: Telegram posts it again
+        again = await asyncio.wait_for(post(session, port, update, SECRET), 20)  # its claim was given up
+    assert again == 200 and "HK AI Pulse" in texts(fake, 851)[0]

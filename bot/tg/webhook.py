@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -78,10 +79,8 @@ class UpdateHandler(RequestHandler):
         self.body = bytearray()
 
     def prepare(self) -> None:
-        """Refuse on the headers alone, before a byte of the body is read: no secret (403), too large (413).
-
-        Answering here makes tornado close the connection once the answer is out, instead of reading the body.
-        """
+        """Refuse on the headers alone, before a byte of the body is read: no secret (403), too large (413)."""
+        # Answering here makes tornado close the connection once the answer is out, instead of reading the body.
         given = self.request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
             log.warning("rejected a webhook request without the right secret token from %s", self.request.remote_ip)
@@ -127,7 +126,16 @@ class UpdateHandler(RequestHandler):
                         type(exc).__name__, exc)
             self.refuse(400, "malformed update")
             return
-        claim = await self.claim(update_id)
+        # Why a claim under a lease, and "done" only after processing: Telegram posts an update again when its
+        # request timed out, typically while the first request is still processing it. Recording the id only
+        # after processing would let that second request process it too; recording it as done before processing
+        # would lose it when the process dies mid-way (Telegram then posts it again, and it must be processed).
+        # So the first request claims it; a second one waits for the outcome: done (200, not processed again),
+        # or the claim's lease running out because its holder died (then the second one processes it). On
+        # PostgreSQL the claim is one atomic upsert, so this holds across replicas. Long polling needs none of
+        # this: getUpdates' offset confirms updates, so PTB never receives one twice.
+        claimant = f"{self.worker}#{secrets.token_hex(4)}"  # this request: a release ends no other's claim
+        claim = await self.claim(update_id, claimant)
         if claim is IncomingClaim.DONE:
             log.info("update %s was posted again; it was processed before", update_id)
             self.finish({"ok": True})
@@ -141,7 +149,7 @@ class UpdateHandler(RequestHandler):
         except BaseException:
             if claim is not None:
                 with contextlib.suppress(Exception):
-                    await self.store.release_incoming(update_id, self.worker)
+                    await self.store.release_incoming(update_id, claimant)
             raise
         if claim is not None:
             try:
@@ -150,23 +158,13 @@ class UpdateHandler(RequestHandler):
                 log.warning("could not record update %s as processed: %s", update_id, exc)
         self.finish({"ok": True})
 
-    async def claim(self, update_id: int) -> IncomingClaim | None:
-        """Claim the update in the store, waiting while another request holds it; None if the store is down.
-
-        Why a claim under a lease, and "done" only after processing: Telegram posts an update again when its
-        request timed out, typically while the first request is still processing it. Recording the id only after
-        processing would let that second request process it too; recording it as done before processing would
-        lose it when the process dies mid-way (it is then posted again, and must be processed). So the first
-        request claims it; a second one waits for the outcome: done (200, not processed again), or the claim's
-        lease running out because its holder died (the second one processes it). On PostgreSQL the claim is one
-        atomic upsert, so this holds across replicas. (Long polling needs none of this: getUpdates' offset
-        confirms updates, so PTB never receives one twice.)
-        """
+    async def claim(self, update_id: int, claimant: str) -> IncomingClaim | None:
+        """Claim the update in the store, waiting while another request holds it; None if the store is down."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + HANDLING_LEASE_SECONDS + 1.0  # by then the holder finished or its lease ran out
         while True:
             try:
-                claim = await self.store.claim_incoming(update_id, self.worker, self.clock(), HANDLING_LEASE_SECONDS)
+                claim = await self.store.claim_incoming(update_id, claimant, self.clock(), HANDLING_LEASE_SECONDS)
             except Exception as exc:
                 # Why process anyway: answering commands matters more than the rare duplicate while the
                 # database is away; refusing would stall every command until it is back.
