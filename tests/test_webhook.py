@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -279,3 +280,25 @@ async def test_an_update_whose_processing_failed_is_processed_when_posted_again(
         assert await post(session, port, update, SECRET) == 500  # not acknowledged: Telegram posts it again
         again = await asyncio.wait_for(post(session, port, update, SECRET), 20)  # its claim was given up
     assert again == 200 and "HK AI Pulse" in texts(fake, 851)[0]
+
+
+@pytest.mark.postgres
+async def test_an_update_posted_to_two_replicas_at_once_is_processed_once(
+        fake: FakeBotApi, tmp_path: Path, postgres_db_url: str) -> None:
+    ports = [free_port(), free_port()]
+    replicas = []
+    for name, port in zip("ab", ports, strict=True):
+        shutil.copytree(CONTENT, tmp_path / name / "content")
+        replicas.append(e2e_settings(fake, tmp_path / name, webhook_url=URL, port=port, webhook_listen="127.0.0.1",
+                                     webhook_secret=Secret(SECRET), database_url=postgres_db_url,
+                                     content_dir=tmp_path / name / "content",
+                                     content_history_dir=tmp_path / name / "history", watch_content=False))
+    update = fake.command_update("/about", chat_id=861, user_id=861)
+    update["update_id"] = next(_next_update_id)
+    async with (running_bot(fake, replicas[0]), running_bot(fake, replicas[1]),
+                aiohttp.ClientSession() as session):
+        fake.latency = 0.3  # the first is still processing when the others arrive
+        statuses = await asyncio.gather(*(post(session, port, update, SECRET) for port in ports * 2))
+        fake.latency = 0.0
+    assert statuses == [200] * 4
+    assert len(texts(fake, 861)) == 1
