@@ -189,7 +189,7 @@ async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIte
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
         runtime.digests = build_digests(runtime, sender, clock)
         runtime.services.wake_delivery = runtime.digests.wake
-        async with sender, _receiving_updates(runtime, application):
+        async with sender, _receiving_updates(runtime, application, clock):
             await application.start()
             runtime.digests.start()
 
@@ -210,7 +210,8 @@ async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIte
 
 
 @contextlib.asynccontextmanager
-async def _receiving_updates(runtime: Runtime, application: Application) -> AsyncIterator[None]:  # type: ignore[type-arg]
+async def _receiving_updates(runtime: Runtime, application: Application,  # type: ignore[type-arg]
+                             clock: Clock) -> AsyncIterator[None]:
     """Long polling, or a webhook server on PORT registered with setWebhook; stops taking updates on exit."""
     settings = runtime.settings
     if not settings.webhook_mode:
@@ -228,7 +229,8 @@ async def _receiving_updates(runtime: Runtime, application: Application) -> Asyn
         await runtime.store.next_due_at()  # a cheap, indexed query: the database answers
         return {"content_version": runtime.content.catalogue.version}
 
-    server = webhook_server(application, path=path, secret=secret, health=health)
+    server = webhook_server(application, path=path, secret=secret, store=runtime.store,
+                            worker=f"{socket.gethostname()}:{os.getpid()}", clock=clock, health=health)
     server.listen(settings.port, settings.webhook_listen)
     log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
     try:

@@ -24,6 +24,8 @@ ENQUEUE_BATCH = 5000
 MIN_IDLE_WAIT = 0.05  # seconds
 PRUNE_BATCH = 10_000  # finished deliveries deleted per tick while the retention sweep catches up
 PRUNE_INTERVAL = timedelta(days=1)
+# Telegram posts an update again for at most a day; its id is kept a day longer, then forgotten.
+INCOMING_RETENTION = timedelta(days=2)
 
 
 def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Clock,
@@ -107,20 +109,24 @@ class DigestService:
         return total
 
     async def prune(self) -> int:
-        """Delete one batch of finished deliveries older than the retention when a sweep is due; returns how many.
+        """Delete one batch of finished deliveries older than the retention, and one of incoming update ids older
+        than INCOMING_RETENTION, when a sweep is due; returns how many rows went.
 
         Called after each tick, so a large backlog goes a batch a tick instead of holding the store at once;
-        once a batch comes back short, the next sweep is a day later.
+        once both batches come back short, the next sweep is a day later.
         """
         now = self.clock()
-        if self.retention is None or (self._next_prune_at is not None and now < self._next_prune_at):
+        if self._next_prune_at is not None and now < self._next_prune_at:
             return 0
-        deleted = await self.store.prune_finished_deliveries(now - self.retention, self.prune_batch)
-        if deleted < self.prune_batch:
+        deliveries = 0
+        if self.retention is not None:
+            deliveries = await self.store.prune_finished_deliveries(now - self.retention, self.prune_batch)
+            if deliveries:
+                log.info("deleted %d finished deliveries older than %s", deliveries, self.retention)
+        incoming = await self.store.prune_incoming(now - INCOMING_RETENTION, self.prune_batch)
+        if max(deliveries, incoming) < self.prune_batch:
             self._next_prune_at = now + PRUNE_INTERVAL
-        if deleted:
-            log.info("deleted %d finished deliveries older than %s", deleted, self.retention)
-        return deleted
+        return deliveries + incoming
 
     def wake(self) -> None:
         """Ask the delivery loop to look for work now (after a tick or a broadcast)."""

@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not an installed package; `pytest` (unlike `python -m pytest`) omits cwd
     sys.path.insert(0, str(ROOT))
 
-from bench import commands, content, fanout, store  # noqa: E402
+from bench import commands, content, fanout, store, webhook_flood  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,14 @@ def test_content_quick_loads_the_shipped_and_the_scaled_content() -> None:
     assert rows[1]["sections"] == 3 * rows[0]["sections"]
 
 
+def test_webhook_flood_quick_runs_and_every_post_is_refused() -> None:
+    result = webhook_flood.main(["--quick"])
+    assert [row["scenario"] for row in result["rows"]] == ["no secret", "secret, over the cap"]
+    assert all(post["outcome"] in ("403", "413") or post["outcome"].startswith("closed")
+               for row in result["rows"] for post in row["per_post"])
+
+
 def test_each_benchmark_has_one_documented_command() -> None:
     readme = (ROOT / "bench" / "README.md").read_text()
-    for name in ("fanout", "commands", "store", "content"):
+    for name in ("fanout", "commands", "store", "content", "webhook_flood"):
         assert f"python -m bench.{name}" in readme

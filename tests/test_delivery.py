@@ -16,7 +16,7 @@ import pytest
 
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
-from bot.core.subscriptions import Delivery, DigestPayload, SubscriptionRequest, SubscriptionStore
+from bot.core.subscriptions import Delivery, DigestPayload, IncomingClaim, SubscriptionRequest, SubscriptionStore
 from bot.delivery import (
     ChatGone,
     ChatMoved,
@@ -586,6 +586,22 @@ async def test_the_retention_sweep_deletes_a_batch_a_tick_until_caught_up_then_w
     clock.advance(24 * hour)
     assert await DigestService(store, run, clock, tick_seconds=60.0).prune() == 0  # no retention: kept forever
     assert await service.prune() == 1
+
+
+async def test_the_retention_sweep_forgets_incoming_update_ids_after_two_days(store: SubscriptionStore) -> None:
+    clock = Clock()
+    for update_id in (1, 2, 3):
+        assert await store.claim_incoming(update_id, "w1", clock(), 60) is IncomingClaim.NEW
+        await store.finish_incoming(update_id, clock())
+    hour = 3600.0
+    # Deliveries kept forever: the update ids are forgotten all the same.
+    service = DigestService(store, engine(store, FakeSender(), clock=clock), clock, tick_seconds=60.0, prune_batch=2)
+    clock.advance(47 * hour)
+    assert await service.prune() == 0  # Telegram may still post them again
+    assert await store.claim_incoming(1, "w1", clock(), 60) is IncomingClaim.DONE
+    clock.advance(24 * hour)
+    assert [await service.prune() for _ in range(2)] == [2, 1]
+    assert await store.claim_incoming(1, "w1", clock(), 60) is IncomingClaim.NEW
 
 
 async def test_a_delivery_that_keeps_failing_gives_up_at_the_attempt_cap(store: SubscriptionStore) -> None:

@@ -20,6 +20,7 @@ from bot.core.subscriptions import (
     DeliveryStatus,
     DigestHistory,
     DigestPayload,
+    IncomingClaim,
     SubscriptionRequest,
 )
 from bot.store import SqlStore, StoreError, open_store
@@ -796,3 +797,54 @@ async def test_a_claimed_digest_comes_with_its_history_in_one_batch(store: SqlSt
     assert claimed[(2, DeliveryKind.DIGEST)].history == DigestHistory()
     assert claimed[(1, DeliveryKind.BROADCAST)].history is None  # nothing to compose
     assert claimed[(1, DeliveryKind.DIGEST)].history == await store.history(first.subscription.id)
+
+
+# ---------------------------------------------------------------------------------------------------- incoming updates
+
+
+async def test_an_incoming_update_is_handled_once_and_retaken_only_after_its_lease(store: SqlStore) -> None:
+    assert await store.claim_incoming(7001, "w1", T0, LEASE) is IncomingClaim.NEW
+    assert await store.claim_incoming(7001, "w2", T0 + timedelta(seconds=1), LEASE) is IncomingClaim.BUSY
+    # w1 died while handling it: once its lease ran out, the update is handled again (Telegram posts it again).
+    after_lease = T0 + timedelta(seconds=LEASE + 1)
+    assert await store.claim_incoming(7001, "w2", after_lease, LEASE) is IncomingClaim.RETAKEN
+    assert await store.claim_incoming(7001, "w3", after_lease, LEASE) is IncomingClaim.BUSY
+    await store.finish_incoming(7001, after_lease)
+    assert await store.claim_incoming(7001, "w3", after_lease + timedelta(days=1), LEASE) is IncomingClaim.DONE
+    assert await store.claim_incoming(7002, "w3", after_lease, LEASE) is IncomingClaim.NEW  # ids are separate
+
+
+async def test_a_released_incoming_update_is_claimed_afresh(store: SqlStore) -> None:
+    assert await store.claim_incoming(7001, "w1", T0, LEASE) is IncomingClaim.NEW
+    await store.release_incoming(7001, "w2")  # not w2's claim: nothing changes
+    assert await store.claim_incoming(7001, "w2", T0, LEASE) is IncomingClaim.BUSY
+    await store.release_incoming(7001, "w1")
+    assert await store.claim_incoming(7001, "w2", T0, LEASE) is IncomingClaim.NEW
+    await store.finish_incoming(7001, T0)
+    await store.release_incoming(7001, "w2")  # a handled update stays handled
+    assert await store.claim_incoming(7001, "w1", T0, LEASE) is IncomingClaim.DONE
+
+
+async def test_one_of_many_concurrent_claims_of_an_update_wins_across_replicas(database_url: str) -> None:
+    replicas = [await open_store(database_url, single_process=False) for _ in range(3)]
+    try:
+        claims = await asyncio.gather(*(replica.claim_incoming(update_id, f"w{n}", T0, LEASE)
+                                        for update_id in (8001, 8002, 8003)
+                                        for n, replica in enumerate(replicas * 2)))
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert claims.count(IncomingClaim.NEW) == 3  # one per update
+    assert claims.count(IncomingClaim.BUSY) == len(claims) - 3
+
+
+async def test_pruning_forgets_only_old_incoming_update_ids(store: SqlStore) -> None:
+    for update_id, received in ((1, T0), (2, T0), (3, T0 + timedelta(days=2))):
+        await store.claim_incoming(update_id, "w1", received, LEASE)
+        await store.finish_incoming(update_id, received)
+    cutoff = T0 + timedelta(days=1)
+    assert await store.prune_incoming(cutoff, 1) == 1  # the limit holds
+    assert await store.prune_incoming(cutoff, 100) == 1
+    assert await store.prune_incoming(cutoff, 100) == 0
+    assert await store.claim_incoming(3, "w1", cutoff, LEASE) is IncomingClaim.DONE  # a recent one is kept
+    assert await store.claim_incoming(1, "w1", cutoff, LEASE) is IncomingClaim.NEW  # an old one is forgotten

@@ -107,6 +107,22 @@ class DeliveryStats:
     last_broadcast_failed: int = 0
 
 
+class IncomingClaim(Enum):
+    """What to do with an incoming update (a chat platform's numbered event, e.g. Telegram's update_id) that may
+    have been posted before: NEW and RETAKEN are to be handled (RETAKEN: its earlier handler's lease ran out),
+    DONE was handled already, BUSY is being handled under a lease that has not run out yet."""
+
+    NEW = "new"
+    RETAKEN = "retaken"
+    DONE = "done"
+    BUSY = "busy"
+
+    @property
+    def handle(self) -> bool:
+        """Whether the caller now holds the update and should handle it."""
+        return self in (IncomingClaim.NEW, IncomingClaim.RETAKEN)
+
+
 class SubscriptionStore(Protocol):
     """Persistent subscriptions, their schedule, and the delivery log. All times are aware UTC datetimes."""
 
@@ -149,6 +165,23 @@ class SubscriptionStore(Protocol):
     async def prune_finished_deliveries(self, finished_before: datetime, limit: int) -> int:
         """Delete up to `limit` sent or failed deliveries last changed before `finished_before`; returns how many.
         The history of what each chat was sent is kept."""
+        ...
+
+    async def claim_incoming(self, update_id: int, worker: str, now: datetime, lease_seconds: float) -> IncomingClaim:
+        """Claim an incoming update for `worker` until now + lease_seconds, unless it was handled already or is
+        held under a live lease. Atomic: of concurrent claims on any number of processes, one gets NEW."""
+        ...
+
+    async def finish_incoming(self, update_id: int, now: datetime) -> None:
+        """Record that a claimed incoming update was handled: later claims get DONE."""
+        ...
+
+    async def release_incoming(self, update_id: int, worker: str) -> None:
+        """Give up `worker`'s claim on an update it could not handle, so that it is handled when posted again."""
+        ...
+
+    async def prune_incoming(self, received_before: datetime, limit: int) -> int:
+        """Forget up to `limit` incoming update ids first received before `received_before`; returns how many."""
         ...
 
     async def next_claimable_at(self) -> datetime | None:

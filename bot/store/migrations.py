@@ -180,6 +180,25 @@ def m006_finished_deliveries(d: Dialect) -> Statements:
     return ["CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE status IN ('sent', 'failed')"]
 
 
+@migration
+def m007_incoming_updates(d: Dialect) -> Statements:
+    """The ids of incoming webhook updates, claimed and then marked done, so a redelivered one is handled once."""
+    return [
+        f"""
+        CREATE TABLE incoming_updates (
+            update_id {d.bigint} PRIMARY KEY,
+            state TEXT NOT NULL CHECK (state IN ('handling', 'done')),
+            worker TEXT,
+            lease_until {d.timestamp},
+            attempts INTEGER NOT NULL DEFAULT 1,
+            received_at {d.timestamp} NOT NULL
+        )
+        """,
+        # The retention sweep deletes the oldest ids without walking the table.
+        "CREATE INDEX incoming_updates_received ON incoming_updates (received_at)",
+    ]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (

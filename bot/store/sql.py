@@ -18,6 +18,7 @@ from bot.core.subscriptions import (
     DeliveryStatus,
     DigestHistory,
     DigestPayload,
+    IncomingClaim,
     Subscription,
     SubscriptionRequest,
 )
@@ -521,6 +522,57 @@ class SqlStore:
                 + self.driver.dialect.indexed_by("deliveries_finished") +
                 " WHERE status IN ('sent', 'failed') AND updated_at < ? LIMIT ?)",
                 (_utc(finished_before), limit),
+            )
+
+    # ------------------------------------------------------------------------------------------- incoming updates
+
+    async def claim_incoming(self, update_id: int, worker: str, now: datetime, lease_seconds: float) -> IncomingClaim:
+        """Claim an incoming update for `worker` until now + lease_seconds, unless it was handled already or is
+        held under a live lease. Atomic: of concurrent claims on any number of processes, one gets NEW."""
+        now = _utc(now)
+        async with self.driver.transaction() as tx:
+            # One statement decides: a new id is inserted; a known one is retaken only while it is still being
+            # handled under an expired lease (its handler died). A row comes back only when we got the claim.
+            claimed = await tx.fetchone(
+                "INSERT INTO incoming_updates (update_id, state, worker, lease_until, attempts, received_at)"
+                " VALUES (?, 'handling', ?, ?, 1, ?)"
+                " ON CONFLICT (update_id) DO UPDATE SET worker = excluded.worker,"
+                " lease_until = excluded.lease_until, attempts = incoming_updates.attempts + 1"
+                " WHERE incoming_updates.state = 'handling' AND incoming_updates.lease_until < ?"
+                " RETURNING attempts",
+                (update_id, worker, now + timedelta(seconds=lease_seconds), now, now),
+            )
+            if claimed is not None:
+                return IncomingClaim.NEW if int(claimed[0]) == 1 else IncomingClaim.RETAKEN
+            row = await tx.fetchone("SELECT state FROM incoming_updates WHERE update_id = ?", (update_id,))
+        # No row: its holder released it between the two statements; the caller asks again.
+        return IncomingClaim.DONE if row is not None and row[0] == "done" else IncomingClaim.BUSY
+
+    async def finish_incoming(self, update_id: int, now: datetime) -> None:
+        """Record that a claimed incoming update was handled: later claims get DONE."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "UPDATE incoming_updates SET state = 'done', lease_until = NULL WHERE update_id = ?", (update_id,)
+            )
+
+    async def release_incoming(self, update_id: int, worker: str) -> None:
+        """Give up `worker`'s claim on an update it could not handle, so that it is handled when posted again."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM incoming_updates WHERE update_id = ? AND state = 'handling' AND worker = ?",
+                (update_id, worker),
+            )
+
+    async def prune_incoming(self, received_before: datetime, limit: int) -> int:
+        """Forget up to `limit` incoming update ids first received before `received_before`; returns how many."""
+        if limit <= 0:
+            return 0
+        async with self.driver.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM incoming_updates WHERE update_id IN (SELECT update_id FROM incoming_updates"
+                + self.driver.dialect.indexed_by("incoming_updates_received") +
+                " WHERE received_at < ? LIMIT ?)",
+                (_utc(received_before), limit),
             )
 
     # ------------------------------------------------------------------------------------------- reporting
