@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -302,3 +303,23 @@ async def test_an_update_posted_to_two_replicas_at_once_is_processed_once(
         fake.latency = 0.0
     assert statuses == [200] * 4
     assert len(texts(fake, 861)) == 1
+
+
+async def test_webhook_updates_of_one_chat_are_handled_one_after_another(fake: FakeBotApi, tmp_path: Path) -> None:
+    # Posted at once, as Telegram may over several connections: the second's reply must not start before the
+    # first's is answered, the same per-chat order long polling keeps.
+    port = free_port()
+    settings = e2e_settings(fake, tmp_path, webhook_url=URL, port=port, webhook_listen="127.0.0.1",
+                            webhook_secret=Secret(SECRET))
+    async with running_bot(fake, settings), aiohttp.ClientSession() as session:
+        fake.latency = 0.3
+        commands = ("/about", "/help", "/sectors")
+        statuses = await asyncio.gather(*(post(session, port, fake.command_update(text, chat_id=821, user_id=821),
+                                                SECRET) for text in commands))
+        fake.latency = 0.0
+        assert statuses == [200, 200, 200]
+        arrivals = sorted(rec.at for rec in fake.requests if rec.method == "sendMessage"
+                          and rec.params.get("chat_id") in (821, "821"))
+        assert len(arrivals) == len(commands)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        assert min(gaps) >= 0.3 * 0.9, gaps

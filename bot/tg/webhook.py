@@ -145,7 +145,10 @@ class UpdateHandler(RequestHandler):
             self.refuse(503, "this update is being processed")
             return
         try:
-            await self.telegram_app.process_update(update)
+            # Through the application's update processor, as long polling does: at most CONCURRENT_UPDATES at
+            # once, and one chat's updates in the order they arrived.
+            app = self.telegram_app
+            await app.update_processor.process_update(update, app.process_update(update))
         except BaseException:
             if claim is not None:
                 with contextlib.suppress(Exception):
