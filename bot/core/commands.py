@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from bot.core import admin, subscribing
 from bot.core.catalogue import Catalogue, Initiative, Section, Update
-from bot.core.messages import Button, Reply, Request, replacing_on_button
+from bot.core.messages import SORRY, Button, Reply, Request, replacing_on_button
 from bot.core.render import bold, italic, link, plain, render_initiative, render_section_header, render_update
 from bot.core.services import Services
 
@@ -206,9 +206,12 @@ async def latest(request: Request, services: Services) -> Reply:
     """The newest updates (5 by default, up to 20)."""
     count = LATEST_DEFAULT
     if request.args:
-        if not request.args[0].isdigit() or not 1 <= int(request.args[0]) <= LATEST_MAX:
+        # isdecimal, not isdigit: '²' is a digit that int() refuses; the length cap keeps int() from refusing a
+        # number of thousands of digits.
+        wanted = request.args[0]
+        if not (wanted.isdecimal() and len(wanted) <= 3 and 1 <= int(wanted) <= LATEST_MAX):
             return Reply(f"/latest takes a number from 1 to {LATEST_MAX}, e.g. /latest 10")
-        count = int(request.args[0])
+        count = int(wanted)
     updates = services.content.catalogue.updates[:count]
     if not updates:
         return Reply("No updates yet.")
@@ -277,7 +280,7 @@ async def dispatch(request: Request, services: Services) -> Reply:
         reply = await command.handler(request, services)
     except Exception:
         log.exception("command /%s failed", command.name)
-        return Reply("Sorry, something went wrong on my side. Please try again in a moment.")
+        return Reply(SORRY)
     return await _hush_in_quiet_hours(reply, request, services)
 
 

@@ -21,7 +21,7 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.core.commands import COMMANDS, dispatch, find_command
-from bot.core.messages import Chat, ChatKind, Reply, Request, User, interpret
+from bot.core.messages import SORRY, Chat, ChatKind, Reply, Request, User, interpret
 from bot.core.render import split_message
 from bot.core.services import Services
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 MAX_UPLOAD_BYTES = 256 * 1024
 
 _KINDS = {
@@ -117,8 +116,7 @@ class TelegramFrontEnd:
         request = interpret(message.text, chat, core_user(update), context.bot.username)
         if request is None:
             return
-        addressed = "@" in message.text.split()[0]
-        if chat.kind.is_group and not addressed and find_command(request.command) is None:
+        if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
         reply = await dispatch(request, self.services)
         if reply.text:
