@@ -90,6 +90,13 @@ async def test_a_superscript_digit_is_not_a_count(runtime: Runtime) -> None:
     assert reply.text.startswith("/latest takes a number from 1 to 20")
 
 
+@pytest.mark.parametrize("text", ["/broadcast", "/broadcast \u200f", "/preview 1x", "/quiet", "/settings tz"])
+async def test_usage_answers_are_html_telegram_accepts(runtime: Runtime, text: str) -> None:
+    request = interpret(text, Chat(ADMIN), User(ADMIN), BOT)
+    assert request is not None
+    assert_sendable(await dispatch(request, runtime.services))
+
+
 @settings(max_examples=EXAMPLES)
 @given(text=typed_text, chat=st.sampled_from(CHATS), user=st.sampled_from(USERS))
 async def test_any_text_gets_a_sendable_reply_or_none(runtime: Runtime, caplog: pytest.LogCaptureFixture,
