@@ -40,8 +40,17 @@ def _joined(draw: st.DrawFn) -> str:
 long_text = st.builds(lambda piece, times: piece * times, st.one_of(word, st.text(min_size=1, max_size=6)),
                       st.integers(min_value=300, max_value=1500))
 
+# Our commands (or near misses), addressed to us, to another bot or to nobody, with odd arguments.
+command_text = st.builds(
+    lambda name, addressee, args: f"/{name}{addressee} {args}",
+    st.one_of(st.sampled_from(COMMAND_NAMES), st.sampled_from(COMMAND_NAMES).map(str.upper), st.text(max_size=8)),
+    st.sampled_from(["", "", "@hk_ai_pulse_bot", "@HK_AI_Pulse_Bot", "@other_bot", "@"]),
+    _joined(),
+)
+
 # Anything a user could type: commands with odd arguments, arbitrary text, and very long lines.
 typed_text = st.one_of(
+    command_text,
     st.builds(lambda prefix, body: prefix + body, st.sampled_from(["/", "", "//", " /", "\u200f/"]), _joined()),
     st.text(),
     long_text,
