@@ -148,3 +148,19 @@ async def test_the_fuzzer_reaches_every_kind_of_update_and_the_bot_answers(fuzze
                for request in fuzzed.fake.requests)
     assert any("Applied" in text for text in texts)
     assert fuzzed.fake.calls("answerCallbackQuery") and not bad_calls(fuzzed.fake.requests)
+
+
+async def test_an_update_that_fails_gets_the_apology_in_its_topic_and_the_next_one_is_answered(
+        fuzzed: FuzzedBot, caplog: pytest.LogCaptureFixture) -> None:
+    forum = CHATS["forum"]["id"]
+    fuzzed.fake.add_fault(method="sendMessage", chat_id=forum, error_code=400, description="Bad Request: oops",
+                          times=1)
+    await feed(fuzzed, Post("message", "forum", 6, {"text": "/sector finance"}, thread_id=3))
+    await feed(fuzzed, Post("message", "forum", 6, {"text": "/about"}, thread_id=3))
+    [failed] = fuzzed.errors
+    assert "oops" in str(failed).lower()
+    apology, answer = fuzzed.fake.sent_messages(forum)
+    assert "something went wrong" in apology["text"] and apology["message_thread_id"] == 3
+    assert "HK AI Pulse" in answer["text"] and answer["message_thread_id"] == 3
+    [logged] = [record for record in caplog.records if record.getMessage() == "error while handling an update"]
+    assert logged.exc_info is not None  # with its traceback

@@ -184,8 +184,11 @@ class TelegramFrontEnd:
             with contextlib.suppress(TelegramError):
                 await update.callback_query.answer(SORRY[:200])
             return
+        message = update.effective_message
         if update.effective_chat is not None:
+            # In a forum topic the apology goes where the user wrote, or they would never see it.
+            thread = message.message_thread_id if message is not None and message.is_topic_message else None
             try:
-                await context.bot.send_message(update.effective_chat.id, SORRY)
+                await context.bot.send_message(update.effective_chat.id, SORRY, message_thread_id=thread)
             except TelegramError as exc:
                 log.warning("could not apologise to chat %s: %s", update.effective_chat.id, exc)
