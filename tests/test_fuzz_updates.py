@@ -8,7 +8,7 @@ may be logged as an error, and every call must be a valid Bot API call.
 
 CI runs a small number of examples; the big run is a command (each example is 1-4 updates):
 
-    FUZZ_EXAMPLES=4000 python3 -m pytest tests/test_fuzz_updates.py -s
+    FUZZ_EXAMPLES=5000 python3 -m pytest tests/test_fuzz_updates.py -s   # about 11,500 updates, 2.5 minutes
 """
 
 from __future__ import annotations
