@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import sys
 from html import unescape
 from html.parser import HTMLParser
 from typing import TextIO
 
 from bot.core.commands import dispatch
-from bot.core.messages import Button, Chat, ChatKind, Reply, User, interpret
+from bot.core.messages import SORRY, Button, Chat, ChatKind, Reply, User, interpret
 from bot.core.numbers import whole_number
 from bot.core.services import Services
 
@@ -17,6 +19,8 @@ CONSOLE_CHAT = Chat(id=1, kind=ChatKind.PRIVATE, title="console")
 # The person at the terminal runs the bot: they are its admin (content reloads, /status, broadcasts).
 CONSOLE_USER = User(id=1, name="console")
 PROMPT = "you> "
+
+log = logging.getLogger(__name__)
 
 
 class _PlainText(HTMLParser):
@@ -92,13 +96,15 @@ class Console:
         return shown
 
     async def run(self) -> None:
-        """Read lines until end of input or /quit, answering each."""
+        """Read lines until end of input or /quit, answering each; a line that fails gets an apology, not an exit."""
+        for stream in (self.stdin, self.stdout):
+            if isinstance(stream, io.TextIOWrapper):
+                # Bytes that are not text in the terminal's encoding become U+FFFD instead of ending the session.
+                stream.reconfigure(errors="replace")
         interactive = self.stdin.isatty()
         self._write(f"{self.services.content.catalogue.about.name} — console mode (no Telegram token set).\n"
                     "Type /start or /help; /quit to leave.\n")
-        welcome = await self.handle_line("/start")
-        if welcome:
-            self._write(welcome + "\n")
+        await self._answer("/start")
         while True:
             if interactive:
                 self._write("\n" + PROMPT, newline=False)
@@ -107,10 +113,17 @@ class Console:
                 break
             if not interactive:
                 self._write(f"\n{PROMPT}{line.rstrip()}")
-            answer = await self.handle_line(line)
-            if answer:
-                self._write(answer + "\n")
+            await self._answer(line)
         self._write("Bye.")
+
+    async def _answer(self, line: str) -> None:
+        try:
+            answer = await self.handle_line(line)
+        except Exception:
+            log.exception("console: could not answer %r", line[:200])
+            answer = SORRY
+        if answer:
+            self._write(answer + "\n")
 
     def show(self, html: str) -> None:
         """Print a message that was not a reply (a digest, a content-reload notice); it ends the list above."""

@@ -16,8 +16,17 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bot.testing import FakeBotApi
+
+# Property tests: no deadline (a busy CI machine is slow, and that is not a failure); fixtures such as the Bot API
+# double are deliberately shared by all the examples of a test. Examples that failed are kept in .hypothesis/
+# (git-ignored) and tried first next time.
+settings.register_profile("hk-ai-pulse", deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+settings.load_profile("hk-ai-pulse")
 
 # ---------------------------------------------------------------------------------------------------- Bot API
 

@@ -217,7 +217,7 @@ async def broadcast(request: Request, services: Services) -> Reply:
                                          "same pace as digests. /status shows the outcome."), request)
     text = request.text.strip()
     if not text:
-        return Reply("Usage: /broadcast <text> — you will see a preview to confirm before anything is sent.")
+        return Reply("Usage: /broadcast &lt;text&gt; — you will see a preview to confirm before anything is sent.")
     draft_id = secrets.token_hex(8)
     await store.save_broadcast_draft(draft_id, text, request.user.id if request.user else None, services.clock())
     active = await store.count_active()

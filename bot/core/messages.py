@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 CALLBACK_DATA_LIMIT = 64
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ChatKind(Enum):
@@ -50,6 +53,7 @@ class Request:
     user: User | None = None
     from_button: bool = False
     attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
+    addressed: bool = False  # the command named its bot (`/sector@OurBot`): in a group, meant for us
 
     @property
     def text(self) -> str:
@@ -85,6 +89,8 @@ class Reply:
 
 
 NO_REPLY = Reply(text="")
+# What every front end says when answering failed on our side (the failure itself goes to the log).
+SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 
 
 @dataclass(frozen=True)
@@ -105,24 +111,51 @@ def replacing_on_button(reply: Reply, request: Request) -> Reply:
     return replace(reply, replace=True) if request.from_button else reply
 
 
+def clean_text(text: str) -> str:
+    r"""Text as the core reads it: `"\u200f/sector a\x00b\ud800 "` becomes `"/sector ab\ufffd"` (lone surrogates
+    replaced, control characters other than line breaks and tabs dropped, blanks and invisible marks trimmed)."""
+    text = _LONE_SURROGATE.sub("\ufffd", text)
+    text = "".join(char for char in text if char in "\n\t" or unicodedata.category(char) != "Cc")
+    start, end = 0, len(text)
+    while start < end and _blank(text[start]):
+        start += 1
+    while end > start and _blank(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
+def _blank(char: str) -> bool:
+    # An RTL mark, zero-width space or BOM (category Cf) shows nothing, so it counts as blank like a space.
+    return char.isspace() or unicodedata.category(char) == "Cf"
+
+
+def _visible(word: str) -> str:
+    return "".join(char for char in word if unicodedata.category(char) != "Cf")
+
+
 def interpret(text: str, chat: Chat, user: User | None, bot_username: str = "",
               from_button: bool = False) -> Request | None:
     """Turn typed text (or a button's action) into a Request, or None when the bot should stay quiet.
 
-    `/sector@OurBot finance` is ours; `/sector@OtherBot` is not. A button's action is a command without
-    its slash. In a private chat plain text is a search; in a group, plain chatter is ignored.
+    `/sector@OurBot finance` is ours; `/sector@OtherBot` is not; `/`, `/ ` and `/@OurBot` name no command and
+    are ignored. A button's action is a command without its slash. In a private chat plain text is a search;
+    in a group, plain chatter is ignored. Any text at all gives a Request or None, never an exception.
     """
-    text = text.strip()
+    text = clean_text(text)
     if not text:
         return None
     if from_button or text.startswith("/"):
-        head, *args = text.lstrip("/").split()
-        command, _, addressee = head.partition("@")
+        body = text.lstrip("/")
+        if not body or body[0].isspace():
+            return None  # no name right after the slash (`/`, `/ sector`): not a command
+        head, *words = body.split()
+        command, _, addressee = _visible(head).partition("@")
         if addressee and bot_username and addressee.lower() != bot_username.lower():
             return None
         if not command:
-            return None
-        return Request(command.lower(), tuple(args), chat, user, from_button=from_button)
+            return None  # `/@OurBot`
+        args = tuple(word for word in words if _visible(word))
+        return Request(command.lower(), args, chat, user, from_button=from_button, addressed=bool(addressee))
     if chat.kind is ChatKind.PRIVATE:
-        return Request("search", tuple(text.split()), chat, user)
+        return Request("search", tuple(word for word in text.split() if _visible(word)), chat, user)
     return None

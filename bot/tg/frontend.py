@@ -31,7 +31,7 @@ from telegram.ext import (
 
 from bot.core.commands import COMMANDS, dispatch, find_command
 from bot.core.membership import membership_changed
-from bot.core.messages import Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
+from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.render import split_message
 from bot.core.services import Services
 from bot.tg.downloads import download_capped
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 MAX_UPLOAD_BYTES = 256 * 1024
 
 # What the handlers below take; polling and setWebhook ask Telegram for exactly these.
@@ -139,8 +138,7 @@ class TelegramFrontEnd:
         request = interpret(message.text, chat, core_user(update), context.bot.username)
         if request is None:
             return
-        addressed = "@" in message.text.split()[0]
-        if chat.kind.is_group and not addressed and find_command(request.command) is None:
+        if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
         reply = await dispatch(request, self.services)
         if reply.text:
@@ -234,8 +232,11 @@ class TelegramFrontEnd:
             with contextlib.suppress(TelegramError):
                 await update.callback_query.answer(SORRY[:200])
             return
+        message = update.effective_message
         if update.effective_chat is not None:
+            # In a forum topic the apology goes where the user wrote, or they would never see it.
+            thread = message.message_thread_id if message is not None and message.is_topic_message else None
             try:
-                await context.bot.send_message(update.effective_chat.id, SORRY)
+                await context.bot.send_message(update.effective_chat.id, SORRY, message_thread_id=thread)
             except TelegramError as exc:
                 log.warning("could not apologise to chat %s: %s", update.effective_chat.id, exc)
