@@ -88,7 +88,7 @@ async def test_a_superscript_digit_is_not_a_count(runtime: Runtime) -> None:
     request = interpret("/latest ²", Chat(5), User(5), BOT)
     assert request is not None
     reply = await dispatch(request, runtime.services)
-    assert reply.text.startswith("/latest takes a number from 1 to 20")
+    assert "/latest takes a number from 1 to 20" in reply.text
 
 
 @pytest.mark.parametrize("text", ["/broadcast", "/broadcast \u200f", "/preview 1x", "/quiet", "/settings tz"])
@@ -157,11 +157,9 @@ async def test_the_console_answers_any_lines_and_reaches_the_end(runtime: Runtim
 async def test_typing_a_number_the_buttons_do_not_have_is_explained(runtime: Runtime) -> None:
     session = Console(runtime.services, io.StringIO(), io.StringIO())
     await session.handle_line("/sectors")
-    for number in ("9" * 5000, "0"):
+    for number in ("9" * 5000, "0", "²"):  # '²' is a digit that int() refuses
         shown = await session.handle_line(number)
         assert shown is not None and shown.startswith("Choose a number from 1 to")
-    shown = await session.handle_line("²")  # a digit, but not a number: plain text, so a search
-    assert shown is not None and "Nothing matches “²”" in shown
 
 
 async def test_a_failing_line_is_apologised_for_and_logged_and_the_console_goes_on(
