@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.__main__ import check_content
-from bot.content import MAX_DEPTH, ContentLibrary, InvalidContent, load_catalogue
+from bot.content import MAX_DEPTH, ContentLibrary, InvalidContent, _LineLoader, load_catalogue
 from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin, Record
 from bot.core.catalogue import Catalogue
 from bot.core.commands import dispatch
@@ -92,6 +93,14 @@ def test_hostile_yaml_is_refused_with_its_line_in_a_few_mb(content: Path, sample
     assert (error.file, error.line, error.key) == (relative, line, "(yaml)")
     assert message in error.message
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
+
+
+@pytest.mark.parametrize("sample", list(HOSTILE))
+def test_the_pure_python_loader_refuses_the_same_samples(sample: str) -> None:
+    _, text, line, message = HOSTILE[sample]
+    with pytest.raises(yaml.YAMLError) as caught:
+        yaml.load(text, Loader=_LineLoader)  # the guarded pure-Python loader, used where libyaml is missing
+    assert message in str(caught.value) and f"line {line}," in str(caught.value)
 
 
 @pytest.mark.parametrize("text", ["x: &a 1\ny: *a\n", "? [*a]\n: 1\n", "a: {<<: {b: 1}}\n"],
