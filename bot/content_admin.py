@@ -10,17 +10,16 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import watchfiles
 import yaml
 
 from bot.content import (
-    MAX_FILE_BYTES,
     SECTION_ID,
     ContentError,
     ContentLibrary,
@@ -34,12 +33,12 @@ from bot.content import (
     validate_texts,
     yaml_error,
 )
+from bot.core.admin import Record
 from bot.core.catalogue import Catalogue
 from bot.core.render import printable_name
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = MAX_FILE_BYTES
 HISTORY_SHOWN = "(content history)"  # how messages name the history folder: never a server path
 CONTENT_SUFFIXES = (".yaml", ".yml")
 DESCRIBE_LIMIT = 5
@@ -48,7 +47,7 @@ HISTORY_NAME = re.compile(r"^(\d+)-[^/]*\.json$")
 
 _T = TypeVar("_T")
 Snapshot = dict[str, tuple[int, int]]
-Record = Callable[[str], None]  # writes the audit entry for a change to this path; raises if it could not
+BlockingRecord = Callable[[str], None]  # writes the audit entry for a change to this path; raises if it could not
 
 
 # --- what changed -----------------------------------------------------------------------------
@@ -187,7 +186,7 @@ class ContentManager:
 
     # ---- upload
 
-    def upload(self, file_name: str, data: bytes, record: Record | None = None) -> ContentChange:
+    def upload(self, file_name: str, data: bytes, record: BlockingRecord | None = None) -> ContentChange:
         """Validate an uploaded YAML file against the rest, record it (`record`), then write it and swap it in.
 
         The audit entry is written before the file: if `record` raises, nothing is applied, so an applied change
@@ -201,7 +200,7 @@ class ContentManager:
                 log.exception("content upload failed unexpectedly")
                 return self._rejected([_unexpected(exc, name)])
 
-    def _upload(self, name: str, data: bytes, record: Record | None) -> ContentChange:
+    def _upload(self, name: str, data: bytes, record: BlockingRecord | None) -> ContentChange:
         old = self.library.catalogue
         text = _decode_upload(name, data)
         if isinstance(text, ContentError):
@@ -277,7 +276,7 @@ class ContentManager:
 
     # ---- rollback
 
-    def rollback(self, record: Record | None = None) -> ContentChange:
+    def rollback(self, record: BlockingRecord | None = None) -> ContentChange:
         """Undo the newest recorded upload: restore the file it replaced (or delete the file it created).
 
         As with uploads, `record` writes the audit entry before any file changes.
@@ -289,7 +288,7 @@ class ContentManager:
                 log.exception("content rollback failed unexpectedly")
                 return self._rejected([_unexpected(exc)])
 
-    def _rollback(self, record: Record | None) -> ContentChange:
+    def _rollback(self, record: BlockingRecord | None) -> ContentChange:
         old = self.library.catalogue
         entries = self._history()
         if not entries:
@@ -431,11 +430,11 @@ class OffLoopContentAdmin:
         return self._done(await asyncio.to_thread(self.manager.reload))
 
     async def upload(self, file_name: str, data: bytes,
-                     record: Callable[[str], Coroutine[Any, Any, None]] | None = None) -> ContentChange:
+                     record: Record | None = None) -> ContentChange:
         """Validate an uploaded file; if valid, `record` it (the audit entry) and only then write it."""
         return self._done(await asyncio.to_thread(self.manager.upload, file_name, data, _on_loop(record)))
 
-    async def rollback(self, record: Callable[[str], Coroutine[Any, Any, None]] | None = None) -> ContentChange:
+    async def rollback(self, record: Record | None = None) -> ContentChange:
         """Undo the latest upload, recorded first as uploads are."""
         return self._done(await asyncio.to_thread(self.manager.rollback, _on_loop(record)))
 
@@ -450,7 +449,7 @@ class OffLoopContentAdmin:
         return change
 
 
-def _on_loop(record: Callable[[str], Coroutine[Any, Any, None]] | None) -> Record | None:
+def _on_loop(record: Record | None) -> BlockingRecord | None:
     """A blocking `record` for the worker thread that runs the coroutine on this event loop and waits for it."""
     if record is None:
         return None
@@ -474,7 +473,7 @@ def _decode_upload(file_name: str, data: bytes) -> str | ContentError:
     return text
 
 
-def _recorded(record: Record | None, target: str) -> ContentError | None:
+def _recorded(record: BlockingRecord | None, target: str) -> ContentError | None:
     """Write the audit entry for a change about to be applied; the error that refuses the change if it failed."""
     if record is None:
         return None

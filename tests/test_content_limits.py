@@ -15,7 +15,7 @@ import yaml
 
 from bot.__main__ import check_content
 from bot.content import MAX_DEPTH, ContentLibrary, InvalidContent, _LineLoader, load_catalogue
-from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin, Record
+from bot.content_admin import BlockingRecord, ContentChange, ContentManager, OffLoopContentAdmin
 from bot.core.catalogue import Catalogue
 from bot.core.commands import dispatch
 from bot.core.messages import Chat, Request, User
@@ -318,7 +318,7 @@ class SlowManager(ContentManager):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.release, self.started, self.order = release, started, order
 
-    def upload(self, file_name: str, data: bytes, record: Record | None = None) -> ContentChange:
+    def upload(self, file_name: str, data: bytes, record: BlockingRecord | None = None) -> ContentChange:
         self.started.set()
         self.release.wait(timeout=10)  # blocking, not awaiting: on the event loop this would stall every user
         self.order.append("upload read")
