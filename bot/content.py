@@ -165,11 +165,16 @@ def parse_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def yaml_error(file: str, exc: yaml.YAMLError) -> ContentError:
-    """A YAML syntax error (or a refused alias, anchor or nesting) as `file:line: (yaml): ...`."""
+def yaml_error(file: str, exc: yaml.YAMLError, text: str = "") -> ContentError:
+    """A YAML syntax error (or a refused alias, anchor or nesting) as one line: `file:line: (yaml): ...`."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line = mark.line + 1 if mark is not None else 1
-    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        line = mark.line + 1
+    elif isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses (NUL, other controls)
+        line = text.count("\n", 0, exc.position) + 1
+    else:
+        line = 1
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return ContentError(file, line, "(yaml)", f"not valid YAML: {problem}")
 
 
@@ -511,7 +516,10 @@ def _parse_file(text: str | Unreadable, shown_file: str) -> _Parsed | ContentErr
     try:
         return _Parsed(parse_yaml(text))
     except yaml.YAMLError as exc:
-        return yaml_error(shown_file, exc)
+        return yaml_error(shown_file, exc, text)
+    except UnicodeEncodeError as exc:  # a lone surrogate, as JSON from another replica can carry
+        return ContentError(shown_file, text.count("\n", 0, exc.start) + 1, "(file)",
+                            f"not UTF-8 text (bad character at offset {exc.start})")
 
 
 def validate_texts(texts: Mapping[str, str | Unreadable], *, base: Path, now: datetime,

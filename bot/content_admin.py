@@ -237,7 +237,7 @@ class ContentManager:
         try:
             data = parse_yaml(text)
         except yaml.YAMLError as exc:
-            return yaml_error(file_name, exc)
+            return yaml_error(file_name, exc, text)
         if isinstance(data, dict) and "id" in data:
             section_id = data["id"]
             if not isinstance(section_id, str) or not SECTION_ID.match(section_id.strip()):

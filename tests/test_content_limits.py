@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bot.__main__ import check_content
-from bot.content import MAX_DEPTH, ContentLibrary, InvalidContent, _LineLoader, load_catalogue
+from bot.content import MAX_DEPTH, ContentLibrary, InvalidContent, _LineLoader, load_catalogue, validate_texts
 from bot.content_admin import BlockingRecord, ContentChange, ContentManager, OffLoopContentAdmin
 from bot.core.catalogue import Catalogue
 from bot.core.commands import dispatch
@@ -346,3 +346,16 @@ async def test_other_users_are_answered_while_an_upload_is_being_read(content: P
 
     assert order == ["sectors", "help", "upload read", "upload"]
     assert manager.library.catalogue.section("robotics") is not None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("id: x\n\ntitle: a\x00b\n", "sections/x.yaml:3: (yaml): not valid YAML: unacceptable character #x0000"),
+    ("id: x\ntitle: a\udc80\n", "sections/x.yaml:2: (file): not UTF-8 text (bad character at offset 14)"),
+], ids=["nul", "lone-surrogate"])
+def test_text_from_a_replica_snapshot_with_bad_characters_is_one_line_with_its_place(text: str,
+                                                                                     expected: str) -> None:
+    files = {relative: (VALID / relative).read_text() for relative in ("about.yaml", "updates.yaml")}
+    with pytest.raises(InvalidContent) as caught:
+        validate_texts({**files, "sections/x.yaml": text}, base=VALID, now=NOW, shown="")
+    found = [str(error) for error in caught.value.errors if error.file == "sections/x.yaml"]
+    assert len(found) == 1 and found[0].startswith(expected) and "\n" not in found[0], found
