@@ -96,7 +96,7 @@ def describe_outcome(outcome: ContentOutcome, done: str) -> str:
         summary = outcome.diff.describe() if outcome.diff is not None else "no changes"
         where = f" ({plain(outcome.path)})" if outcome.path else ""
         return f"{bold(done)}{where}\n{plain(summary)}\nContent version {code(outcome.version)}."
-    errors = [str(error) for error in outcome.errors]
+    errors = [" ".join(str(error).splitlines()) for error in outcome.errors]  # one line each, whatever a name holds
     shown = "\n".join(plain(line) for line in errors[:MAX_ERRORS_SHOWN])
     more = f"\n… and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
     return (f"{bold('Not applied')}: {len(errors)} problem(s); still serving version {code(outcome.version)}.\n"
