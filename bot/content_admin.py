@@ -43,6 +43,7 @@ HISTORY_SHOWN = "(content history)"  # how messages name the history folder: nev
 CONTENT_SUFFIXES = (".yaml", ".yml")
 DESCRIBE_LIMIT = 5
 SETTLE_LIMIT_SECONDS = 30.0
+RECORD_TIMEOUT_SECONDS = 30.0
 HISTORY_NAME = re.compile(r"^(\d+)-[^/]*\.json$")
 
 _T = TypeVar("_T")
@@ -456,7 +457,8 @@ def _on_loop(record: Record | None) -> BlockingRecord | None:
     loop = asyncio.get_running_loop()
 
     def blocking(target: str) -> None:
-        asyncio.run_coroutine_threadsafe(record(target), loop).result()
+        # Bounded: if the loop is stopping and never runs it, the change is refused rather than the thread stuck.
+        asyncio.run_coroutine_threadsafe(record(target), loop).result(timeout=RECORD_TIMEOUT_SECONDS)
 
     return blocking
 

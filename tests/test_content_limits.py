@@ -359,3 +359,20 @@ def test_text_from_a_replica_snapshot_with_bad_characters_is_one_line_with_its_p
         validate_texts({**files, "sections/x.yaml": text}, base=VALID, now=NOW, shown="")
     found = [str(error) for error in caught.value.errors if error.file == "sections/x.yaml"]
     assert len(found) == 1 and found[0].startswith(expected) and "\n" not in found[0], found
+
+
+async def test_changes_made_at_the_same_time_apply_one_after_the_other(content: Path, tmp_path: Path) -> None:
+    manager = ContentManager(ContentLibrary.open(content, now=NOW), tmp_path / "history", lambda: NOW)
+    admin = OffLoopContentAdmin(manager)
+    updates = (content / "updates.yaml").read_text().replace("updates:\n", "updates:\n  - date: 2026-11-20\n"
+                                                             "    sections: [finance]\n    title: Same time\n"
+                                                             "    summary: Sent with another upload.\n"
+                                                             "    link: https://example.org/same-time\n", 1)
+
+    first, second, reloaded = await asyncio.gather(admin.upload("robotics.yaml", ROBOTICS.encode()),
+                                                   admin.upload("updates.yaml", updates.encode()), admin.reload())
+
+    assert first.ok and second.ok and reloaded.ok
+    catalogue = manager.library.catalogue
+    assert catalogue.section("robotics") is not None and any(u.title == "Same time" for u in catalogue.updates)
+    assert sorted(path.name[:6] for path in (tmp_path / "history").iterdir()) == ["000001", "000002"]
