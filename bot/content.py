@@ -26,7 +26,7 @@ SECTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_TITLE = 40
 MAX_UPDATE_TITLE = 120
 EARLIEST_YEAR = 1950
-MAX_FILE_BYTES = 256 * 1024  # the largest content file read from disk, uploaded or received from a replica
+MAX_FILE_BYTES = 1024 * 1024  # the largest content file on disk or from a replica (updates.yaml grows)
 MAX_DEPTH = 32  # YAML nesting levels; content needs 5, and deeper documents only serve to exhaust the stack
 
 

@@ -39,6 +39,7 @@ from bot.core.render import printable_name
 
 log = logging.getLogger(__name__)
 
+MAX_UPLOAD_BYTES = 256 * 1024  # an upload; the Telegram front end refuses larger files before downloading
 HISTORY_SHOWN = "(content history)"  # how messages name the history folder: never a server path
 CONTENT_SUFFIXES = (".yaml", ".yml")
 DESCRIBE_LIMIT = 5
@@ -469,6 +470,8 @@ def _on_loop(record: Record | None) -> BlockingRecord | None:
 def _decode_upload(file_name: str, data: bytes) -> str | ContentError:
     if not file_name.lower().endswith(CONTENT_SUFFIXES):
         return ContentError(file_name, 1, "(file)", "only .yaml or .yml files can be uploaded")
+    if len(data) > MAX_UPLOAD_BYTES:
+        return ContentError(file_name, 1, "(file)", f"is {len(data)} bytes; at most {MAX_UPLOAD_BYTES} allowed")
     text = decode_content(data)
     if isinstance(text, Unreadable):
         return ContentError(file_name, 1, "(file)", text.message)

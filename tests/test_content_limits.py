@@ -14,7 +14,15 @@ import pytest
 import yaml
 
 from bot.__main__ import check_content
-from bot.content import MAX_DEPTH, ContentLibrary, InvalidContent, _LineLoader, load_catalogue, validate_texts
+from bot.content import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    ContentLibrary,
+    InvalidContent,
+    _LineLoader,
+    load_catalogue,
+    validate_texts,
+)
 from bot.content_admin import BlockingRecord, ContentChange, ContentManager, OffLoopContentAdmin
 from bot.core.catalogue import Catalogue
 from bot.core.commands import dispatch
@@ -138,6 +146,14 @@ def test_content_check_reports_an_undecodable_file_as_one_error(content: Path,
     err = capsys.readouterr().err
     assert f"{content.as_posix()}/sections/binary.yaml:1: (file): not UTF-8 text (bad byte at offset 8)" in err
     assert "1 problem(s)" in err
+
+
+def test_a_file_over_the_size_cap_is_one_error_without_being_read_whole(content: Path) -> None:
+    (content / "sections" / "huge.yaml").write_bytes(b"# padding\n" * (MAX_FILE_BYTES // 10 + 1))
+    with pytest.raises(InvalidContent) as caught:
+        load_catalogue(content, now=NOW, shown="")
+    assert [str(error) for error in caught.value.errors] == [
+        f"sections/huge.yaml:1: (file): is more than {MAX_FILE_BYTES} bytes; at most {MAX_FILE_BYTES} allowed"]
 
 
 def test_start_up_refuses_an_undecodable_file_with_its_line(content: Path) -> None:
