@@ -23,6 +23,18 @@ from bench.common import CONTENT, print_table, write_results
 from bot.content import load_catalogue
 
 
+class _WrittenOut(yaml.SafeDumper):
+    """Writes a repeated value out each time: content files may not hold anchors or aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        """Never an alias (PyYAML would alias a date object shared by copies)."""
+        return True
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_WrittenOut, allow_unicode=True, sort_keys=False)
+
+
 def _suffixed(value: str, copy: int) -> str:
     return f"{value}-{copy}"
 
@@ -43,12 +55,11 @@ def replicate(source: Path, target: Path, copies: int) -> None:
             for item in section.get("initiatives", []):
                 item["name"] = f"{item['name']} ({copy})"
             (target / "sections" / f"{section['id']}.yaml").write_text(
-                yaml.safe_dump(section, allow_unicode=True, sort_keys=False), encoding="utf-8")
+                _dump(section), encoding="utf-8")
         for update in source_updates:
             updates.append({**update, "title": f"{update['title']} ({copy})",
                             "sections": [_suffixed(name, copy) for name in update["sections"]]})
-    (target / "updates.yaml").write_text(yaml.safe_dump({"updates": updates}, allow_unicode=True, sort_keys=False),
-                                         encoding="utf-8")
+    (target / "updates.yaml").write_text(_dump({"updates": updates}), encoding="utf-8")
     (target / "about.yaml").write_text((source / "about.yaml").read_text(encoding="utf-8"), encoding="utf-8")
 
 

@@ -22,7 +22,7 @@ from telegram.ext import Application, ApplicationBuilder
 from bot.cluster import GlobalPacer, SchedulerLeadership, is_postgres
 from bot.console import CONSOLE_USER, Console, ConsoleSender
 from bot.content import ContentLibrary, InvalidContent
-from bot.content_admin import ContentChange, ContentManager
+from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin
 from bot.content_sync import ContentSync, SyncedContentAdmin, start_content_sync
 from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
@@ -160,7 +160,7 @@ async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Ru
     try:
         services = build_services(settings, content, store, clock)
         manager = ContentManager(content, settings.content_history_dir, clock)
-        services.content_admin = manager
+        services.content_admin = OffLoopContentAdmin(manager)
         services.audit = store
         # Replicas on one PostgreSQL: content changed on any of them reaches all (no-op on SQLite).
         sync = await start_content_sync(settings.database_url, manager, clock)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -26,6 +26,8 @@ SECTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_TITLE = 40
 MAX_UPDATE_TITLE = 120
 EARLIEST_YEAR = 1950
+MAX_FILE_BYTES = 1024 * 1024  # the largest content file on disk or from a replica (updates.yaml grows)
+MAX_DEPTH = 32  # YAML nesting levels; content needs 5, and deeper documents only serve to exhaust the stack
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,36 @@ class LineList(list[Any]):
     item_lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records line numbers and keeps dates as strings (so bad dates get a clear error)."""
+class _Guarded:
+    """Composes YAML refusing anchors, aliases and deep nesting, before anything is built from it."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Compose one node, refusing what could expand or recurse without bound."""
+        # Content has no use for anchors or aliases, and an alias is how a 500-byte file expands to gigabytes
+        # ("billion laughs", also through keys and merge keys); refusing them here is before any expansion.
+        # PyYAML composes and constructs recursively, so the depth cap also keeps RecursionError out of reach.
+        event = self.peek_event()  # type: ignore[attr-defined]
+        mark = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not allowed in content "
+                                              "files; write the value out", mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise yaml.composer.ComposerError(None, None, f"anchors (&{anchor}) are not allowed in content files",
+                                              mark)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[misc, no-any-return]
+        finally:
+            self._depth -= 1
+
+
+class _LineLoader(_Guarded, yaml.SafeLoader):
+    """SafeLoader that records line numbers, keeps dates as strings and refuses anchors, aliases and deep nesting."""
 
 
 _LineLoader.yaml_implicit_resolvers = {
@@ -80,8 +110,10 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
     result = LineMap()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
-    loader.flatten_mapping(node)
     for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            raise yaml.constructor.ConstructorError(None, None, "merge keys (<<) are not allowed in content files",
+                                                    key_node.start_mark)
         key = loader.construct_object(key_node, deep=True)
         key_text = str(key)
         if key_text in result:
@@ -104,9 +136,81 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+_Loader: type[_LineLoader] | type[_FastLineLoader] = _LineLoader
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _FastLineLoader(_Guarded, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor,
+                          yaml.resolver.Resolver):
+        """_LineLoader with libyaml's scanner and parser: 5x faster on a large file; composing stays guarded."""
+
+        # Composer comes before CParser so that composing (and its guard) is ours; CParser supplies the events.
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            yaml.composer.Composer.__init__(self)
+
+    _FastLineLoader.yaml_implicit_resolvers = _LineLoader.yaml_implicit_resolvers
+    _FastLineLoader.yaml_constructors = _LineLoader.yaml_constructors
+    _Loader = _FastLineLoader
+
+
 def parse_yaml(text: str) -> Any:
-    """Parse YAML safely (no arbitrary objects) into LineMap/LineList values."""
-    return yaml.load(text, Loader=_LineLoader)
+    """Parse YAML safely (no arbitrary objects, anchors, aliases or deep nesting) into LineMap/LineList values."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def yaml_error(file: str, exc: yaml.YAMLError, text: str = "") -> ContentError:
+    """A YAML syntax error (or a refused alias, anchor or nesting) as one line: `file:line: (yaml): ...`."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        line = mark.line + 1
+    elif isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses (NUL, other controls)
+        line = text.count("\n", 0, exc.position) + 1
+    else:
+        line = 1
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return ContentError(file, line, "(yaml)", f"not valid YAML: {problem}")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A content file that could not be read as text; its one error says why."""
+
+    message: str
+
+
+def decode_content(data: bytes) -> str | Unreadable:
+    """A content file's text, or why it is not usable text (too large, not UTF-8)."""
+    if len(data) > MAX_FILE_BYTES:
+        return Unreadable(f"is {len(data)} bytes; at most {MAX_FILE_BYTES} allowed")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return Unreadable(f"not UTF-8 text (bad byte at offset {exc.start})")
+
+
+def read_content(directory: Path) -> dict[str, str | Unreadable]:
+    """Every content file below `directory` as {relative path: text, or why it is unreadable}."""
+    texts: dict[str, str | Unreadable] = {}
+    for path in content_files(directory):
+        relative = path.relative_to(directory).as_posix()
+        try:
+            with path.open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # a huge file is refused without reading all of it
+        except OSError as exc:
+            texts[relative] = Unreadable(f"cannot be read: {exc.strerror or type(exc).__name__}")
+            continue
+        if len(data) > MAX_FILE_BYTES:
+            texts[relative] = Unreadable(f"is more than {MAX_FILE_BYTES} bytes; at most {MAX_FILE_BYTES} allowed")
+        else:
+            texts[relative] = decode_content(data)
+    return texts
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -307,7 +411,7 @@ def _read_initiatives(report: _Reporter, data: LineMap, section_id: str, today: 
     return tuple(result)
 
 
-def _read_updates(report: _Reporter, data: Any) -> list[tuple[Update, LineMap, str]]:
+def _read_updates(report: _Reporter, data: Any, latest: date | None) -> list[tuple[Update, LineMap, str]]:
     if not isinstance(data, LineMap) or not isinstance(data.get("updates"), list):
         report.error(getattr(data, "line", 1), "updates", "the file must hold `updates:` with a list of updates")
         return []
@@ -321,6 +425,11 @@ def _read_updates(report: _Reporter, data: Any) -> list[tuple[Update, LineMap, s
             continue
         _check_keys(report, item, where, UPDATE_FIELDS)
         day = _date(report, item, where)
+        if day is not None and latest is not None and day > latest:
+            # A typo like 2062 would pin the update to the top of /latest and keep it out of digests until then.
+            report.error(_line_of(item, "date"), f"{where}.date",
+                         f"{day.isoformat()} is in the future (after tomorrow, {latest.isoformat()})")
+            day = None
         sections = _string_list(report, item, where, "sections")
         if "sections" in item and not sections and isinstance(item.get("sections"), list):
             report.error(_line_of(item, "sections"), f"{where}.sections", "must name at least one section")
@@ -370,45 +479,68 @@ def _read_about(report: _Reporter, data: Any) -> About | None:
     return About(name=name, tagline=tagline, about=about, contact=contact, sources=tuple(sources))
 
 
-def _content_files(directory: Path) -> Iterator[Path]:
-    yield from sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+def content_files(directory: Path) -> list[Path]:
+    """Every *.yaml / *.yml file below `directory`: the one definition of which files are content."""
+    return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_catalogue(directory: Path, *, now: datetime, overrides: Mapping[str, str] | None = None) -> Catalogue:
+def load_catalogue(directory: Path, *, now: datetime, overrides: Mapping[str, str] | None = None,
+                   shown: str | None = None, future_updates: bool = True) -> Catalogue:
     """Read every YAML file under `directory`, validate all of it, and return the catalogue.
 
     `overrides` maps a path relative to `directory` to replacement text, so a file an admin uploads can be
-    validated against the rest of the content before anything is written. Raises InvalidContent with
-    every error found.
+    validated against the rest of the content before anything is written. Errors name files as
+    `<shown>/<relative path>` (default: the directory as given; "" for paths relative to it). With
+    `future_updates=False` an update dated after tomorrow is an error (`content check` asks for that; the running
+    bot accepts one, so content written ahead of time still loads). Raises InvalidContent with every error found.
     """
-    texts: dict[str, str] = {}
+    prefix = directory.as_posix() if shown is None else shown
     if not directory.is_dir():
-        raise InvalidContent([ContentError(str(directory), 0, "(directory)", "content directory not found")])
-    for path in _content_files(directory):
-        texts[path.relative_to(directory).as_posix()] = path.read_text(encoding="utf-8")
+        raise InvalidContent([ContentError(prefix or ".", 0, "(directory)", "content directory not found")])
+    texts = read_content(directory)
     texts.update(overrides or {})
-    return validate_texts(texts, base=directory, now=now)
+    return validate_texts(texts, base=directory, now=now, shown=shown, future_updates=future_updates)
 
 
-def validate_texts(texts: Mapping[str, str], *, base: Path, now: datetime) -> Catalogue:
+@dataclass(frozen=True)
+class _Parsed:
+    data: Any
+
+
+def _parse_file(text: str | Unreadable, shown_file: str) -> _Parsed | ContentError:
+    """A file's YAML, or its one error: unreadable, too large, or not valid (refused) YAML."""
+    if isinstance(text, str) and len(text) > MAX_FILE_BYTES // 4 and len(text.encode()) > MAX_FILE_BYTES:
+        text = Unreadable(f"is {len(text.encode())} bytes; at most {MAX_FILE_BYTES} allowed")
+    if isinstance(text, Unreadable):
+        return ContentError(shown_file, 1, "(file)", text.message)
+    try:
+        return _Parsed(parse_yaml(text))
+    except yaml.YAMLError as exc:
+        return yaml_error(shown_file, exc, text)
+    except UnicodeEncodeError as exc:  # a lone surrogate, as JSON from another replica can carry
+        return ContentError(shown_file, text.count("\n", 0, exc.start) + 1, "(file)",
+                            f"not UTF-8 text (bad character at offset {exc.start})")
+
+
+def validate_texts(texts: Mapping[str, str | Unreadable], *, base: Path, now: datetime,
+                   shown: str | None = None, future_updates: bool = True) -> Catalogue:
     """Validate content given as {relative path: YAML text}; raise InvalidContent listing every problem."""
     errors: list[ContentError] = []
     pending = _Pending()
     today = now.date()
+    latest = None if future_updates else today + timedelta(days=1)
+    prefix = base.as_posix() if shown is None else shown
     for relative in sorted(texts):
-        shown = (base / relative).as_posix()
-        report = _Reporter(shown, errors)
-        try:
-            data = parse_yaml(texts[relative])
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            line = mark.line + 1 if mark is not None else 1
-            problem = getattr(exc, "problem", None) or str(exc)
-            report.error(line, "(yaml)", f"not valid YAML: {problem}")
+        shown_file = f"{prefix}/{relative}" if prefix else relative
+        report = _Reporter(shown_file, errors)
+        parsed = _parse_file(texts[relative], shown_file)
+        if isinstance(parsed, ContentError):
+            errors.append(parsed)
             if relative.startswith("sections/"):
                 # Assume the usual <id>.yaml naming so other files' references to it are not reported too.
                 pending.declared_ids.add(Path(relative).stem)
             continue
+        data = parsed.data
         name = Path(relative).name
         if relative.startswith("sections/"):
             if isinstance(data, LineMap) and isinstance(data.get("id"), str):
@@ -417,7 +549,7 @@ def validate_texts(texts: Mapping[str, str], *, base: Path, now: datetime) -> Ca
             if section is not None:
                 pending.sections.append((section, report, data))
         elif name in ("updates.yaml", "updates.yml"):
-            pending.updates.extend((u, report, item, where) for u, item, where in _read_updates(report, data))
+            pending.updates.extend((u, report, item, where) for u, item, where in _read_updates(report, data, latest))
         elif name in ("about.yaml", "about.yml"):
             if pending.about is not None:
                 report.error(1, "(file)", "a second about file; keep one")
@@ -425,16 +557,16 @@ def validate_texts(texts: Mapping[str, str], *, base: Path, now: datetime) -> Ca
         else:
             report.error(1, "(file)", "unexpected content file: put sections in sections/, "
                                       "news in updates.yaml, and the bot's description in about.yaml")
-    catalogue = _cross_check(pending, errors, base, texts, now)
+    catalogue = _cross_check(pending, errors, prefix, texts, now)
     if errors or catalogue is None:
         if not errors:
-            errors.append(ContentError(base.as_posix(), 0, "(content)", "no usable content"))
+            errors.append(ContentError(prefix or ".", 0, "(content)", "no usable content"))
         raise InvalidContent(errors)
     return catalogue
 
 
-def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, texts: Mapping[str, str],
-                 now: datetime) -> Catalogue | None:
+def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
+                 texts: Mapping[str, str | Unreadable], now: datetime) -> Catalogue | None:
     names: dict[str, tuple[_Reporter, str, int]] = {}
     for section, report, data in pending.sections:
         for name, key in [(section.id, "id"), *((alias, "aliases") for alias in section.aliases)]:
@@ -467,9 +599,11 @@ def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, text
             report.error(item.line, f"{where}.summary", f"renders to more than {MESSAGE_LIMIT} characters")
     _check_cut_links(pending)
     if pending.about is None and not any(Path(p).name.startswith("about.") for p in texts):
-        errors.append(ContentError((base / "about.yaml").as_posix(), 0, "(file)", "missing about.yaml"))
+        errors.append(ContentError(f"{prefix}/about.yaml" if prefix else "about.yaml", 0, "(file)",
+                                   "missing about.yaml"))
     if not pending.sections:
-        errors.append(ContentError((base / "sections").as_posix(), 0, "(directory)", "no sections found"))
+        errors.append(ContentError(f"{prefix}/sections" if prefix else "sections", 0, "(directory)",
+                                   "no sections found"))
     if errors or pending.about is None:
         return None
     sections = tuple(sorted((s for s, _, _ in pending.sections), key=lambda s: (s.order, s.id)))
@@ -477,7 +611,9 @@ def _cross_check(pending: _Pending, errors: list[ContentError], base: Path, text
     updates = tuple(sorted((u for u, _, _, _ in pending.updates), key=lambda u: (u.date, u.title), reverse=True))
     digest = hashlib.sha256()
     for relative in sorted(texts):
-        digest.update(relative.encode() + b"\0" + texts[relative].encode() + b"\0")
+        text = texts[relative]
+        assert isinstance(text, str)  # an unreadable file is an error, and errors return before this
+        digest.update(relative.encode() + b"\0" + text.encode() + b"\0")
     return Catalogue(sections=sections, updates=updates, about=pending.about, version=digest.hexdigest()[:12],
                      loaded_at=now, by_name=MappingProxyType(lookup))
 
@@ -533,7 +669,11 @@ class ContentLibrary:
         """The content in force."""
         return self._catalogue
 
-    def reload(self, *, now: datetime) -> Catalogue:
-        """Validate the directory again and swap it in; on errors raise InvalidContent and keep serving the old."""
-        self._catalogue = load_catalogue(self.directory, now=now)
+    def reload(self, *, now: datetime, shown: str | None = None) -> Catalogue:
+        """Validate the directory again and swap it in; on errors raise InvalidContent and keep serving the old.
+
+        `shown` is how errors name the directory (see load_catalogue).
+        """
+        # One assignment: a reader on another thread sees the old catalogue or the new one, never a mix.
+        self._catalogue = load_catalogue(self.directory, now=now, shown=shown)
         return self._catalogue

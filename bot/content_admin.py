@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,22 +24,31 @@ from bot.content import (
     ContentError,
     ContentLibrary,
     InvalidContent,
+    Unreadable,
+    content_files,
+    decode_content,
     load_catalogue,
     parse_yaml,
+    read_content,
     validate_texts,
+    yaml_error,
 )
+from bot.core.admin import MAX_UPLOAD_BYTES, Record
 from bot.core.catalogue import Catalogue
+from bot.core.render import printable_name
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = 256 * 1024
+HISTORY_SHOWN = "(content history)"  # how messages name the history folder: never a server path
 CONTENT_SUFFIXES = (".yaml", ".yml")
 DESCRIBE_LIMIT = 5
 SETTLE_LIMIT_SECONDS = 30.0
+RECORD_TIMEOUT_SECONDS = 30.0
 HISTORY_NAME = re.compile(r"^(\d+)-[^/]*\.json$")
 
 _T = TypeVar("_T")
 Snapshot = dict[str, tuple[int, int]]
+BlockingRecord = Callable[[str], None]  # writes the audit entry for a change to this path; raises if it could not
 
 
 # --- what changed -----------------------------------------------------------------------------
@@ -133,13 +143,19 @@ class ContentChange:
 
 
 class ContentManager:
-    """Applies validated content changes to a library and keeps an on-disk history to roll uploads back."""
+    """Applies validated content changes to a library and keeps an on-disk history to roll uploads back.
+
+    Its methods are blocking (parsing, validation, disk I/O) and may run in worker threads: `changing` makes
+    reloads, uploads, rollbacks and replica updates happen one at a time. Messages name files relative to the
+    content folder, never by a server path.
+    """
 
     def __init__(self, library: ContentLibrary, history_dir: Path, clock: Callable[[], datetime]) -> None:
         self.library = library
         self.history_dir = history_dir
         self.clock = clock
         self.last_error: ContentChange | None = None
+        self.changing = threading.RLock()
 
     @property
     def directory(self) -> Path:
@@ -150,53 +166,68 @@ class ContentManager:
 
     def reload(self) -> ContentChange:
         """Validate the directory and swap it in only if valid; on errors keep serving the old catalogue."""
-        old = self.library.catalogue
-        swapped = self._swap()
-        if isinstance(swapped, list):
-            self.last_error = ContentChange(ok=False, errors=tuple(swapped), version=old.version)
-            return self.last_error
-        self.last_error = None
-        return ContentChange(ok=True, diff=diff_catalogues(old, swapped), version=swapped.version)
+        with self.changing:
+            old = self.library.catalogue
+            swapped = self._swap()
+            if isinstance(swapped, list):
+                self.last_error = ContentChange(ok=False, errors=tuple(swapped), version=old.version)
+                return self.last_error
+            self.last_error = None
+            return ContentChange(ok=True, diff=diff_catalogues(old, swapped), version=swapped.version)
 
     def _swap(self) -> Catalogue | list[ContentError]:
         # ContentLibrary has no public setter, so swapping means reloading the (already validated) files.
         try:
-            return self.library.reload(now=self.clock())
+            return self.library.reload(now=self.clock(), shown="")
         except InvalidContent as exc:
             return list(exc.errors)
-        except (OSError, UnicodeDecodeError) as exc:
-            return _unreadable(self.directory) or [ContentError(self.directory.as_posix(), 0, "(read)", str(exc))]
+        except Exception as exc:  # whatever it was, admins must hear of it, not only the log
+            log.exception("content reload failed unexpectedly")
+            return [_unexpected(exc)]
 
     # ---- upload
 
-    def upload(self, file_name: str, data: bytes) -> ContentChange:
-        """Validate an uploaded YAML file against the rest of the content, then write it and swap it in."""
+    def upload(self, file_name: str, data: bytes, record: BlockingRecord | None = None) -> ContentChange:
+        """Validate an uploaded YAML file against the rest, record it (`record`), then write it and swap it in.
+
+        The audit entry is written before the file: if `record` raises, nothing is applied, so an applied change
+        always has its record.
+        """
+        name = printable_name(file_name)
+        with self.changing:
+            try:
+                return self._upload(name, data, record)
+            except Exception as exc:  # reported to the admin instead of a bare "Sorry"
+                log.exception("content upload failed unexpectedly")
+                return self._rejected([_unexpected(exc, name)])
+
+    def _upload(self, name: str, data: bytes, record: BlockingRecord | None) -> ContentChange:
         old = self.library.catalogue
-        text = _decode_upload(file_name, data)
+        text = _decode_upload(name, data)
         if isinstance(text, ContentError):
             return self._rejected([text])
-        target = self._target_for(file_name, text)
+        target = self._target_for(name, text)
         if isinstance(target, ContentError):
             return self._rejected([target])
-        try:
-            load_catalogue(self.directory, now=self.clock(), overrides={target: text})
-        except InvalidContent as exc:
-            return self._rejected(exc.errors, target)
-        except (OSError, UnicodeDecodeError) as exc:
-            return self._rejected(_unreadable(self.directory) or [_io_error(self.directory, exc)], target)
+        errors = self._validate_with(target, text)
+        if errors:
+            return self._rejected(errors, target)
         path = self.directory / target
         previous = _read_exact(path)
         if previous == text:
             return self._applied(old, target)
+        refused = _recorded(record, target)
+        if refused is not None:
+            return self._rejected([refused], target)
         try:
             entry = self._record(target, previous, text)
         except OSError as exc:
-            return self._rejected([_io_error(self.history_dir, exc, "could not save the history entry")], target)
+            return self._rejected([_io_error(HISTORY_SHOWN, exc, "could not save the history entry")], target)
         try:
             write_atomically(path, text)
         except OSError as exc:
             entry.unlink(missing_ok=True)
-            return self._rejected([_io_error(path, exc)], target)
+            return self._rejected([_io_error(target, exc)], target)
         change = self._applied(old, target, undo=(path, previous))
         if not change.ok:
             entry.unlink(missing_ok=True)
@@ -207,10 +238,7 @@ class ContentManager:
         try:
             data = parse_yaml(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            return ContentError(file_name, mark.line + 1 if mark is not None else 1, "(yaml)",
-                                f"not valid YAML: {problem}")
+            return yaml_error(file_name, exc, text)
         if isinstance(data, dict) and "id" in data:
             section_id = data["id"]
             if not isinstance(section_id, str) or not SECTION_ID.match(section_id.strip()):
@@ -230,15 +258,15 @@ class ContentManager:
         sections = self.directory / "sections"
         if not sections.is_dir():
             return None
-        for path in sorted(sections.rglob("*")):
-            if path.suffix not in CONTENT_SUFFIXES or not path.is_file():
+        for relative, text in read_content(sections).items():
+            if isinstance(text, Unreadable):
                 continue
             try:
-                data = parse_yaml(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                data = parse_yaml(text)
+            except yaml.YAMLError:
                 continue
             if isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"].strip() == section_id:
-                return path.relative_to(self.directory).as_posix()
+                return f"sections/{relative}"
         return None
 
     def _existing_top_file(self, stem: str) -> str:
@@ -249,32 +277,47 @@ class ContentManager:
 
     # ---- rollback
 
-    def rollback(self) -> ContentChange:
-        """Undo the newest recorded upload: restore the file it replaced (or delete the file it created)."""
+    def rollback(self, record: BlockingRecord | None = None) -> ContentChange:
+        """Undo the newest recorded upload: restore the file it replaced (or delete the file it created).
+
+        As with uploads, `record` writes the audit entry before any file changes.
+        """
+        with self.changing:
+            try:
+                return self._rollback(record)
+            except Exception as exc:  # reported to the admin instead of a bare "Sorry"
+                log.exception("content rollback failed unexpectedly")
+                return self._rejected([_unexpected(exc)])
+
+    def _rollback(self, record: BlockingRecord | None) -> ContentChange:
         old = self.library.catalogue
         entries = self._history()
         if not entries:
-            return self._rejected([ContentError(self.history_dir.as_posix(), 0, "(history)",
+            return self._rejected([ContentError(HISTORY_SHOWN, 0, "(history)",
                                                 "nothing to roll back: no upload is recorded")])
         entry_path = entries[-1]
+        shown = f"{HISTORY_SHOWN} {entry_path.name}"
         try:
             entry = json.loads(entry_path.read_text(encoding="utf-8"))
             target, restored = entry["path"], entry["previous_text"]
             if not isinstance(target, str) or not (restored is None or isinstance(restored, str)):
                 raise TypeError("path must be text and previous_text text or null")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            return self._rejected([ContentError(entry_path.as_posix(), 0, "(history)", f"unreadable entry: {exc}")])
+            return self._rejected([ContentError(shown, 0, "(history)", f"unreadable entry: {_brief(exc)}")])
         path = self.directory / target
         if not _inside(self.directory, path) or Path(target).suffix not in CONTENT_SUFFIXES:
-            return self._rejected([ContentError(entry_path.as_posix(), 0, "path", f"refusing to write {target!r}")])
+            return self._rejected([ContentError(shown, 0, "path", f"refusing to write {printable_name(target)!r}")])
         errors = self._validate_with(target, restored)
         if errors:
             return self._rejected(errors, target)
+        refused = _recorded(record, target)
+        if refused is not None:
+            return self._rejected([refused], target)
         current = _read_exact(path)
         try:
             write_atomically(path, restored)
         except OSError as exc:
-            return self._rejected([_io_error(path, exc)], target)
+            return self._rejected([_io_error(target, exc)], target)
         change = self._applied(old, target, undo=(path, current))
         if change.ok:
             entry_path.unlink(missing_ok=True)
@@ -284,15 +327,15 @@ class ContentManager:
         """Errors the content would have with `target` replaced by `text` (None: deleted)."""
         try:
             if text is not None:
-                load_catalogue(self.directory, now=self.clock(), overrides={target: text})
+                load_catalogue(self.directory, now=self.clock(), overrides={target: text}, shown="")
             else:
-                texts = _read_texts(self.directory)
+                texts = read_content(self.directory)
                 texts.pop(target, None)
-                validate_texts(texts, base=self.directory, now=self.clock())
+                validate_texts(texts, base=self.directory, now=self.clock(), shown="")
         except InvalidContent as exc:
             return list(exc.errors)
-        except (OSError, UnicodeDecodeError) as exc:
-            return _unreadable(self.directory) or [_io_error(self.directory, exc)]
+        except OSError as exc:
+            return [_io_error(".", exc, "cannot read the content folder")]
         return []
 
     # ---- history on disk
@@ -359,11 +402,8 @@ class ContentManager:
 
     async def _reload_and_notify(self, on_change: Callable[[ContentChange], Awaitable[None]]) -> None:
         before, failing = self.library.catalogue.version, self.last_error is not None
-        try:
-            change = self.reload()
-        except Exception:
-            log.exception("content reload failed unexpectedly")
-            return
+        # In a worker thread: a large or hostile file must not hold up the users' commands while it is read.
+        change = await asyncio.to_thread(self.reload)
         # Our own uploads are already in force and a no-op save changes nothing: stay quiet for those,
         # but do say so when content that failed before is good again.
         if change.ok and change.version == before and not failing:
@@ -378,6 +418,51 @@ class ContentManager:
             log.exception("content change callback failed")
 
 
+class OffLoopContentAdmin:
+    """What the admin commands call: each change runs in a worker thread, so other users' commands are answered
+    while a large or hostile file is read; the manager's lock keeps changes one at a time."""
+
+    def __init__(self, manager: ContentManager, on_applied: Callable[[], None] | None = None) -> None:
+        self.manager = manager
+        self._on_applied = on_applied
+
+    async def reload(self) -> ContentChange:
+        """Re-read the content directory."""
+        return self._done(await asyncio.to_thread(self.manager.reload))
+
+    async def upload(self, file_name: str, data: bytes,
+                     record: Record | None = None) -> ContentChange:
+        """Validate an uploaded file; if valid, `record` it (the audit entry) and only then write it."""
+        return self._done(await asyncio.to_thread(self.manager.upload, file_name, data, _on_loop(record)))
+
+    async def rollback(self, record: Record | None = None) -> ContentChange:
+        """Undo the latest upload, recorded first as uploads are."""
+        return self._done(await asyncio.to_thread(self.manager.rollback, _on_loop(record)))
+
+    @property
+    def last_error(self) -> ContentChange | None:
+        """The latest failed reload, if the content on disk is broken now."""
+        return self.manager.last_error
+
+    def _done(self, change: ContentChange) -> ContentChange:
+        if change.ok and self._on_applied is not None:
+            self._on_applied()
+        return change
+
+
+def _on_loop(record: Record | None) -> BlockingRecord | None:
+    """A blocking `record` for the worker thread that runs the coroutine on this event loop and waits for it."""
+    if record is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def blocking(target: str) -> None:
+        # Bounded: if the loop is stopping and never runs it, the change is refused rather than the thread stuck.
+        asyncio.run_coroutine_threadsafe(record(target), loop).result(timeout=RECORD_TIMEOUT_SECONDS)
+
+    return blocking
+
+
 # --- files ------------------------------------------------------------------------------------
 
 
@@ -386,11 +471,35 @@ def _decode_upload(file_name: str, data: bytes) -> str | ContentError:
         return ContentError(file_name, 1, "(file)", "only .yaml or .yml files can be uploaded")
     if len(data) > MAX_UPLOAD_BYTES:
         return ContentError(file_name, 1, "(file)", f"is {len(data)} bytes; at most {MAX_UPLOAD_BYTES} allowed")
+    text = decode_content(data)
+    if isinstance(text, Unreadable):
+        return ContentError(file_name, 1, "(file)", text.message)
+    return text
+
+
+def _recorded(record: BlockingRecord | None, target: str) -> ContentError | None:
+    """Write the audit entry for a change about to be applied; the error that refuses the change if it failed."""
+    if record is None:
+        return None
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return ContentError(file_name, line, "(file)", f"is not UTF-8 text (bad byte at offset {exc.start})")
+        record(target)
+    except Exception as exc:  # any failure to record means the change must not happen
+        log.exception("could not record the change to %s; not applied", target)
+        return ContentError(target, 0, "(audit)", f"could not record the change, so it was not applied: "
+                                                  f"{_brief(exc)}")
+    return None
+
+
+def _unexpected(exc: Exception, file: str = ".") -> ContentError:
+    return ContentError(file, 0, "(content)", f"could not be loaded: {_brief(exc)}")
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception in one line without server paths: its type and, for OS errors, only the reason."""
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or 'error'}"
+    text = printable_name(str(exc).splitlines()[0] if str(exc) else "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _is_content_file(_change: watchfiles.Change, path: str) -> bool:
@@ -398,30 +507,8 @@ def _is_content_file(_change: watchfiles.Change, path: str) -> bool:
     return name.endswith(CONTENT_SUFFIXES) and not name.startswith(".")
 
 
-def _content_paths(directory: Path) -> list[Path]:
-    # The same selection as bot.content: every *.yaml / *.yml file anywhere below the directory.
-    return sorted(p for p in directory.rglob("*") if p.suffix in CONTENT_SUFFIXES and p.is_file())
-
-
-def _read_texts(directory: Path) -> dict[str, str]:
-    return {p.relative_to(directory).as_posix(): p.read_text(encoding="utf-8") for p in _content_paths(directory)}
-
-
-def _unreadable(directory: Path) -> list[ContentError]:
-    """One error per content file that cannot be read as UTF-8 text."""
-    errors = []
-    for path in _content_paths(directory):
-        try:
-            path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(ContentError(path.as_posix(), 1, "(file)", f"is not UTF-8 text (offset {exc.start})"))
-        except OSError as exc:
-            errors.append(_io_error(path, exc, "cannot be read"))
-    return errors
-
-
-def _io_error(path: Path, exc: Exception, what: str = "could not write") -> ContentError:
-    return ContentError(path.as_posix(), 0, "(file)", f"{what}: {exc}")
+def _io_error(shown: str, exc: OSError, what: str = "could not write") -> ContentError:
+    return ContentError(shown, 0, "(file)", f"{what}: {exc.strerror or type(exc).__name__}")
 
 
 def _inside(directory: Path, path: Path) -> bool:
@@ -473,7 +560,7 @@ def _snapshot(directory: Path) -> Snapshot:
     """(mtime_ns, size) of every content file: equal snapshots mean nothing was written in between."""
     result: Snapshot = {}
     try:
-        paths = _content_paths(directory)
+        paths = content_files(directory)
     except OSError:
         return result
     for path in paths:

@@ -25,9 +25,15 @@ from pathlib import Path, PurePosixPath
 import psycopg
 
 from bot.cluster import brief_error, connect, is_postgres, process_id
-from bot.content import InvalidContent, validate_texts
-from bot.content_admin import CONTENT_SUFFIXES, HISTORY_NAME, ContentChange, ContentManager, write_atomically
-from bot.core.admin import ContentOutcome
+from bot.content import InvalidContent, Unreadable, content_files, read_content, validate_texts
+from bot.content_admin import (
+    CONTENT_SUFFIXES,
+    HISTORY_NAME,
+    ContentChange,
+    ContentManager,
+    OffLoopContentAdmin,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +135,8 @@ class ContentSync:
         snapshot = await self.fetch()
         if snapshot is None or snapshot.version != version:
             return "unchanged"  # replaced meanwhile: the next round sees the newer one
-        change = self.apply(snapshot)
+        # In a worker thread, like admins' changes: validating a large snapshot must not hold up users' commands.
+        change = await asyncio.to_thread(self.apply, snapshot)
         return "applied" if change.ok else "refused"
 
     # ---- the database
@@ -178,15 +185,20 @@ class ContentSync:
 
     def apply(self, snapshot: Snapshot) -> ContentChange:
         """Validate the snapshot, write it over the content directory, reload; invalid content is never installed."""
+        with self.manager.changing:  # not in the middle of an admin's upload, rollback or reload
+            return self._apply(snapshot)
+
+    def _apply(self, snapshot: Snapshot) -> ContentChange:
         directory = self.manager.directory
         bad = [path for path in [*snapshot.files, *snapshot.history] if not _safe(path)]
         try:
             if bad:
                 raise ValueError(f"unsafe file names: {', '.join(sorted(bad)[:5])}")
-            validate_texts(snapshot.files, base=directory, now=self._clock())
+            validate_texts(snapshot.files, base=directory, now=self._clock(), shown="")
         except (InvalidContent, ValueError) as exc:
             return self._refuse(snapshot, str(exc))
-        before = _read_files(directory)
+        # What to put back if this fails; an unreadable local file is not worth keeping over a valid snapshot.
+        before = {relative: text for relative, text in read_content(directory).items() if isinstance(text, str)}
         try:
             _mirror(directory, snapshot.files, _content_files(directory))
         except OSError as exc:
@@ -251,34 +263,12 @@ class ContentSync:
                 log.exception("content sync failed unexpectedly")
 
 
-class SyncedContentAdmin:
-    """The admin commands' content manager: changes made here are published at once."""
+class SyncedContentAdmin(OffLoopContentAdmin):
+    """The admin commands' content manager on replicas: changes made here are published at once."""
 
     def __init__(self, manager: ContentManager, sync: ContentSync) -> None:
-        self.manager = manager
+        super().__init__(manager, on_applied=sync.nudge)
         self.sync = sync
-
-    def reload(self) -> ContentOutcome:
-        """Re-read the content directory; publish if it changed."""
-        return self._published(self.manager.reload())
-
-    def upload(self, file_name: str, data: bytes) -> ContentOutcome:
-        """Validate and write an uploaded file; publish if applied."""
-        return self._published(self.manager.upload(file_name, data))
-
-    def rollback(self) -> ContentOutcome:
-        """Undo the latest upload; publish if applied."""
-        return self._published(self.manager.rollback())
-
-    @property
-    def last_error(self) -> ContentOutcome | None:
-        """The latest failed reload, if any."""
-        return self.manager.last_error
-
-    def _published(self, change: ContentChange) -> ContentChange:
-        if change.ok:
-            self.sync.nudge()
-        return change
 
 
 async def start_content_sync(database_url: str, manager: ContentManager,
@@ -295,9 +285,7 @@ async def start_content_sync(database_url: str, manager: ContentManager,
 
 
 def _content_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.rglob("*") if p.suffix in CONTENT_SUFFIXES and p.is_file())
+    return content_files(directory) if directory.is_dir() else []
 
 
 def _history_files(directory: Path) -> list[Path]:
@@ -307,7 +295,12 @@ def _history_files(directory: Path) -> list[Path]:
 
 
 def _read_files(directory: Path) -> dict[str, str]:
-    return {p.relative_to(directory).as_posix(): p.read_text(encoding="utf-8") for p in _content_files(directory)}
+    """The content files as text; an unreadable one (not UTF-8, too large) is a ValueError naming it."""
+    texts = read_content(directory) if directory.is_dir() else {}
+    for relative, text in texts.items():
+        if isinstance(text, Unreadable):
+            raise ValueError(f"{relative}:1: (file): {text.message}")
+    return {relative: text for relative, text in texts.items() if isinstance(text, str)}
 
 
 def _read_history(directory: Path) -> dict[str, str]:

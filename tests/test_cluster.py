@@ -186,7 +186,7 @@ async def test_a_change_published_by_one_replica_is_applied_by_the_other(tmp_pat
     assert await two.start_up() == "unchanged"  # the same deployment's files
     before = two.manager.library.catalogue.version
 
-    change = SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode())
+    change = await SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode())
     assert change.ok
     assert await one.sync_once() == "published"
     assert await two.sync_once() == "applied"
@@ -202,11 +202,11 @@ async def test_a_rollback_on_another_replica_undoes_the_upload_everywhere(tmp_pa
     await one.start_up()
     await two.start_up()
     original = one.manager.library.catalogue.version
-    assert SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode()).ok
+    assert (await SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode())).ok
     await one.sync_once()
     await two.sync_once()
 
-    assert SyncedContentAdmin(two.manager, two).rollback().ok  # the upload history travelled with the files
+    assert (await SyncedContentAdmin(two.manager, two).rollback()).ok  # the upload history travelled with the files
     assert await two.sync_once() == "published"
     assert await one.sync_once() == "applied"
     assert one.manager.library.catalogue.version == two.manager.library.catalogue.version == original
@@ -220,7 +220,7 @@ async def test_changes_arrive_by_notify_without_waiting_for_the_poll(tmp_path: P
     await two.start()
     try:
         await asyncio.wait_for(two.listening.wait(), 5)
-        assert SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode()).ok
+        assert (await SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode())).ok
         deadline = time.monotonic() + 5  # the poll is 30 s away: only the notification can bring it sooner
         while two.manager.library.catalogue.section("robotics") is None:
             assert time.monotonic() < deadline, "the change did not arrive"
@@ -259,7 +259,7 @@ async def test_a_snapshot_with_unsafe_paths_is_refused(tmp_path: Path, database:
 async def test_a_restarted_replica_of_the_same_deployment_takes_the_live_edits(tmp_path: Path, database: str) -> None:
     one = replica(tmp_path, database, "one")
     await one.start_up()
-    assert SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode()).ok
+    assert (await SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode())).ok
     await one.sync_once()
 
     restarted = replica(tmp_path, database, "restarted")  # the deployment's files, as shipped
@@ -271,7 +271,7 @@ async def test_a_restarted_replica_of_the_same_deployment_takes_the_live_edits(t
 async def test_a_new_deployment_publishes_its_own_files(tmp_path: Path, database: str) -> None:
     one = replica(tmp_path, database, "one")
     await one.start_up()
-    assert SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode()).ok
+    assert (await SyncedContentAdmin(one.manager, one).upload("robotics.yaml", ROBOTICS.encode())).ok
     await one.sync_once()
 
     shipped = Path(shutil.copytree(VALID, tmp_path / "release"))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 import io
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from bot.app import serve
 from bot.console import Console, to_plain_text
@@ -79,6 +82,24 @@ def test_bot_refuses_to_start_on_invalid_content(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Refusing to start" in done.stderr
     assert f"{tmp_path.as_posix()}/sections/x.yaml:1: title: missing" in done.stderr
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"id: x\n\x89PNG\r\n\x1a\n\x00\xff", "sections/x.yaml:1: (file): not UTF-8 text (bad byte at offset 6)"),
+    (b"id: &x x\n", "sections/x.yaml:1: (yaml): not valid YAML: anchors (&x) are not allowed"),
+    (b"id: x\nsummary: " + b"[" * 300 + b"]" * 300 + b"\n", "sections/x.yaml:2: (yaml): not valid YAML: nested more"),
+], ids=["binary", "anchor", "deep"])
+def test_bot_refuses_to_start_on_unreadable_or_hostile_content(tmp_path: Path, data: bytes, expected: str) -> None:
+    shutil.copytree(ROOT / "tests" / "fixtures" / "content", tmp_path / "content")
+    (tmp_path / "content" / "sections" / "x.yaml").write_bytes(data)
+    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"},
+           "CONTENT_DIR": str(tmp_path / "content"), "DATABASE_URL": f"sqlite:///{tmp_path}/bot.sqlite3"}
+    done = subprocess.run([sys.executable, "-m", "bot"], input="", capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=60)
+    assert done.returncode == 1
+    assert "Refusing to start" in done.stderr
+    assert f"{tmp_path.as_posix()}/content/{expected}" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 async def test_once_started_the_bot_keeps_its_start_up_objects_out_of_full_collections(tmp_path: Path) -> None:

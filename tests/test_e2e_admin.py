@@ -179,3 +179,41 @@ async def test_broadcast_goes_out_only_after_confirmation(fake: FakeBotApi, tmp_
     assert texts(fake, 21)[-1] == "Second try" and texts(fake, 22)[-1] == "Second try" and len(texts(fake, 22)) == 3
     assert not fake.sent_messages(21)[-1].get("disable_notification")
     assert fake.sent_messages(22)[-1].get("disable_notification") is True  # in chat 22's quiet hours
+
+
+async def test_a_hostile_upload_is_refused_and_other_users_are_answered(fake: FakeBotApi, tmp_path: Path,
+                                                                        content: Path) -> None:
+    bomb = ['x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [f"x{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    name = "bomb\nNot applied: all good.yaml"
+    async with running_bot(fake, e2e_settings(fake, tmp_path, content_dir=content)) as runtime:
+        version = runtime.content.catalogue.version
+        fake.push_update(fake.document_update(name, ("id: bomb\n" + "\n".join(bomb) + "\n? *a8\n: x\n").encode(),
+                                              chat_id=ADMIN, user_id=ADMIN))
+        fake.push_update(fake.command_update("/sector finance", chat_id=6, user_id=6))
+        [answer] = await fake.wait_for("sendMessage", chat_id=ADMIN, timeout=10)
+        [other] = await fake.wait_for("sendMessage", chat_id=6, timeout=10)
+        audit = await runtime.store.audit_entries(5)
+        assert runtime.content.catalogue.version == version
+    assert "AI in finance" in other["text"]
+    assert "bomb?Not applied: all good.yaml:2: (yaml): not valid YAML: anchors (&amp;a0) are not allowed" in \
+        answer["text"]
+    assert answer["text"].count("\n") == 1  # the heading and the one error: the name added no line
+    assert [detail for _, _, action, detail in audit if action == "upload"] == [
+        "bomb?Not applied: all good.yaml -> -: 1 error(s)"]
+    assert not (content / "sections" / "bomb.yaml").exists()
+
+
+async def test_an_undecodable_file_on_disk_is_reported_to_admins_and_in_status(fake: FakeBotApi, tmp_path: Path,
+                                                                               content: Path) -> None:
+    async with running_bot(fake, e2e_settings(fake, tmp_path, content_dir=content)) as runtime:
+        await asyncio.sleep(0.5)  # let the watcher start
+        version = runtime.content.catalogue.version
+        (content / "sections" / "finance.yaml").write_bytes(b"id: finance\n\x89PNG\r\n\x1a\n\x00\xff")
+        [notice] = await fake.wait_for("sendMessage", chat_id=ADMIN, timeout=10)
+        assert runtime.content.catalogue.version == version
+        fake.push_update(fake.command_update("/status", chat_id=ADMIN, user_id=ADMIN))
+        [_, status] = await fake.wait_for("sendMessage", count=2, chat_id=ADMIN)
+    assert "sections/finance.yaml:1: (file): not UTF-8 text (bad byte at offset 12)" in notice["text"]
+    assert str(tmp_path) not in notice["text"]
+    assert "content on disk is broken (1 problem(s))" in status["text"]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.digest import compose_digest
 from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.numbers import chat_id as chat_id_from
-from bot.core.render import bold, code, italic, plain, split_message
+from bot.core.render import bold, code, italic, plain, printable_name, split_message
 from bot.core.services import Services
 
 MAX_ERRORS_SHOWN = 20
+# The largest content file an admin may upload; front ends refuse larger files before downloading them.
+MAX_UPLOAD_BYTES = 256 * 1024
 
 
 class ContentDiffView(Protocol):
@@ -53,19 +55,28 @@ class ContentOutcome(Protocol):
         ...
 
 
-class ContentAdmin(Protocol):
-    """Changes the content safely: validate in full, keep the last good content, remember what to roll back."""
+Record = Callable[[str], Coroutine[Any, Any, None]]
 
-    def reload(self) -> ContentOutcome:
+
+class ContentAdmin(Protocol):
+    """Changes the content safely: validate in full, keep the last good content, remember what to roll back.
+
+    Every method leaves the event loop free while it parses and writes, and runs one change at a time.
+    """
+
+    async def reload(self) -> ContentOutcome:
         """Re-read the content directory."""
         ...
 
-    def upload(self, file_name: str, data: bytes) -> ContentOutcome:
-        """Validate an uploaded file against the rest and, if valid, write it atomically."""
+    async def upload(self, file_name: str, data: bytes, record: Record | None = None) -> ContentOutcome:
+        """Validate an uploaded file against the rest; if valid, await `record(path)` and only then write it.
+
+        If `record` raises, nothing is written: an applied change always has its audit entry.
+        """
         ...
 
-    def rollback(self) -> ContentOutcome:
-        """Undo the latest upload."""
+    async def rollback(self, record: Record | None = None) -> ContentOutcome:
+        """Undo the latest upload; `record` as for upload."""
         ...
 
     @property
@@ -88,7 +99,7 @@ def describe_outcome(outcome: ContentOutcome, done: str) -> str:
         summary = outcome.diff.describe() if outcome.diff is not None else "no changes"
         where = f" ({plain(outcome.path)})" if outcome.path else ""
         return f"{bold(done)}{where}\n{plain(summary)}\nContent version {code(outcome.version)}."
-    errors = [str(error) for error in outcome.errors]
+    errors = [" ".join(str(error).splitlines()) for error in outcome.errors]  # one line each, whatever a name holds
     shown = "\n".join(plain(line) for line in errors[:MAX_ERRORS_SHOWN])
     more = f"\n… and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
     return (f"{bold('Not applied')}: {len(errors)} problem(s); still serving version {code(outcome.version)}.\n"
@@ -111,9 +122,38 @@ async def reload(request: Request, services: Services) -> Reply:
     manager = _content_admin(services)
     if manager is None:
         return Reply("Content reloading is not available here.")
-    outcome = manager.reload()
+    outcome = await manager.reload()
     await audit(services, request, "reload", "ok" if outcome.ok else f"{len(outcome.errors)} error(s)")
     return Reply(describe_outcome(outcome, "Reloaded."))
+
+
+class _Recorder:
+    """Writes a change's audit entry before the change is applied, and afterwards whatever is still untold."""
+
+    def __init__(self, services: Services, request: Request, action: str, subject: str) -> None:
+        self.services, self.request, self.action, self.subject = services, request, action, subject
+        self.recorded: str | None = None  # the path the entry written before applying names
+        self.failed = False
+
+    async def before_applying(self, target: str) -> None:
+        """The entry for a change about to be applied; raising here stops it."""
+        try:
+            await audit(self.services, self.request, self.action, f"{self.subject}{target}: applied")
+        except Exception:
+            self.failed = True
+            raise
+        self.recorded = target
+
+    async def after(self, outcome: ContentOutcome) -> None:
+        """Record a refusal, or that a change recorded as applied was undone after all."""
+        if self.failed:
+            return  # the audit log is what failed, and the outcome already says so
+        if self.recorded is None:
+            result = "applied (no change)" if outcome.ok else f"{len(outcome.errors)} error(s)"
+            await audit(self.services, self.request, self.action, f"{self.subject}{outcome.path or '-'}: {result}")
+        elif not outcome.ok:
+            await audit(self.services, self.request, self.action,
+                        f"{self.subject}{self.recorded}: undone, {len(outcome.errors)} error(s)")
 
 
 async def rollback(request: Request, services: Services) -> Reply:
@@ -121,22 +161,24 @@ async def rollback(request: Request, services: Services) -> Reply:
     manager = _content_admin(services)
     if manager is None:
         return Reply("Content rollback is not available here.")
-    outcome = manager.rollback()
-    await audit(services, request, "rollback", outcome.path or ("ok" if outcome.ok else "failed"))
+    recorder = _Recorder(services, request, "rollback", "")
+    outcome = await manager.rollback(recorder.before_applying)
+    await recorder.after(outcome)
     return Reply(describe_outcome(outcome, "Rolled back."))
 
 
 async def upload(request: Request, services: Services) -> Reply:
-    """A .yaml file an admin sent: validated against the rest, written only if valid."""
+    """A .yaml file an admin sent: validated against the rest, audited, and written only if valid."""
     manager = _content_admin(services)
     if manager is None or request.attachment is None:
         return Reply("Send a .yaml content file as a document in a private chat with the bot.")
     if request.chat.kind.is_group:
         return Reply("Send content files to the bot in a private chat.")
     name, data = request.attachment
-    outcome = manager.upload(name, data)
-    await audit(services, request, "upload", f"{name} -> {outcome.path or '-'}: "
-                                              f"{'applied' if outcome.ok else f'{len(outcome.errors)} error(s)'}")
+    # The name is the sender's: no newline or NUL of it may reach the reply or the audit log.
+    recorder = _Recorder(services, request, "upload", f"{printable_name(name)} -> ")
+    outcome = await manager.upload(name, data, recorder.before_applying)
+    await recorder.after(outcome)
     return Reply(describe_outcome(outcome, "Applied."))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from html import escape
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bot.core.catalogue import Initiative, Section, Update
 
+MAX_NAME_LENGTH = 80  # characters of an uploaded file's name shown in replies and logs
 MESSAGE_LIMIT = 4096
 _TAG = re.compile(r"<(/?)([a-z-]+)[^>]*>")
 
@@ -39,6 +41,18 @@ def code(text: str) -> str:
 def link(label: str, url: str) -> str:
     """A link with escaped label and URL."""
     return f'<a href="{escape(url, quote=True)}">{escape(label, quote=False)}</a>'
+
+
+def printable_name(name: str) -> str:
+    r"""An uploaded file's name made safe to show and log: no control characters (newline, NUL, ...), capped length.
+
+    `"a\nb\x00.yaml"` becomes `"a?b?.yaml"`; a name is otherwise the sender's choice and must not add lines to a
+    reply or the audit log, nor break a database that refuses NUL.
+    """
+    cleaned = "".join("?" if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs") else char
+                      for char in name)
+    # A long name loses its middle, so its end (the .yaml that decides whether it is accepted) stays.
+    return cleaned if len(cleaned) <= MAX_NAME_LENGTH else f"{cleaned[:MAX_NAME_LENGTH - 21]}…{cleaned[-20:]}"
 
 
 def plain(text: str) -> str:

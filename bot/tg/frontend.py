@@ -29,6 +29,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.core.admin import MAX_UPLOAD_BYTES
 from bot.core.commands import COMMANDS, dispatch, find_command
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-MAX_UPLOAD_BYTES = 256 * 1024
 
 # What the handlers below take; polling and setWebhook ask Telegram for exactly these.
 UPDATE_TYPES = (Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER)
