@@ -33,8 +33,9 @@ from bot.content import (
     validate_texts,
     yaml_error,
 )
-from bot.core.admin import MAX_UPLOAD_BYTES, Record
+from bot.core.admin import MAX_UPLOAD_BYTES
 from bot.core.catalogue import Catalogue
+from bot.core.ports import Record
 from bot.core.render import printable_name
 
 log = logging.getLogger(__name__)

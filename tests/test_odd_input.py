@@ -48,7 +48,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
                         database_url=f"sqlite:///{tmp_path}/bot.sqlite3",
                         admin_ids=frozenset({ADMIN, CONSOLE_ADMIN}))
     async with opened(settings, FakeClock()) as runtime:
-        runtime.services.bot_username = BOT
+        runtime.services = runtime.services_for(bot_username=BOT)
         yield runtime
 
 
