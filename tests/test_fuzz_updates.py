@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from doubles import FakeBotApi, RecordedRequest, missing_required_fields
 from harness import CONTENT, FakeClock, e2e_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,7 +31,6 @@ from telegram.ext import Application, ContextTypes
 from update_shapes import CHATS, GROUP_ADMINS, Incoming, Membership, Post, Press, Upload, incoming
 
 from bot.app import attach_telegram, build_application, opened
-from bot.testing import FakeBotApi, RecordedRequest, missing_required_fields
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))
 # Answers that depend on the state of a chat, not on the call: a button on a message the double never saw (the bot

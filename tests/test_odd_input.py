@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from doubles import parse_html
 from harness import CONTENT, FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,6 @@ from bot.core.commands import _likeness, dispatch
 from bot.core.messages import SORRY, Chat, ChatKind, Reply, User, interpret
 from bot.core.render import MESSAGE_LIMIT, split_message
 from bot.settings import Settings
-from bot.testing import parse_html
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
