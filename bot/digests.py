@@ -14,7 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.digest import DigestRules, compose_digest
-from bot.core.ports import ContentSource, WallClock
+from bot.core.ports import ContentSource, WallClock, utc_now
 from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
 from bot.delivery import DeliveryEngine, DeliveryReport
 
@@ -183,7 +183,7 @@ class DigestService:
             self._scheduler = AsyncIOScheduler(timezone=UTC)
             # coalesce + no misfire grace: a late tick (busy loop, suspended host) still runs, once.
             self._scheduler.add_job(self._tick_safely, IntervalTrigger(seconds=self.tick_seconds, timezone=UTC),
-                                    id="digest-tick", next_run_time=datetime.now(UTC), coalesce=True,
+                                    id="digest-tick", next_run_time=utc_now(), coalesce=True,
                                     max_instances=1, misfire_grace_time=None)
             self._scheduler.start()
 

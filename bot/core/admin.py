@@ -16,17 +16,33 @@ MAX_ERRORS_SHOWN = 20
 MAX_UPLOAD_BYTES = 256 * 1024
 
 
+def outcome_errors(outcome: ContentOutcome, limit: int = MAX_ERRORS_SHOWN) -> list[str]:
+    """A failed change's errors, one line each whatever a name holds, at most `limit`, then how many more."""
+    errors = [" ".join(str(error).splitlines()) for error in outcome.errors]
+    return errors[:limit] + ([f"… and {len(errors) - limit} more"] if len(errors) > limit else [])
+
+
+def _summary(outcome: ContentOutcome) -> str:
+    return outcome.diff.describe() if outcome.diff is not None else "no changes"
+
+
 def describe_outcome(outcome: ContentOutcome, done: str) -> str:
     """An admin's view of a content change: what changed, or every error with its place."""
     if outcome.ok:
-        summary = outcome.diff.describe() if outcome.diff is not None else "no changes"
         where = f" ({plain(outcome.path)})" if outcome.path else ""
-        return f"{bold(done)}{where}\n{plain(summary)}\nContent version {code(outcome.version)}."
-    errors = [" ".join(str(error).splitlines()) for error in outcome.errors]  # one line each, whatever a name holds
-    shown = "\n".join(plain(line) for line in errors[:MAX_ERRORS_SHOWN])
-    more = f"\n… and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
-    return (f"{bold('Not applied')}: {len(errors)} problem(s); still serving version {code(outcome.version)}.\n"
-            f"<pre>{shown}{more}</pre>")
+        return f"{bold(done)}{where}\n{plain(_summary(outcome))}\nContent version {code(outcome.version)}."
+    shown = "\n".join(plain(line) for line in outcome_errors(outcome))
+    return (f"{bold('Not applied')}: {len(outcome.errors)} problem(s); still serving version "
+            f"{code(outcome.version)}.\n<pre>{shown}</pre>")
+
+
+def outcome_text(outcome: ContentOutcome, limit: int = MAX_ERRORS_SHOWN) -> str:
+    """The same change in plain text, for logs: the diff when it worked, else every error (up to `limit`)."""
+    if outcome.ok:
+        where = f" ({outcome.path})" if outcome.path else ""
+        return f"Content updated{where}, version {outcome.version}: {_summary(outcome)}"
+    return "\n".join([f"Content not changed ({len(outcome.errors)} error(s)); still serving version "
+                      f"{outcome.version}:", *outcome_errors(outcome, limit)])
 
 
 async def audit(services: Services, request: Request, action: str, detail: str = "") -> None:
