@@ -27,7 +27,11 @@ from typing import Any, Self
 from aiohttp import web
 
 from bench.common import GcPauses
-from bot.testing.fake_bot_api import FakeBotApi
+
+# The double is a test double, not part of the installed bot: it lives in tests/doubles (importable as `doubles`,
+# as in the tests, where pytest puts tests/ on the path).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from doubles.fake_bot_api import FakeBotApi
 
 
 def _stats(fake: FakeBotApi, gc_pauses: GcPauses) -> dict[str, Any]:

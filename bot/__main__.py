@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.content import InvalidContent, load_catalogue
+from bot.core.ports import utc_now
 from bot.settings import SettingsError, load_settings
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 def check_content(directory: Path) -> int:
     """Validate a content directory; print every error as file:line: key: message (also: updates after tomorrow)."""
     try:
-        catalogue = load_catalogue(directory, now=datetime.now(UTC), future_updates=False)
+        catalogue = load_catalogue(directory, now=utc_now(), future_updates=False)
     except InvalidContent as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)

@@ -11,8 +11,8 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -23,11 +23,12 @@ from bot.cluster import GlobalPacer, SchedulerLeadership, is_postgres
 from bot.console import CONSOLE_USER, Console, ConsoleSender
 from bot.content import ContentLibrary, InvalidContent
 from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin
-from bot.content_sync import ContentSync, SyncedContentAdmin, start_content_sync
+from bot.content_sync import ContentSync, SyncedContentAdmin
 from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
 from bot.core.messages import Chat, Reply
-from bot.core.services import Clock, Services
+from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
+from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
 from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Sender
 from bot.digests import DigestService, digest_composer
@@ -45,11 +46,6 @@ log = logging.getLogger(__name__)
 CONCURRENT_UPDATES = 32
 
 
-def utc_now() -> datetime:
-    """The real clock (tests pass their own)."""
-    return datetime.now(UTC)
-
-
 def rate_limits(settings: Settings) -> RateLimits:
     """Delivery pacing from settings."""
     return RateLimits(messages_per_second=settings.messages_per_second,
@@ -60,17 +56,30 @@ def rate_limits(settings: Settings) -> RateLimits:
 
 @dataclass
 class Runtime:
-    """The parts of a running bot, for the front end and for tests to reach."""
+    """The parts of a running bot, for the front end and for tests to reach.
+
+    `services` is the Services of the front end attached (before one attaches: of none, for tests and benchmarks).
+    A front end does not fill fields in: it gets a new, complete Services from `services_for`, built once it knows
+    its own facts (the bot's username, who administers a group), sharing everything else with the runtime's.
+    """
 
     settings: Settings
     content: ContentLibrary
     store: SubscriptionStore
     services: Services
     content_admin: ContentManager
+    delivery_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sync: ContentSync | None = None
     digests: DigestService | None = None
     application: Application | None = None  # type: ignore[type-arg]
     watcher: asyncio.Task[None] | None = None
     stop_watching: asyncio.Event | None = None
+
+    def services_for(self, *, bot_username: str = "", chat_admins: ChatAdmins | None = None,
+                     admin_ids: frozenset[int] | None = None) -> Services:
+        """The complete Services of one front end: the runtime's, with that front end's own facts."""
+        return replace(self.services, bot_username=bot_username, chat_admins=chat_admins or EveryoneIsAdmin(),
+                       admin_ids=self.services.admin_ids if admin_ids is None else admin_ids)
 
     def start_watching(self, notify: Callable[[str], Awaitable[None]]) -> None:
         """Reload content when its files change; tell the admins what changed or what is wrong."""
@@ -94,24 +103,24 @@ class Runtime:
 
 
 def build_services(settings: Settings, content: ContentLibrary, store: SubscriptionStore | None,
-                   clock: Clock = utc_now) -> Services:
-    """The services every command gets."""
+                   clock: WallClock = utc_now, *, content_admin: ContentAdmin | None = None,
+                   wake_delivery: Callable[[], None]) -> Services:
+    """The services every command gets, complete; a front end derives its own with Runtime.services_for."""
     rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
     return Services(content=content, clock=clock, admin_ids=settings.admin_ids, operator_contact=settings.contact,
-                    subscriptions=store, default_timezone=settings.timezone, digest_rules=rules)
+                    subscriptions=store, default_timezone=settings.timezone, digest_rules=rules,
+                    quiet_hours_cache=QuietHoursCache(), content_admin=content_admin, audit=store,
+                    wake_delivery=wake_delivery)
 
 
-def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestService:
+def build_digests(runtime: Runtime, sender: Sender, clock: WallClock) -> DigestService:
     """The delivery engine and the scheduler tick for this process."""
     settings = runtime.settings
     services = runtime.services
 
     async def silent(delivery: Delivery) -> bool:
-        # Quiet hours silence everything but the scheduled digest.
-        if delivery.kind is DeliveryKind.DIGEST:
-            return False
-        hours = await services.quiet_hours(delivery.subscription.chat_id)
-        return hours is not None and hours.contains(clock())
+        return await services.hushed(delivery.subscription.chat_id,
+                                     scheduled_digest=delivery.kind is DeliveryKind.DIGEST)
 
     # Replicas on one PostgreSQL: one of them schedules, and all of them share the sending ceiling.
     replicas = is_postgres(settings.database_url)
@@ -126,92 +135,111 @@ def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestServi
                             now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
-                         closing=[part for part in (leadership, pacer) if part is not None], retention=retention)
+                         closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
+                         wake=runtime.delivery_wake)
 
 
-def build_application(settings: Settings, services: Services) -> Application:  # type: ignore[type-arg]
-    """A python-telegram-bot Application wired to our front end, talking to settings.telegram_api_url."""
-    front_end = TelegramFrontEnd(services)
-
-    async def post_init(application: Application) -> None:  # type: ignore[type-arg]
-        await front_end.announce_commands(application)
-
-    application = (
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    """A python-telegram-bot Application talking to settings.telegram_api_url; `attach_telegram` adds our front end."""
+    return (
         ApplicationBuilder()
         .token(settings.telegram_token.reveal())
         .base_url(f"{settings.telegram_api_url}/bot")
         .base_file_url(f"{settings.telegram_api_url}/file/bot")
-        .post_init(post_init)
         # Updates from different chats are handled side by side (one slow chat does not hold up the rest);
         # one chat's updates keep their order.
         .concurrent_updates(PerChatOrderedProcessor(CONCURRENT_UPDATES))
         .build()
     )
+
+
+async def attach_telegram(runtime: Runtime, application: Application) -> Services:  # type: ignore[type-arg]
+    """Once the application is initialized (getMe told the bot's username): the Telegram front end's Services,
+    its handlers and its command menus."""
+    services = runtime.services_for(bot_username=application.bot.username,
+                                    chat_admins=TelegramChatAdmins(application.bot))
+    runtime.services = services
+    runtime.application = application
+    front_end = TelegramFrontEnd(services)
     front_end.install(application)
-    return application
+    await front_end.announce_commands(application)
+    return services
 
 
 @contextlib.asynccontextmanager
-async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Runtime]:
+async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterator[Runtime]:
     """Load content (refusing invalid content) and open the store; close everything on the way out."""
     content = ContentLibrary.open(settings.content_dir, now=clock())
     store = await open_store(settings.database_url)
-    sync: ContentSync | None = None
     try:
-        services = build_services(settings, content, store, clock)
         manager = ContentManager(content, settings.content_history_dir, clock)
-        services.content_admin = OffLoopContentAdmin(manager)
-        services.audit = store
-        # Replicas on one PostgreSQL: content changed on any of them reaches all (no-op on SQLite).
-        sync = await start_content_sync(settings.database_url, manager, clock)
-        if sync is not None:
-            services.content_admin = SyncedContentAdmin(manager, sync)
-        yield Runtime(settings, content, store, services, manager)
+        # Replicas on one PostgreSQL: content changed on any of them reaches all (none on SQLite). Built here, for
+        # the content admin the commands get; started by `running`.
+        sync = ContentSync(settings.database_url, manager, clock) if is_postgres(settings.database_url) else None
+        content_admin = OffLoopContentAdmin(manager) if sync is None else SyncedContentAdmin(manager, sync)
+        # The delivery loop's wake-up exists before the loop, so the commands' Services is complete from the start.
+        delivery_wake = asyncio.Event()
+        services = build_services(settings, content, store, clock, content_admin=content_admin,
+                                  wake_delivery=delivery_wake.set)
+        yield Runtime(settings, content, store, services, manager, delivery_wake, sync)
     finally:
-        if sync is not None:
-            await sync.close()
         await store.close()
 
 
 @contextlib.asynccontextmanager
-async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIterator[Runtime]:
+async def running(runtime: Runtime, sender: Sender, notify: Callable[[str], Awaitable[None]],
+                  clock: WallClock) -> AsyncIterator[DigestService]:
+    """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
+    the digests (scheduler tick and delivery loop) and the content watcher; stop them in reverse."""
+    if runtime.sync is not None:
+        await runtime.sync.start()  # takes the published content before anything is answered
+    try:
+        digests = runtime.digests = build_digests(runtime, sender, clock)
+        digests.start()
+        try:
+            runtime.start_watching(notify)
+            try:
+                yield digests
+            finally:
+                await runtime.stop_watcher()
+        finally:
+            await digests.stop()
+    finally:
+        if runtime.sync is not None:
+            await runtime.sync.close()
+
+
+@contextlib.asynccontextmanager
+async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIterator[Runtime]:
     """Updates (long polling, or the webhook when WEBHOOK_URL is set), the command menu, the scheduler tick, the
     delivery loop and the content watcher; all stopped gracefully on exit."""
     settings = runtime.settings
-    application = build_application(settings, runtime.services)
-    runtime.application = application
+    application = build_application(settings)
     async with application:
-        runtime.services.chat_admins = TelegramChatAdmins(application.bot)
-        if application.post_init is not None:
-            await application.post_init(application)
+        await attach_telegram(runtime, application)
+
+        async def notify_admins(html: str) -> None:
+            for admin_id in sorted(settings.admin_ids):
+                try:
+                    await send_reply(application, Chat(admin_id), Reply(html))
+                except TelegramError as exc:
+                    log.warning("could not notify admin %s: %s", admin_id, exc)
+
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        runtime.digests = build_digests(runtime, sender, clock)
-        runtime.services.wake_delivery = runtime.digests.wake
-        async with sender, _receiving_updates(runtime, application, clock):
+        async with sender, running(runtime, sender, notify_admins, clock), \
+                _receiving_updates(runtime, application, clock):
             await application.start()
-            runtime.digests.start()
-
-            async def notify_admins(html: str) -> None:
-                for admin_id in sorted(settings.admin_ids):
-                    try:
-                        await send_reply(application, Chat(admin_id), Reply(html))
-                    except TelegramError as exc:
-                        log.warning("could not notify admin %s: %s", admin_id, exc)
-
-            runtime.start_watching(notify_admins)
             try:
                 yield runtime
             finally:
-                await runtime.stop_watcher()
-                await runtime.digests.stop()
                 await application.stop()
 
 
 @contextlib.asynccontextmanager
 async def _receiving_updates(runtime: Runtime, application: Application,  # type: ignore[type-arg]
-                             clock: Clock) -> AsyncIterator[None]:
+                             clock: WallClock) -> AsyncIterator[None]:
     """Long polling, or a webhook server on PORT registered with setWebhook; stops taking updates on exit."""
     settings = runtime.settings
     if not settings.webhook_mode:
@@ -243,28 +271,22 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         await server.close_all_connections()
 
 
-async def serve(settings: Settings, *, clock: Clock = utc_now, force_console: bool = False,
+async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console: bool = False,
                 stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Run the bot until SIGTERM/SIGINT (Telegram) or end of input (console). Returns the exit status."""
     try:
         async with opened(settings, clock) as runtime:
             if force_console or settings.console_mode:
+                # The person at the terminal is the admin.
+                runtime.services = runtime.services_for(admin_ids=settings.admin_ids | {CONSOLE_USER.id})
                 console = Console(runtime.services, stdin, stdout)
-                runtime.services.admin_ids = runtime.services.admin_ids | {CONSOLE_USER.id}
-                runtime.digests = build_digests(runtime, ConsoleSender(console), clock)
-                runtime.services.wake_delivery = runtime.digests.wake
-                runtime.digests.start()
 
                 async def notify_console(html: str) -> None:
                     console.show(html)
 
-                runtime.start_watching(notify_console)
-                freeze_startup_objects()
-                try:
+                async with running(runtime, ConsoleSender(console), notify_console, clock):
+                    freeze_startup_objects()
                     await console.run()
-                finally:
-                    await runtime.stop_watcher()
-                    await runtime.digests.stop()
                 return 0
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

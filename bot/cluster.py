@@ -21,6 +21,9 @@ from typing import Any
 
 import psycopg
 
+from bot.core.ports import MonotonicClock
+from bot.delivery import pacing_interval
+
 log = logging.getLogger(__name__)
 
 # Any fixed 64-bit number works; it only has to be the same in every replica (and differ from the migration lock).
@@ -36,7 +39,6 @@ LATE_TOLERANCE = 0.01
 CONNECT_TIMEOUT = 5
 STATEMENT_TIMEOUT = 5.0
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -152,13 +154,13 @@ class GlobalPacer:
 
     def __init__(self, database_url: str, messages_per_second: float, *, name: str = "telegram",
                  pacing: float = GLOBAL_PACING, batch_seconds: float = BATCH_SECONDS,
-                 tolerance: float = LATE_TOLERANCE, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
-                 timeout: float = STATEMENT_TIMEOUT) -> None:
+                 tolerance: float = LATE_TOLERANCE, clock: MonotonicClock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep, timeout: float = STATEMENT_TIMEOUT) -> None:
         if messages_per_second <= 0:
             raise ValueError("a shared pace needs a positive ceiling")
         self._url = database_url
         self.name = name
-        self.interval = 1.0 / (messages_per_second * min(max(pacing, 0.01), 1.0))
+        self.interval = pacing_interval(messages_per_second, pacing)
         self.batch = max(1, int(batch_seconds / self.interval))
         self._tolerance = tolerance
         self._clock = clock

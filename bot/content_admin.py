@@ -33,8 +33,9 @@ from bot.content import (
     validate_texts,
     yaml_error,
 )
-from bot.core.admin import MAX_UPLOAD_BYTES, Record
+from bot.core.admin import MAX_UPLOAD_BYTES, outcome_text
 from bot.core.catalogue import Catalogue
+from bot.core.ports import Record
 from bot.core.render import printable_name
 
 log = logging.getLogger(__name__)
@@ -128,15 +129,7 @@ class ContentChange:
 
     def describe(self, limit: int = 20) -> str:
         """Plain text for an admin: the diff when it worked, else every error (up to `limit`) with its place."""
-        if self.ok:
-            where = f" ({self.path})" if self.path else ""
-            summary = self.diff.describe() if self.diff is not None else "no changes"
-            return f"Content updated{where}, version {self.version}: {summary}"
-        lines = [f"Content not changed ({len(self.errors)} error(s)); still serving version {self.version}:"]
-        lines += [str(error) for error in self.errors[:limit]]
-        if len(self.errors) > limit:
-            lines.append(f"… and {len(self.errors) - limit} more")
-        return "\n".join(lines)
+        return outcome_text(self, limit)
 
 
 # --- the manager ------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
+from bot.core.ports import MonotonicClock, WallClock, utc_now
 from bot.core.subscriptions import Delivery, DigestPayload, SubscriptionStore
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -71,6 +71,11 @@ class Sender(Protocol):
     async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
         """Send one message part."""
         ...
+
+
+def pacing_interval(messages_per_second: float, pacing: float) -> float:
+    """Seconds between two evenly paced sends: the ceiling, scaled by a pacing share clamped to 1%..100%."""
+    return 1.0 / (messages_per_second * min(max(pacing, 0.01), 1.0))
 
 
 class SharedPacer(Protocol):
@@ -144,7 +149,7 @@ class RateLimiter:
     WINDOW = 1.0
     GROUP_PERIOD = 60.0
 
-    def __init__(self, limits: RateLimits, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+    def __init__(self, limits: RateLimits, *, clock: MonotonicClock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  global_pacer: SharedPacer | None = None) -> None:
         self._clock = clock
         # Several replicas: the overall ceiling comes from the shared pacer; per-chat limits stay local, which is
@@ -153,7 +158,7 @@ class RateLimiter:
         self._sleep = sleep
         ceiling = limits.messages_per_second
         self._margin = max(limits.window_margin, 0.0)
-        self._interval = 1.0 / (ceiling * min(max(limits.pacing, 0.01), 1.0)) if ceiling > 0 else 0.0
+        self._interval = pacing_interval(ceiling, limits.pacing) if ceiling > 0 else 0.0
         self._catch_up = max(limits.catch_up_seconds, 0.0)
         self._next_slot = -math.inf  # when the evenly paced schedule allows the next start
         cap = max(math.floor(ceiling * self.WINDOW + 1e-9), 1) if ceiling > 0 else 0
@@ -175,7 +180,7 @@ class RateLimiter:
 
     @property
     def paused_until(self) -> float:
-        """Clock time until which every send waits (flood control)."""
+        """MonotonicClock time until which every send waits (flood control)."""
         return self._paused_until
 
     def pause(self, seconds: float) -> None:
@@ -352,10 +357,6 @@ Compose = Callable[[Delivery], Awaitable[DigestPayload | None]]
 Silent = Callable[[Delivery], Awaitable[bool]]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class DeliveryEngine:
     """Claims due deliveries and sends them, many at once, with the store's bookkeeping before and after each part."""
 
@@ -367,10 +368,10 @@ class DeliveryEngine:
         *,
         worker_id: str,
         compose: Compose,
-        now: Callable[[], datetime] = _utc_now,
+        now: WallClock = utc_now,
         silent: Silent | None = None,
         limiter: RateLimiter | None = None,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store

@@ -14,7 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.digest import DigestRules, compose_digest
-from bot.core.services import Clock, ContentSource
+from bot.core.ports import ContentSource, WallClock, utc_now
 from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
 from bot.delivery import DeliveryEngine, DeliveryReport
 
@@ -28,7 +28,7 @@ PRUNE_INTERVAL = timedelta(days=1)
 INCOMING_RETENTION = timedelta(days=2)
 
 
-def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Clock,
+def digest_composer(store: SubscriptionStore, content: ContentSource, clock: WallClock,
                     rules: DigestRules) -> Callable[[Delivery], Awaitable[DigestPayload | None]]:
     """The engine's compose step: the pure digest function fed with the chat's history and the content in force."""
 
@@ -70,10 +70,10 @@ class TickReport:
 class DigestService:
     """Runs the digest machinery of one process: the scheduler tick and the delivery loop."""
 
-    def __init__(self, store: SubscriptionStore, engine: DeliveryEngine, clock: Clock, *, tick_seconds: float,
+    def __init__(self, store: SubscriptionStore, engine: DeliveryEngine, clock: WallClock, *, tick_seconds: float,
                  idle_seconds: float = 5.0, batch: int = ENQUEUE_BATCH, leadership: Leadership | None = None,
                  closing: Sequence[Closeable] = (), retention: timedelta | None = None,
-                 prune_batch: int = PRUNE_BATCH) -> None:
+                 prune_batch: int = PRUNE_BATCH, wake: asyncio.Event | None = None) -> None:
         self.store = store
         self.engine = engine
         self.clock = clock
@@ -81,7 +81,8 @@ class DigestService:
         self.idle_seconds = idle_seconds
         self.batch = batch
         self.report = TickReport()
-        self._wake = asyncio.Event()
+        # The wake-up event may come from outside: the composition root hands it to the commands before this runs.
+        self._wake = wake if wake is not None else asyncio.Event()
         self._scheduler: AsyncIOScheduler | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -182,7 +183,7 @@ class DigestService:
             self._scheduler = AsyncIOScheduler(timezone=UTC)
             # coalesce + no misfire grace: a late tick (busy loop, suspended host) still runs, once.
             self._scheduler.add_job(self._tick_safely, IntervalTrigger(seconds=self.tick_seconds, timezone=UTC),
-                                    id="digest-tick", next_run_time=datetime.now(UTC), coalesce=True,
+                                    id="digest-tick", next_run_time=utc_now(), coalesce=True,
                                     max_instances=1, misfire_grace_time=None)
             self._scheduler.start()
 

@@ -16,9 +16,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from doubles import FakeBotApi
 from hypothesis import HealthCheck, settings
-
-from bot.testing import FakeBotApi
 
 # Property tests: no deadline (a busy CI machine is slow, and that is not a failure); fixtures such as the Bot API
 # double are deliberately shared by all the examples of a test. Examples that failed are kept in .hypothesis/
@@ -33,7 +32,7 @@ settings.load_profile("hk-ai-pulse")
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBotApi]:
-    """A started Bot API double (bot/testing/fake_bot_api.py) on a free local port."""
+    """A started Bot API double (tests/doubles/fake_bot_api.py) on a free local port."""
     async with FakeBotApi() as server:
         yield server
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from doubles.fake_bot_api import FakeBotApi
+
 from bot.app import Runtime, opened, telegram_running
 from bot.settings import Secret, Settings
-from bot.testing.fake_bot_api import FakeBotApi
 
 ROOT = Path(__file__).parent.parent
 CONTENT = ROOT / "content"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -217,8 +218,7 @@ async def test_about_names_sources_and_contact() -> None:
 
 
 async def test_about_ends_with_the_operators_contact_under_a_heading() -> None:
-    bot = services()
-    bot.operator_contact = "@hk_ai_pulse_ops"
+    bot = replace(services(), operator_contact="@hk_ai_pulse_ops")
     request = interpret("/about", PRIVATE_CHAT, User(5, "Ada"), "hk_ai_pulse_bot")
     assert request is not None
     text = (await dispatch(request, bot)).text

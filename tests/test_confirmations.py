@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -101,8 +102,7 @@ async def test_in_a_group_a_member_gets_a_refusal_not_a_confirmation(store: SqlS
         async def is_admin(self, chat: Chat, user: User | None) -> bool:
             return user is not None and user.id == 1
 
-    bot = services(store)
-    bot.chat_admins = OnlyUserOne()
+    bot = replace(services(store), chat_admins=OnlyUserOne())
     group = Chat(-100, ChatKind.SUPERGROUP)
     await dispatch(Request("subscribe", (), group, User(1)), bot)
     for action in ("unsubscribe", UNSUBSCRIBE_CONFIRMED):

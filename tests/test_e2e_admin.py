@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, FakeClock, e2e_settings, running_bot, sent_message_ids, texts
-
-from bot.testing.fake_bot_api import FakeBotApi
 
 ADMIN, STRANGER = 900, 901
 NEW_UPDATE = """  - date: 2025-04-16

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, e2e_settings, running_bot, sent_message_ids, texts
 
 from bot.core.commands import COMMANDS
 from bot.logs import configure_logging
-from bot.testing.fake_bot_api import FakeBotApi
 
 GROUP = -1001234
 

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from doubles.fake_bot_api import FakeBotApi
 from harness import FakeClock, e2e_settings, running_bot, texts
-
-from bot.testing.fake_bot_api import FakeBotApi
 
 GROUP = -100777
 ADMIN, MEMBER = 11, 12

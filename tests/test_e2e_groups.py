@@ -11,12 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from doubles.fake_bot_api import FILE_DOWNLOAD, FakeBotApi, missing_required_fields
 from harness import CONTENT, e2e_settings, running_bot, texts
 from telegram import Bot, Update
 
 from bot.app import Runtime
 from bot.settings import Secret
-from bot.testing.fake_bot_api import FILE_DOWNLOAD, FakeBotApi, missing_required_fields
 from bot.tg.webhook import SECRET_HEADER
 
 GROUP, CHANNEL = -100777, -100888

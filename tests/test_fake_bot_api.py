@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from doubles import FILE_DOWNLOAD, FakeBotApi, missing_required_fields, spec_return_type, spec_version
 from telegram import (
     Bot,
     ChatMemberAdministrator,
@@ -23,8 +24,6 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
-
-from bot.testing import FILE_DOWNLOAD, FakeBotApi, missing_required_fields, spec_return_type, spec_version
 
 GROUP_ID = -1001234567890
 

@@ -14,13 +14,13 @@ from datetime import time as clock_time
 from pathlib import Path
 
 import pytest
+from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, ROOT
 
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import SubscriptionRequest
 from bot.store import open_store
-from bot.testing.fake_bot_api import FakeBotApi
 
 CHATS = 1000
 MAX_IN_FLIGHT = 16

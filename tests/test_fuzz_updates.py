@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from doubles import FakeBotApi, RecordedRequest, missing_required_fields
 from harness import CONTENT, FakeClock, e2e_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,9 +30,7 @@ from telegram import Update
 from telegram.ext import Application, ContextTypes
 from update_shapes import CHATS, GROUP_ADMINS, Incoming, Membership, Post, Press, Upload, incoming
 
-from bot.app import build_application, opened
-from bot.testing import FakeBotApi, RecordedRequest, missing_required_fields
-from bot.tg.admins import TelegramChatAdmins
+from bot.app import attach_telegram, build_application, opened
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))
 # Answers that depend on the state of a chat, not on the call: a button on a message the double never saw (the bot
@@ -63,11 +62,9 @@ async def fuzzed(fake: FakeBotApi, tmp_path: Path) -> AsyncIterator[FuzzedBot]:
     for chat_id, admins in GROUP_ADMINS.items():
         fake.set_chat_administrators(chat_id, admins)
     async with opened(settings, FakeClock()) as runtime:
-        application = build_application(settings, runtime.services)
+        application = build_application(settings)
         async with application:
-            runtime.services.chat_admins = TelegramChatAdmins(application.bot)
-            assert application.post_init is not None
-            await application.post_init(application)
+            await attach_telegram(runtime, application)
             bot = FuzzedBot(fake, application)
 
             async def record(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

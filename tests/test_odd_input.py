@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from doubles import parse_html
 from harness import CONTENT, FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,6 @@ from bot.core.commands import _likeness, dispatch
 from bot.core.messages import SORRY, Chat, ChatKind, Reply, User, interpret
 from bot.core.render import MESSAGE_LIMIT, split_message
 from bot.settings import Settings
-from bot.testing import parse_html
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
@@ -48,7 +48,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
                         database_url=f"sqlite:///{tmp_path}/bot.sqlite3",
                         admin_ids=frozenset({ADMIN, CONSOLE_ADMIN}))
     async with opened(settings, FakeClock()) as runtime:
-        runtime.services.bot_username = BOT
+        runtime.services = runtime.services_for(bot_username=BOT)
         yield runtime
 
 

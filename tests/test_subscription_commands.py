@@ -14,7 +14,7 @@ from bot.core.digest import compose_digest
 from bot.core.messages import Chat, ChatKind, Request, User, interpret
 from bot.core.schedule import Cadence, QuietHours, Schedule, find_timezone
 from bot.core.services import Services, StaticContent
-from bot.core.subscribing import parse_subscribe
+from bot.core.subscribing import NO_STORE, REFUSAL, parse_subscribe
 from bot.core.subscriptions import DigestHistory, Subscription
 from bot.store import SqlStore, open_store
 
@@ -118,3 +118,29 @@ def test_a_later_empty_digest_says_nothing_is_new_since_the_last_one() -> None:
     history = DigestHistory(sent_update_keys=frozenset({"an-update-sent-before"}))
     payload = compose_digest(subscription, SHIPPED, datetime(2030, 1, 1, tzinfo=UTC), history)
     assert payload is not None and "Nothing new since your last digest." in payload.parts[0]
+
+
+class NobodyIsAdmin:
+    async def is_admin(self, chat: Chat, user: User | None) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("command", ["subscribe", "unsubscribe", "settings", "digest", "quiet"])
+async def test_every_subscription_command_without_a_store_says_digests_are_not_available(command: str) -> None:
+    services = Services(content=StaticContent(SHIPPED), clock=lambda: NOW, chat_admins=NobodyIsAdmin())
+    for chat in (CHAT, Chat(-100, ChatKind.SUPERGROUP)):
+        reply = await dispatch(Request(command, (), chat, User(5)), services)
+        assert reply.text == NO_STORE.text
+
+
+@pytest.mark.parametrize(("command", "guarded"), [("subscribe", True), ("unsubscribe", True), ("quiet", True),
+                                                  ("settings", False), ("digest", False)])
+async def test_in_a_group_only_admins_may_change_a_subscription(store: SqlStore, command: str, guarded: bool) -> None:
+    services = Services(content=StaticContent(SHIPPED), clock=lambda: NOW, subscriptions=store,
+                        chat_admins=NobodyIsAdmin())
+    group = Chat(-100, ChatKind.SUPERGROUP)
+    reply = await dispatch(Request(command, (), group, User(5)), services)
+    assert (reply.text == REFUSAL.text) is guarded
+    assert await store.get_subscription(-100, None) is None
+    # In a private chat the person is always in charge of it.
+    assert (await dispatch(Request(command, (), CHAT, User(5)), services)).text != REFUSAL.text

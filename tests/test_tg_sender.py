@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles import FakeBotApi
 from telegram import Bot
 from telegram.error import InvalidToken
 from telegram.error import RetryAfter as PtbRetryAfter
@@ -30,7 +31,6 @@ from bot.delivery import (
     TransientFailure,
 )
 from bot.store import open_store
-from bot.testing import FakeBotApi
 from bot.tg.sender import BotApiSender, TelegramSender, is_chat_gone, retry_after_seconds
 
 CHAT = 4242

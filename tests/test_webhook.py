@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, ROOT, FakeClock, e2e_settings, running_bot, texts
 
 from bot.app import webhook_secret
@@ -23,7 +24,6 @@ from bot.core.subscriptions import IncomingClaim
 from bot.logs import configure_logging
 from bot.settings import Secret
 from bot.store import StoreError
-from bot.testing.fake_bot_api import FakeBotApi
 from bot.tg.webhook import MAX_UPDATE_BYTES, SECRET_HEADER
 
 SECRET = "test-webhook-secret_1"

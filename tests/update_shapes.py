@@ -13,14 +13,13 @@ import re
 import time
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from doubles import FakeBotApi
+from doubles.fake_bot_api import SPEC_PATH
 from hypothesis import strategies as st
 from odd_text import callback_data, typed_text
-
-from bot.testing import FakeBotApi
 
 JSONDict = dict[str, Any]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -71,7 +70,7 @@ def text_entities(text: str, extra: list[tuple[str, int, int]]) -> list[JSONDict
 
 @cache
 def _member_fields() -> dict[str, list[tuple[str, str]]]:
-    spec = json.loads(resources.files("bot.testing").joinpath("telegram-bot-api-10.1.json").read_text())
+    spec = json.loads(SPEC_PATH.read_text())
     out: dict[str, list[tuple[str, str]]] = {}
     for name in spec["types"]["ChatMember"]["subtypes"]:
         fields = spec["types"][name]["fields"]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
-from typing import Any, Protocol
 
 from bot.core.digest import compose_digest
 from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.numbers import chat_id as chat_id_from
+from bot.core.ports import ContentAdmin, ContentOutcome
 from bot.core.render import bold, code, italic, plain, printable_name, split_message
 from bot.core.services import Services
 
@@ -18,92 +16,33 @@ MAX_ERRORS_SHOWN = 20
 MAX_UPLOAD_BYTES = 256 * 1024
 
 
-class ContentDiffView(Protocol):
-    """What changed in the content, as the content manager describes it."""
-
-    def describe(self) -> str:
-        """A short plain-text summary."""
-        ...
+def outcome_errors(outcome: ContentOutcome, limit: int = MAX_ERRORS_SHOWN) -> list[str]:
+    """A failed change's errors, one line each whatever a name holds, at most `limit`, then how many more."""
+    errors = [" ".join(str(error).splitlines()) for error in outcome.errors]
+    return errors[:limit] + ([f"… and {len(errors) - limit} more"] if len(errors) > limit else [])
 
 
-class ContentOutcome(Protocol):
-    """The result of a reload, upload or rollback."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the new content is in force."""
-        ...
-
-    @property
-    def errors(self) -> Sequence[object]:
-        """Each prints as `file:line: key: message`."""
-        ...
-
-    @property
-    def diff(self) -> ContentDiffView | None:
-        """What changed, when ok."""
-        ...
-
-    @property
-    def path(self) -> str | None:
-        """The file written, for uploads and rollbacks."""
-        ...
-
-    @property
-    def version(self) -> str:
-        """The content version in force afterwards."""
-        ...
-
-
-Record = Callable[[str], Coroutine[Any, Any, None]]
-
-
-class ContentAdmin(Protocol):
-    """Changes the content safely: validate in full, keep the last good content, remember what to roll back.
-
-    Every method leaves the event loop free while it parses and writes, and runs one change at a time.
-    """
-
-    async def reload(self) -> ContentOutcome:
-        """Re-read the content directory."""
-        ...
-
-    async def upload(self, file_name: str, data: bytes, record: Record | None = None) -> ContentOutcome:
-        """Validate an uploaded file against the rest; if valid, await `record(path)` and only then write it.
-
-        If `record` raises, nothing is written: an applied change always has its audit entry.
-        """
-        ...
-
-    async def rollback(self, record: Record | None = None) -> ContentOutcome:
-        """Undo the latest upload; `record` as for upload."""
-        ...
-
-    @property
-    def last_error(self) -> ContentOutcome | None:
-        """The latest failed reload, if the content on disk is broken now."""
-        ...
-
-
-class AuditLog(Protocol):
-    """Where admin actions are written: who, when, what."""
-
-    async def record_audit(self, actor_id: int | None, action: str, detail: str, now: datetime) -> None:
-        """Append one entry."""
-        ...
+def _summary(outcome: ContentOutcome) -> str:
+    return outcome.diff.describe() if outcome.diff is not None else "no changes"
 
 
 def describe_outcome(outcome: ContentOutcome, done: str) -> str:
     """An admin's view of a content change: what changed, or every error with its place."""
     if outcome.ok:
-        summary = outcome.diff.describe() if outcome.diff is not None else "no changes"
         where = f" ({plain(outcome.path)})" if outcome.path else ""
-        return f"{bold(done)}{where}\n{plain(summary)}\nContent version {code(outcome.version)}."
-    errors = [" ".join(str(error).splitlines()) for error in outcome.errors]  # one line each, whatever a name holds
-    shown = "\n".join(plain(line) for line in errors[:MAX_ERRORS_SHOWN])
-    more = f"\n… and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
-    return (f"{bold('Not applied')}: {len(errors)} problem(s); still serving version {code(outcome.version)}.\n"
-            f"<pre>{shown}{more}</pre>")
+        return f"{bold(done)}{where}\n{plain(_summary(outcome))}\nContent version {code(outcome.version)}."
+    shown = "\n".join(plain(line) for line in outcome_errors(outcome))
+    return (f"{bold('Not applied')}: {len(outcome.errors)} problem(s); still serving version "
+            f"{code(outcome.version)}.\n<pre>{shown}</pre>")
+
+
+def outcome_text(outcome: ContentOutcome, limit: int = MAX_ERRORS_SHOWN) -> str:
+    """The same change in plain text, for logs: the diff when it worked, else every error (up to `limit`)."""
+    if outcome.ok:
+        where = f" ({outcome.path})" if outcome.path else ""
+        return f"Content updated{where}, version {outcome.version}: {_summary(outcome)}"
+    return "\n".join([f"Content not changed ({len(outcome.errors)} error(s)); still serving version "
+                      f"{outcome.version}:", *outcome_errors(outcome, limit)])
 
 
 async def audit(services: Services, request: Request, action: str, detail: str = "") -> None:
@@ -253,8 +192,7 @@ async def broadcast(request: Request, services: Services) -> Reply:
             return replacing_on_button(Reply("Broadcast cancelled; nothing was sent."), request)
         count = await store.enqueue_broadcast(split_message(plain(text)), services.clock())
         await audit(services, request, "broadcast-send", f"{count} chat(s): {text[:200]}")
-        if services.wake_delivery is not None:
-            services.wake_delivery()
+        services.wake_delivery()
         return replacing_on_button(Reply(f"Broadcast queued for {count} subscribed chat(s); it goes out at the "
                                          "same pace as digests. /status shows the outcome."), request)
     text = request.text.strip()

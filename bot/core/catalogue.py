@@ -5,12 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cached_property
 from types import MappingProxyType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bot.core.search import SearchIndex
 
 
 @dataclass(frozen=True)
@@ -99,13 +94,6 @@ class Catalogue:
     def initiatives(self) -> tuple[Initiative, ...]:
         """Every initiative, in section order."""
         return tuple(item for section in self.sections for item in section.initiatives)
-
-    @cached_property
-    def search_index(self) -> SearchIndex:
-        """The search index of this catalogue, built once on first use."""
-        from bot.core.search import SearchIndex
-
-        return SearchIndex.build(self)
 
     def updates_for(self, section_id: str) -> tuple[Update, ...]:
         """Updates tagged with one section, newest first."""

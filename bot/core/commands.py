@@ -22,6 +22,7 @@ from bot.core.render import (
     render_section_header,
     render_update,
 )
+from bot.core.search import index_of
 from bot.core.services import Services
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ async def search(request: Request, services: Services) -> Reply:
     if not query:
         return Reply("What should I look for? For example: /search hkust ai")
     catalogue = services.content.catalogue
-    hits = catalogue.search_index.search(query, limit=SEARCH_RESULTS)
+    hits = index_of(catalogue).search(query, limit=SEARCH_RESULTS)
     if not hits:
         return Reply(f"Nothing matches “{plain(query)}”. Try fewer or other words, or browse /sectors.")
     lines = [bold(f"Results for “{query}”")]
@@ -298,10 +299,7 @@ async def dispatch(request: Request, services: Services) -> Reply:
 
 
 async def _hush_in_quiet_hours(reply: Reply, request: Request, services: Services) -> Reply:
-    """In a chat's quiet hours nothing but a scheduled digest makes a sound."""
-    if reply.silent or not reply.text:
-        return reply
-    hours = await services.quiet_hours(request.chat.id)
-    if hours is None or not hours.contains(services.clock()):
+    """A reply made in the chat's quiet hours goes out silently (the rule is Services.hushed)."""
+    if reply.silent or not reply.text or not await services.hushed(request.chat.id):
         return reply
     return dataclasses.replace(reply, silent=True)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from bot.core.catalogue import Catalogue, Initiative, Section, Update
+from bot.core.catalogue import Catalogue, Initiative, Section, Update
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
 
@@ -93,3 +92,16 @@ class SearchIndex:
                 break
             found.append(term)
         return found
+
+
+# One index per catalogue in force, built on first use; it goes when its catalogue does (a reload replaced it).
+_INDEXES: dict[int, SearchIndex] = {}
+
+
+def index_of(catalogue: Catalogue) -> SearchIndex:
+    """The search index of a catalogue, built once on first use."""
+    index = _INDEXES.get(id(catalogue))
+    if index is None:
+        index = _INDEXES[id(catalogue)] = SearchIndex.build(catalogue)
+        weakref.finalize(catalogue, _INDEXES.pop, id(catalogue), None)
+    return index

@@ -1,33 +1,20 @@
-"""What commands may use: the current content, the clock, and (later) stores, passed down from the composition root."""
+"""What commands may use: the current content, the clock, the stores and the front end's facts, built once."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.core.catalogue import Catalogue
 from bot.core.digest import DigestRules
 from bot.core.messages import Chat, User
+from bot.core.ports import AuditLog, ChatAdmins, ContentAdmin, ContentSource, WallClock
 from bot.core.schedule import QuietHours
 from bot.core.subscriptions import SubscriptionStore
 
-if TYPE_CHECKING:
-    from bot.core.admin import AuditLog, ContentAdmin
-
-Clock = Callable[[], datetime]
 QUIET_HOURS_TTL = 60.0  # seconds a replica trusts its cached copy of a chat's quiet hours
-
-
-class ChatAdmins(Protocol):
-    """Answers whether a user may manage a group's subscription (the Telegram front end asks Telegram)."""
-
-    async def is_admin(self, chat: Chat, user: User | None) -> bool:
-        """True when `user` administers `chat` (always true in a private chat)."""
-        ...
 
 
 class EveryoneIsAdmin:
@@ -38,15 +25,6 @@ class EveryoneIsAdmin:
         return True
 
 
-class ContentSource(Protocol):
-    """Gives the content in force now; a reload swaps it without the commands noticing."""
-
-    @property
-    def catalogue(self) -> Catalogue:
-        """The last good catalogue."""
-        ...
-
-
 @dataclass(frozen=True)
 class StaticContent:
     """A ContentSource that never changes (tests, benchmarks)."""
@@ -54,12 +32,43 @@ class StaticContent:
     catalogue: Catalogue
 
 
-@dataclass
+class QuietHoursCache:
+    """Chats' quiet hours as this process last read them, each with the monotonic time it was read.
+
+    One per process, shared by the commands and the delivery engine, whichever Services they hold.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[QuietHours | None, float]] = {}
+
+    def fresh(self, chat_id: int) -> tuple[QuietHours | None] | None:
+        """The cached quiet hours (in a 1-tuple, since None is an answer) if read less than a minute ago."""
+        cached = self._entries.get(chat_id)
+        if cached is not None and time.monotonic() - cached[1] < QUIET_HOURS_TTL:
+            return (cached[0],)
+        return None
+
+    def remember(self, chat_id: int, hours: QuietHours | None) -> None:
+        """Cache a chat's quiet hours, read or changed now."""
+        self._entries[chat_id] = (hours, time.monotonic())
+
+
+def _no_delivery_loop() -> None:
+    """Wakes nothing: there is no delivery loop (a test, a benchmark)."""
+
+
+@dataclass(frozen=True)
 class Services:
-    """Everything a command needs, built once by the composition root."""
+    """Everything a command needs, built complete by the composition root and never changed afterwards.
+
+    What a front end only learns when it runs (the bot's username, who administers a group) is not filled in
+    later: the composition root builds this after the front end exists. Optional fields are capabilities a
+    deployment may really lack, not fields waiting for a value: `subscriptions` (content-only services, as in
+    the benchmarks), `content_admin` and `audit` (services without a content manager or an audit log).
+    """
 
     content: ContentSource
-    clock: Clock
+    clock: WallClock
     bot_username: str = ""
     admin_ids: frozenset[int] = field(default_factory=frozenset)
     operator_contact: str = ""  # the deployment's contact (BOT_CONTACT), shown by /about
@@ -67,10 +76,11 @@ class Services:
     chat_admins: ChatAdmins = field(default_factory=EveryoneIsAdmin)
     default_timezone: str = "Asia/Hong_Kong"
     digest_rules: DigestRules = field(default_factory=DigestRules)
-    quiet_hours_cache: dict[int, tuple[QuietHours | None, float]] = field(default_factory=dict)  # (hours, read at)
+    quiet_hours_cache: QuietHoursCache = field(default_factory=QuietHoursCache)
     content_admin: ContentAdmin | None = None
     audit: AuditLog | None = None
-    wake_delivery: Callable[[], None] | None = None
+    # Sets the delivery loop's wake-up event, which exists before the loop runs (see bot.app.opened).
+    wake_delivery: Callable[[], None] = _no_delivery_loop
 
     @property
     def zone(self) -> ZoneInfo:
@@ -82,8 +92,8 @@ class Services:
         replica's entry at once)."""
         if self.subscriptions is None:
             return None
-        cached = self.quiet_hours_cache.get(chat_id)
-        if cached is not None and time.monotonic() - cached[1] < QUIET_HOURS_TTL:
+        cached = self.quiet_hours_cache.fresh(chat_id)
+        if cached is not None:
             return cached[0]
         hours = await self.subscriptions.get_quiet_hours(chat_id)
         self.remember_quiet_hours(chat_id, hours)
@@ -91,4 +101,12 @@ class Services:
 
     def remember_quiet_hours(self, chat_id: int, hours: QuietHours | None) -> None:
         """Cache a chat's quiet hours (after reading or changing them)."""
-        self.quiet_hours_cache[chat_id] = (hours, time.monotonic())
+        self.quiet_hours_cache.remember(chat_id, hours)
+
+    async def hushed(self, chat_id: int, *, scheduled_digest: bool = False) -> bool:
+        """The quiet-hours rule, for replies and deliveries alike: in a chat's quiet hours nothing but a scheduled
+        digest makes a sound."""
+        if scheduled_digest:
+            return False
+        hours = await self.quiet_hours(chat_id)
+        return hours is not None and hours.contains(self.clock())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import time
 
@@ -128,6 +130,25 @@ async def _may_manage(request: Request, services: Services) -> bool:
 
 REFUSAL = Reply("Only this group's administrators can change its digest subscription.")
 NO_STORE = Reply("Digests are not available here: this bot runs without a subscription store.")
+StoreHandler = Callable[[Request, Services, SubscriptionStore], Awaitable[Reply]]
+
+
+def subscription_command(*, manage: bool) -> Callable[[StoreHandler], Callable[[Request, Services], Awaitable[Reply]]]:
+    """The one guard of the subscription commands: no store, no digests; `manage`: in a group, admins only."""
+
+    def guarded(body: StoreHandler) -> Callable[[Request, Services], Awaitable[Reply]]:
+        @functools.wraps(body)
+        async def command(request: Request, services: Services) -> Reply:
+            store = services.subscriptions
+            if store is None:
+                return NO_STORE
+            if manage and not await _may_manage(request, services):
+                return REFUSAL
+            return await body(request, services, store)
+
+        return command
+
+    return guarded
 
 
 def _settings_buttons(subscription: Subscription | None) -> tuple[tuple[Button, ...], ...]:
@@ -191,15 +212,12 @@ def _subscription_request(request: Request, choice: SubscribeChoice) -> Subscrip
                                schedule=choice.schedule, sections=choice.sections)
 
 
-async def subscribe(request: Request, services: Services) -> Reply:
+@subscription_command(manage=True)
+async def subscribe(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Subscribe this chat (or forum topic) to digests, or change its schedule."""
-    if services.subscriptions is None:
-        return NO_STORE
-    if not await _may_manage(request, services):
-        return REFUSAL
     catalogue = services.content.catalogue
     if request.from_button:  # a Subscribe button left on an old message must not reset a subscription made since
-        current = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+        current = await store.get_subscription(request.chat.id, request.chat.thread_id)
         if current is not None and current.active:
             return replacing_on_button(Reply(f"{bold('Already subscribed.')} {describe(current, catalogue)}",
                                              buttons=_settings_buttons(current)), request)
@@ -207,31 +225,27 @@ async def subscribe(request: Request, services: Services) -> Reply:
         choice = parse_subscribe(request.args, catalogue, services.default_timezone)
     except BadArguments as exc:
         return Reply(f"{plain(str(exc))}\n\nYou can write:\n{plain(SUBSCRIBE_FORMS)}")
-    saved = await services.subscriptions.save_subscription(_subscription_request(request, choice), services.clock())
+    saved = await store.save_subscription(_subscription_request(request, choice), services.clock())
     reply = Reply(f"{bold('Subscribed.')} {describe(saved, catalogue)}\n\n"
                   "Change it with /settings, preview it with /digest, stop with /unsubscribe.",
                   buttons=_settings_buttons(saved), notice="Saved" if request.from_button else None)
     return replacing_on_button(reply, request)
 
 
-async def unsubscribe(request: Request, services: Services) -> Reply:
+@subscription_command(manage=True)
+async def unsubscribe(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """End this chat's digest subscription; a button first asks to confirm (the typed command is explicit)."""
-    if services.subscriptions is None:
-        return NO_STORE
-    if not await _may_manage(request, services):
-        return REFUSAL
     if request.from_button and request.args != (CONFIRM,):
-        return await _confirm_unsubscribe(request, services)
-    ended = await services.subscriptions.unsubscribe(request.chat.id, request.chat.thread_id, services.clock())
+        return await _confirm_unsubscribe(request, store)
+    ended = await store.unsubscribe(request.chat.id, request.chat.thread_id, services.clock())
     if not ended:
         return Reply("This chat has no digest subscription. Start one with /subscribe.")
     return replacing_on_button(Reply("Unsubscribed: no more digests here. /subscribe brings them back.",
                             buttons=_settings_buttons(None)), request)
 
 
-async def _confirm_unsubscribe(request: Request, services: Services) -> Reply:
-    assert services.subscriptions is not None
-    subscription = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+async def _confirm_unsubscribe(request: Request, store: SubscriptionStore) -> Reply:
+    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
     if subscription is None or not subscription.active:
         return replacing_on_button(Reply("This chat has no digest subscription. Start one with /subscribe.",
                                          buttons=_settings_buttons(None)), request)
@@ -241,11 +255,10 @@ async def _confirm_unsubscribe(request: Request, services: Services) -> Reply:
                                                Button("Keep it", "settings")),)), request)
 
 
-async def settings(request: Request, services: Services) -> Reply:
+@subscription_command(manage=False)
+async def settings(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Show this chat's subscription with buttons to change it; with arguments, change part of it."""
-    if services.subscriptions is None:
-        return NO_STORE
-    subscription = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
     active = subscription is not None and subscription.active
     if request.args and subscription is not None and active:
         if not await _may_manage(request, services):
@@ -256,7 +269,7 @@ async def settings(request: Request, services: Services) -> Reply:
             return Reply(f"{plain(str(exc))} You can write: {plain(SETTINGS_FORMS)}")
         changed = SubscriptionRequest(subscription.chat_id, subscription.thread_id, subscription.chat_kind,
                                       schedule, subscription.sections, subscription.spotlight)
-        subscription = await services.subscriptions.save_subscription(changed, services.clock())
+        subscription = await store.save_subscription(changed, services.clock())
     quiet = await services.quiet_hours(request.chat.id)
     quiet_line = f"\nQuiet hours: {plain(quiet.describe())}." if quiet else "\nNo quiet hours (/quiet 22:00-07:00)."
     if subscription is None or not active:
@@ -267,15 +280,14 @@ async def settings(request: Request, services: Services) -> Reply:
                             notice="Saved" if request.args and request.from_button else None), request)
 
 
-async def digest(request: Request, services: Services) -> Reply:
+@subscription_command(manage=False)
+async def digest(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Preview the digest this chat would get now."""
-    if services.subscriptions is None:
-        return NO_STORE
-    subscription = await services.subscriptions.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
     if subscription is None or not subscription.active:
         return Reply("This chat is not subscribed; here is what a new subscription would start with. "
                      "/subscribe to get it regularly.\n\n" + await _preview_for_new(request, services))
-    history = await services.subscriptions.history(subscription.id)
+    history = await store.history(subscription.id)
     payload = compose_digest(subscription, services.content.catalogue, services.clock(), history,
                              services.digest_rules)
     if payload is None:
@@ -302,12 +314,9 @@ async def _chat_timezone(chat: Chat, store: SubscriptionStore, default: str) -> 
     return default
 
 
-async def quiet(request: Request, services: Services) -> Reply:
+@subscription_command(manage=True)
+async def quiet(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Set quiet hours (`/quiet 22:00-07:00 [timezone]`) or clear them (`/quiet off`)."""
-    if services.subscriptions is None:
-        return NO_STORE
-    if not await _may_manage(request, services):
-        return REFUSAL
     usage = ("Write /quiet 22:00-07:00 (in your digest's timezone, or name one: /quiet 23:00-07:30 Europe/London), "
              "or /quiet off.")
     if not request.args:
@@ -315,7 +324,7 @@ async def quiet(request: Request, services: Services) -> Reply:
         state = f"Quiet hours: {plain(current.describe())}." if current else "No quiet hours set."
         return Reply(f"{state}\n{usage}")
     if request.args[0].lower() in ("off", "none", "clear"):
-        await services.subscriptions.set_quiet_hours(request.chat.id, None)
+        await store.set_quiet_hours(request.chat.id, None)
         services.remember_quiet_hours(request.chat.id, None)
         return Reply("Quiet hours cleared.")
     start_text, _, end_text = request.args[0].partition("-")
@@ -331,9 +340,9 @@ async def quiet(request: Request, services: Services) -> Reply:
         if zone is None:
             return Reply(f"{plain(bad_timezone(request.args[1]))} {usage}")
     else:
-        zone = await _chat_timezone(request.chat, services.subscriptions, services.default_timezone)
+        zone = await _chat_timezone(request.chat, store, services.default_timezone)
     hours = QuietHours(start, end, zone)
-    await services.subscriptions.set_quiet_hours(request.chat.id, hours)
+    await store.set_quiet_hours(request.chat.id, hours)
     services.remember_quiet_hours(request.chat.id, hours)
     return Reply(f"Quiet hours set: {plain(hours.describe())}. Only scheduled digests will make a sound then.")
 

@@ -12,8 +12,9 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from bot.core.ports import utc_now
 from bot.store.drivers import Dialect, Driver
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ async def apply_migrations(driver: Driver, migrations: Sequence[Migration] = MIG
                     await tx.execute(statement)
                 await tx.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (step.version, step.name, datetime.now(UTC)),
+                    (step.version, step.name, utc_now()),
                 )
             log.info("applied migration %03d_%s", step.version, step.name)
             applied.append(step)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from telegram import Bot
 from telegram.error import TelegramError
 
 from bot.core.messages import Chat, User
+from bot.core.ports import MonotonicClock
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class TelegramChatAdmins:
     """Asks Telegram for a chat's administrators (getChatAdministrators), caching the answer for `ttl` seconds."""
 
-    def __init__(self, bot: Bot, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, bot: Bot, ttl: float = 300.0, clock: MonotonicClock = time.monotonic) -> None:
         self.bot = bot
         self.ttl = ttl
         self.clock = clock

@@ -118,8 +118,7 @@ class TelegramFrontEnd:
         application.add_error_handler(self.on_error)
 
     async def announce_commands(self, application: Application) -> None:  # type: ignore[type-arg]
-        """Publish the command menu from the command table and learn the bot's username."""
-        self.services.bot_username = application.bot.username  # learnt by getMe in initialize()
+        """Publish the command menu from the command table."""
         await application.bot.set_my_commands(
             [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu and not c.admin_only])
         admin_menu = [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu]

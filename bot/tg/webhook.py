@@ -20,7 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application as WebApplication
 from tornado.web import RequestHandler, stream_request_body
 
-from bot.core.services import Clock
+from bot.core.ports import WallClock
 from bot.core.subscriptions import IncomingClaim, SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class UpdateHandler(RequestHandler):
     """
 
     def initialize(self, telegram_app: Application, secret: str,  # type: ignore[type-arg]
-                   store: SubscriptionStore, worker: str, clock: Clock) -> None:
+                   store: SubscriptionStore, worker: str, clock: WallClock) -> None:
         self.telegram_app = telegram_app  # not `application`: RequestHandler uses that name for tornado's app
         self.secret = secret
         self.store = store
@@ -200,7 +200,7 @@ class HealthHandler(RequestHandler):
 
 
 def webhook_server(application: Application, *, path: str, secret: str,  # type: ignore[type-arg]
-                   store: SubscriptionStore, worker: str, clock: Clock,
+                   store: SubscriptionStore, worker: str, clock: WallClock,
                    health: Callable[[], Awaitable[dict[str, Any]]]) -> HTTPServer:
     """An HTTP server with the webhook at `path` and the health check at /healthz (not yet listening)."""
     routes: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [

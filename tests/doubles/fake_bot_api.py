@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import importlib.resources
 import json
 import mimetypes
 import random
@@ -15,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,7 +37,8 @@ ChatKey = int | str
 #: ``RecordedRequest.method`` used for file downloads (``GET /file/bot<token>/<path>``).
 FILE_DOWNLOAD = "file"
 
-_SPEC_FILE = "telegram-bot-api-10.1.json"
+# The official Bot API spec, beside this file (MIT licence beside it); test data, not shipped with the bot.
+SPEC_PATH = Path(__file__).with_name("telegram-bot-api-10.1.json")
 _MAX_MESSAGE_LENGTH = 4096
 _MAX_CAPTION_LENGTH = 1024
 _MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files (Bot API: "up to 20MB in size")
@@ -114,8 +115,7 @@ def _field_kind(types: tuple[str, ...]) -> str:
 
 @functools.cache
 def _spec() -> _Spec:
-    package = __package__ or "bot.testing"
-    raw = json.loads(importlib.resources.files(package).joinpath(_SPEC_FILE).read_text("utf-8"))
+    raw = json.loads(SPEC_PATH.read_text("utf-8"))
     methods: dict[str, _MethodSpec] = {}
     for name, mdef in raw["methods"].items():
         fields = {

@@ -1,0 +1,112 @@
+"""The ports the core needs from the edges (content, content admin, audit log, chat admins) and the two clocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bot.core.catalogue import Catalogue
+from bot.core.messages import Chat, User
+
+# Two clocks, two names: the wall clock tells the date and time (digests, schedules, audit entries); the monotonic
+# clock measures seconds between two moments (pacing, caches) and never jumps when the wall clock is set.
+WallClock = Callable[[], datetime]
+MonotonicClock = Callable[[], float]
+
+
+def utc_now() -> datetime:
+    """The real wall clock, in UTC (tests pass their own)."""
+    return datetime.now(UTC)
+
+
+class ContentSource(Protocol):
+    """Gives the content in force now; a reload swaps it without the commands noticing."""
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The last good catalogue."""
+        ...
+
+
+class ChatAdmins(Protocol):
+    """Answers whether a user may manage a group's subscription (the Telegram front end asks Telegram)."""
+
+    async def is_admin(self, chat: Chat, user: User | None) -> bool:
+        """True when `user` administers `chat` (always true in a private chat)."""
+        ...
+
+
+class ContentDiffView(Protocol):
+    """What changed in the content, as the content manager describes it."""
+
+    def describe(self) -> str:
+        """A short plain-text summary."""
+        ...
+
+
+class ContentOutcome(Protocol):
+    """The result of a reload, upload or rollback."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the new content is in force."""
+        ...
+
+    @property
+    def errors(self) -> Sequence[object]:
+        """Each prints as `file:line: key: message`."""
+        ...
+
+    @property
+    def diff(self) -> ContentDiffView | None:
+        """What changed, when ok."""
+        ...
+
+    @property
+    def path(self) -> str | None:
+        """The file written, for uploads and rollbacks."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """The content version in force afterwards."""
+        ...
+
+
+Record = Callable[[str], Coroutine[Any, Any, None]]
+
+
+class ContentAdmin(Protocol):
+    """Changes the content safely: validate in full, keep the last good content, remember what to roll back.
+
+    Every method leaves the event loop free while it parses and writes, and runs one change at a time.
+    """
+
+    async def reload(self) -> ContentOutcome:
+        """Re-read the content directory."""
+        ...
+
+    async def upload(self, file_name: str, data: bytes, record: Record | None = None) -> ContentOutcome:
+        """Validate an uploaded file against the rest; if valid, await `record(path)` and only then write it.
+
+        If `record` raises, nothing is written: an applied change always has its audit entry.
+        """
+        ...
+
+    async def rollback(self, record: Record | None = None) -> ContentOutcome:
+        """Undo the latest upload; `record` as for upload."""
+        ...
+
+    @property
+    def last_error(self) -> ContentOutcome | None:
+        """The latest failed reload, if the content on disk is broken now."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Where admin actions are written: who, when, what."""
+
+    async def record_audit(self, actor_id: int | None, action: str, detail: str, now: datetime) -> None:
+        """Append one entry."""
+        ...
