@@ -20,16 +20,17 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.cluster import GlobalPacer, SchedulerLeadership, is_postgres
-from bot.console import CONSOLE_USER, Console, ConsoleSender
+from bot.console import CONSOLE_USER, Console, ConsoleSender, console_parts
 from bot.content import ContentLibrary, InvalidContent
 from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin
 from bot.content_sync import ContentSync, SyncedContentAdmin, start_content_sync
 from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
+from bot.core.document import Document
 from bot.core.messages import Chat, Reply
 from bot.core.services import Clock, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
-from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Sender
+from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
 from bot.digests import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
@@ -37,6 +38,7 @@ from bot.store import open_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import UPDATE_TYPES, TelegramFrontEnd, send_reply
 from bot.tg.ordering import PerChatOrderedProcessor
+from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender
 from bot.tg.webhook import derive_secret, webhook_server
 
@@ -72,7 +74,7 @@ class Runtime:
     watcher: asyncio.Task[None] | None = None
     stop_watching: asyncio.Event | None = None
 
-    def start_watching(self, notify: Callable[[str], Awaitable[None]]) -> None:
+    def start_watching(self, notify: Callable[[Document], Awaitable[None]]) -> None:
         """Reload content when its files change; tell the admins what changed or what is wrong."""
         if not self.settings.watch_content:
             return
@@ -101,7 +103,7 @@ def build_services(settings: Settings, content: ContentLibrary, store: Subscript
                     subscriptions=store, default_timezone=settings.timezone, digest_rules=rules)
 
 
-def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestService:
+def build_digests(runtime: Runtime, sender: Sender, clock: Clock, render: Render) -> DigestService:
     """The delivery engine and the scheduler tick for this process."""
     settings = runtime.settings
     services = runtime.services
@@ -119,7 +121,7 @@ def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestServi
     pacer = (GlobalPacer(settings.database_url, settings.messages_per_second)
              if replicas and settings.shared_rate_limit and settings.messages_per_second > 0 else None)
     limits = rate_limits(settings)
-    engine = DeliveryEngine(runtime.store, sender, limits, silent=silent,
+    engine = DeliveryEngine(runtime.store, sender, limits, silent=silent, render=render,
                             worker_id=f"{socket.gethostname()}:{os.getpid()}",
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
@@ -187,16 +189,16 @@ async def telegram_running(runtime: Runtime, clock: Clock = utc_now) -> AsyncIte
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        runtime.digests = build_digests(runtime, sender, clock)
+        runtime.digests = build_digests(runtime, sender, clock, html_parts)
         runtime.services.wake_delivery = runtime.digests.wake
         async with sender, _receiving_updates(runtime, application, clock):
             await application.start()
             runtime.digests.start()
 
-            async def notify_admins(html: str) -> None:
+            async def notify_admins(message: Document) -> None:
                 for admin_id in sorted(settings.admin_ids):
                     try:
-                        await send_reply(application, Chat(admin_id), Reply(html))
+                        await send_reply(application, Chat(admin_id), Reply(message))
                     except TelegramError as exc:
                         log.warning("could not notify admin %s: %s", admin_id, exc)
 
@@ -251,12 +253,12 @@ async def serve(settings: Settings, *, clock: Clock = utc_now, force_console: bo
             if force_console or settings.console_mode:
                 console = Console(runtime.services, stdin, stdout)
                 runtime.services.admin_ids = runtime.services.admin_ids | {CONSOLE_USER.id}
-                runtime.digests = build_digests(runtime, ConsoleSender(console), clock)
+                runtime.digests = build_digests(runtime, ConsoleSender(console), clock, console_parts)
                 runtime.services.wake_delivery = runtime.digests.wake
                 runtime.digests.start()
 
-                async def notify_console(html: str) -> None:
-                    console.show(html)
+                async def notify_console(message: Document) -> None:
+                    console.show(message)
 
                 runtime.start_watching(notify_console)
                 freeze_startup_objects()

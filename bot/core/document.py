@@ -1,0 +1,175 @@
+"""A reply as a platform-neutral document: blocks of lines of inline spans, rendered by each front end.
+
+`doc(para("Content ", code("v7"), ", loaded today"), block(heading("Sources"), item(link("HKPC", url))))` is a
+document of two blocks. Blocks are separated by a blank line (where a long message is best split), lines within a
+block by a line break. Every text is plain text: only a renderer escapes or marks it up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class Style(Enum):
+    """How an inline span is shown."""
+
+    PLAIN = "plain"
+    BOLD = "bold"
+    ITALIC = "italic"
+    CODE = "code"
+    LINK = "link"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of plain text in one style; a link also has its URL. A `\\n` in the text is a line break."""
+
+    text: str
+    style: Style = Style.PLAIN
+    url: str = ""
+
+
+class LineKind(Enum):
+    """What a line is: text, a heading, a list item (shown with a bullet), or preformatted text."""
+
+    TEXT = "text"
+    HEADING = "heading"
+    ITEM = "item"
+    PRE = "pre"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a block (preformatted text may span several)."""
+
+    spans: tuple[Span, ...]
+    kind: LineKind = LineKind.TEXT
+
+
+@dataclass(frozen=True)
+class Block:
+    """Lines that belong together; a renderer separates blocks by a blank line."""
+
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A whole message, as blocks; an empty document means nothing to send."""
+
+    blocks: tuple[Block, ...] = ()
+
+    def __bool__(self) -> bool:
+        return any(span.text for block in self.blocks for line in block.lines for span in line.spans)
+
+    def to_data(self) -> list[list[dict[str, Any]]]:
+        """The document as JSON-ready data (blocks of lines), for storing a message to render later."""
+        return [[{"kind": line.kind.value, "spans": [_span_data(span) for span in line.spans]}
+                 for line in block.lines] for block in self.blocks]
+
+    @classmethod
+    def from_data(cls, data: list[list[dict[str, Any]]]) -> Document:
+        """The document `to_data` described."""
+        return cls(tuple(Block(tuple(Line(tuple(Span(str(span["text"]), Style(span.get("style", "plain")),
+                                                      str(span.get("url", ""))) for span in line["spans"]),
+                                          LineKind(line.get("kind", "text")))
+                                     for line in block)) for block in data))
+
+
+def _span_data(span: Span) -> dict[str, str]:
+    data = {"text": span.text}
+    if span.style is not Style.PLAIN:
+        data["style"] = span.style.value
+    if span.url:
+        data["url"] = span.url
+    return data
+
+
+Inline = str | Span  # a str is plain text
+Part = Inline | Line | Block | Document
+
+
+def plain(text: str) -> Span:
+    """Plain text."""
+    return Span(text)
+
+
+def bold(text: str) -> Span:
+    """Bold text."""
+    return Span(text, Style.BOLD)
+
+
+def italic(text: str) -> Span:
+    """Italic text."""
+    return Span(text, Style.ITALIC)
+
+
+def code(text: str) -> Span:
+    """Monospace text."""
+    return Span(text, Style.CODE)
+
+
+def link(label: str, url: str) -> Span:
+    """A link: its label, and where it goes."""
+    return Span(label, Style.LINK, url)
+
+
+def _spans(parts: Iterable[Inline]) -> tuple[Span, ...]:
+    return tuple(Span(part) if isinstance(part, str) else part for part in parts if part)
+
+
+def line(*parts: Inline) -> Line:
+    """A line of text: `line("Next run: ", bold("09:00"))`."""
+    return Line(_spans(parts))
+
+
+def heading(*parts: Inline) -> Line:
+    """A heading line."""
+    return Line(_spans(parts), LineKind.HEADING)
+
+
+def item(*parts: Inline) -> Line:
+    """A list item."""
+    return Line(_spans(parts), LineKind.ITEM)
+
+
+def pre(text: str) -> Line:
+    """Preformatted text, shown as it is (line breaks kept)."""
+    return Line((Span(text),), LineKind.PRE)
+
+
+def block(*lines: Line | Inline) -> Block:
+    """A block of lines; a bare text or span is a line of its own."""
+    return Block(tuple(each if isinstance(each, Line) else line(each) for each in lines
+                       if not isinstance(each, Line) or each.spans))
+
+
+def para(*parts: Inline) -> Block:
+    """A block of one line: `para("Content ", code(version), ", loaded ", when)`."""
+    return Block((line(*parts),))
+
+
+def doc(*parts: Part) -> Document:
+    """A document of blocks: a Block is one, a Document adds its blocks, a Line or text becomes a block of one line."""
+    blocks: list[Block] = []
+    for part in parts:
+        if isinstance(part, Document):
+            blocks.extend(part.blocks)
+        elif isinstance(part, Block):
+            if part.lines:
+                blocks.append(part)
+        elif isinstance(part, Line):
+            if part.spans:
+                blocks.append(Block((part,)))
+        elif part:
+            blocks.append(para(part))
+    return Document(tuple(blocks))
+
+
+def text_of(document: Document) -> str:
+    """The document's text without any styling, blocks and lines on their own lines (for logs and tests)."""
+    return "\n\n".join("\n".join("".join(span.text for span in each.spans) for each in one.lines)
+                       for one in document.blocks)
