@@ -31,10 +31,10 @@ from typing import Any
 
 from bench.common import CONTENT, ROOT, fill_subscriptions, peak_rss_mb, print_table, spread_over_a_day, write_results
 from bot.app import build_digests, opened
-from bot.tg.render import html_parts
 from bot.digests import PRUNE_BATCH
 from bot.settings import Settings
 from bot.store import SqlStore, open_store
+from bot.tg.render import html_parts
 
 BASE = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 SLOTS = 1440

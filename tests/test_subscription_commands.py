@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
+from replies import html, parts
 
 from bot.content import load_catalogue
 from bot.core.commands import dispatch
@@ -39,7 +40,7 @@ def services_with(store: SqlStore) -> Services:
 async def say(services: Services, text: str, chat: Chat = CHAT) -> str:
     request = interpret(text, chat, User(chat.id, "Ada"), "hk_ai_pulse_bot")
     assert request is not None
-    return (await dispatch(request, services)).text
+    return html(await dispatch(request, services))
 
 
 @pytest.mark.parametrize(("typed", "meant"), [("utc", "UTC"), ("UTC", "UTC"), ("europe/london", "Europe/London"),
@@ -107,7 +108,7 @@ async def test_digest_of_a_brand_new_subscription_does_not_mention_a_last_digest
     services = Services(content=StaticContent(SHIPPED), clock=lambda: datetime(2030, 1, 1, tzinfo=UTC),
                         subscriptions=store)  # long after the newest update: nothing new, a spotlight instead
     await dispatch(Request("subscribe", (), CHAT, User(5)), services)
-    preview = (await dispatch(Request("digest", (), CHAT, User(5)), services)).text
+    preview = html(await dispatch(Request("digest", (), CHAT, User(5)), services))
     assert "Spotlight" in preview
     assert "since your last digest" not in preview and "No new updates in your sectors yet." in preview
 
@@ -117,4 +118,4 @@ def test_a_later_empty_digest_says_nothing_is_new_since_the_last_one() -> None:
                                 NOW, NOW)
     history = DigestHistory(sent_update_keys=frozenset({"an-update-sent-before"}))
     payload = compose_digest(subscription, SHIPPED, datetime(2030, 1, 1, tzinfo=UTC), history)
-    assert payload is not None and "Nothing new since your last digest." in payload.parts[0]
+    assert payload is not None and "Nothing new since your last digest." in parts(payload)[0]
