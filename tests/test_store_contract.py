@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscriptions import (
@@ -590,6 +591,18 @@ async def test_broadcast_enqueues_one_per_active_subscription(store: SqlStore) -
     }
     await store.complete_delivery(claimed[0].id, T0)
     assert await store.history(claimed[0].subscription.id) == DigestHistory()
+
+
+async def test_a_payload_keeps_its_document_and_keys_as_written(store: SqlStore) -> None:
+    await store.save_subscription(req(1), T0)
+    message = doc(block(heading("Digest · 1 Aug"), line("Émoji 😀 & <tags> ", link("more", "https://e.org/?a=1&b=2"))),
+                  block(item(bold("x"), " ", italic("y"), " ", code("z")), pre("a\n  b")))
+    await store.enqueue_broadcast(DigestPayload(message=message), T0)
+    (claimed,) = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert claimed.payload == DigestPayload(message=message)
+    await store.set_payload(claimed.id, DigestPayload((), ("u1",), "i1", message))
+    await store.complete_delivery(claimed.id, T0)
+    assert await store.history(claimed.subscription.id) == DigestHistory(frozenset({"u1"}), frozenset({"i1"}))
 
 
 async def test_delivery_stats_counts(store: SqlStore) -> None:
