@@ -159,9 +159,3 @@ def doc(*parts: Part) -> Document:
         elif part:
             blocks.append(para(part))
     return Document(tuple(blocks))
-
-
-def text_of(document: Document) -> str:
-    """The document's text without any styling, blocks and lines on their own lines (for logs and tests)."""
-    return "\n\n".join("\n".join("".join(span.text for span in each.spans) for each in one.lines)
-                       for one in document.blocks)
