@@ -50,6 +50,7 @@ from bot.core.subscriptions import DigestHistory
 from bot.delivery import DeliveryEngine, RateLimits, Sender
 from bot.digests import DigestService, digest_composer
 from bot.store import open_store
+from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender, TelegramSender
 
 VARIANTS = ("engine-json", "engine-ptb", "ptb-loop", "ptb-aiorl")
@@ -87,7 +88,8 @@ def _sample_digest(now: datetime) -> str:
     subscription = Subscription(1, 1, None, ChatKind.PRIVATE, schedule, (), True, now, now)
     payload = compose_digest(subscription, catalogue, now, DigestHistory(), DigestRules())
     assert payload is not None
-    return payload.parts[0]
+    assert payload.message is not None
+    return html_parts(payload.message)[0]
 
 
 async def _engine_run(job: Job) -> dict[str, Any]:
@@ -114,7 +116,8 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                                                               request=request))
                     sender = TelegramSender(bot)
                 engine = DeliveryEngine(store, sender, limits, worker_id="bench",
-                                        compose=digest_composer(store, content, clock, DigestRules()), now=clock)
+                                        compose=digest_composer(store, content, clock, DigestRules()), now=clock,
+                                        render=html_parts)
                 service = DigestService(store, engine, clock, tick_seconds=15.0)
                 freeze_startup_objects()  # as `python -m bot` does once it has started
                 cpu0, wall0 = time.process_time(), time.monotonic()

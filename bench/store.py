@@ -34,6 +34,7 @@ from bot.app import build_digests, opened
 from bot.digests import PRUNE_BATCH
 from bot.settings import Settings
 from bot.store import SqlStore, open_store
+from bot.tg.render import html_parts
 
 BASE = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 SLOTS = 1440
@@ -136,7 +137,7 @@ async def _memory_child(count: int) -> dict[str, Any]:
         settings = Settings(content_dir=CONTENT, content_history_dir=Path(tmp) / "history", database_url=url,
                             tick_seconds=0.2, watch_content=False)
         async with opened(settings) as runtime:
-            digests = build_digests(runtime, NullSender(), lambda: datetime.now(UTC))
+            digests = build_digests(runtime, NullSender(), lambda: datetime.now(UTC), html_parts)
             digests.start()
             await asyncio.sleep(1.5)  # a few idle ticks
             active = await runtime.store.count_active()

@@ -20,17 +20,18 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.cluster import GlobalPacer, SchedulerLeadership, is_postgres
-from bot.console import CONSOLE_USER, Console, ConsoleSender
+from bot.console import CONSOLE_USER, Console, ConsoleSender, console_parts
 from bot.content import ContentLibrary, InvalidContent
 from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin
 from bot.content_sync import ContentSync, SyncedContentAdmin
 from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
+from bot.core.document import Document
 from bot.core.messages import Chat, Reply
 from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
 from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
-from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Sender
+from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
 from bot.digests import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
@@ -38,6 +39,7 @@ from bot.store import open_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import UPDATE_TYPES, TelegramFrontEnd, send_reply
 from bot.tg.ordering import PerChatOrderedProcessor
+from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender
 from bot.tg.webhook import derive_secret, webhook_server
 
@@ -81,7 +83,7 @@ class Runtime:
         return replace(self.services, bot_username=bot_username, chat_admins=chat_admins or EveryoneIsAdmin(),
                        admin_ids=self.services.admin_ids if admin_ids is None else admin_ids)
 
-    def start_watching(self, notify: Callable[[str], Awaitable[None]]) -> None:
+    def start_watching(self, notify: Callable[[Document], Awaitable[None]]) -> None:
         """Reload content when its files change; tell the admins what changed or what is wrong."""
         if not self.settings.watch_content:
             return
@@ -113,7 +115,7 @@ def build_services(settings: Settings, content: ContentLibrary, store: Subscript
                     wake_delivery=wake_delivery)
 
 
-def build_digests(runtime: Runtime, sender: Sender, clock: WallClock) -> DigestService:
+def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render) -> DigestService:
     """The delivery engine and the scheduler tick for this process."""
     settings = runtime.settings
     services = runtime.services
@@ -128,7 +130,7 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock) -> DigestS
     pacer = (GlobalPacer(settings.database_url, settings.messages_per_second)
              if replicas and settings.shared_rate_limit and settings.messages_per_second > 0 else None)
     limits = rate_limits(settings)
-    engine = DeliveryEngine(runtime.store, sender, limits, silent=silent,
+    engine = DeliveryEngine(runtime.store, sender, limits, silent=silent, render=render,
                             worker_id=f"{socket.gethostname()}:{os.getpid()}",
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
@@ -187,14 +189,14 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def running(runtime: Runtime, sender: Sender, notify: Callable[[str], Awaitable[None]],
+async def running(runtime: Runtime, sender: Sender, render: Render, notify: Callable[[Document], Awaitable[None]],
                   clock: WallClock) -> AsyncIterator[DigestService]:
     """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
     the digests (scheduler tick and delivery loop) and the content watcher; stop them in reverse."""
     if runtime.sync is not None:
         await runtime.sync.start()  # takes the published content before anything is answered
     try:
-        digests = runtime.digests = build_digests(runtime, sender, clock)
+        digests = runtime.digests = build_digests(runtime, sender, clock, render)
         digests.start()
         try:
             runtime.start_watching(notify)
@@ -218,17 +220,17 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
     async with application:
         await attach_telegram(runtime, application)
 
-        async def notify_admins(html: str) -> None:
+        async def notify_admins(message: Document) -> None:
             for admin_id in sorted(settings.admin_ids):
                 try:
-                    await send_reply(application, Chat(admin_id), Reply(html))
+                    await send_reply(application, Chat(admin_id), Reply(message))
                 except TelegramError as exc:
                     log.warning("could not notify admin %s: %s", admin_id, exc)
 
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        async with sender, running(runtime, sender, notify_admins, clock), \
+        async with sender, running(runtime, sender, html_parts, notify_admins, clock), \
                 _receiving_updates(runtime, application, clock):
             await application.start()
             try:
@@ -281,10 +283,10 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
                 runtime.services = runtime.services_for(admin_ids=settings.admin_ids | {CONSOLE_USER.id})
                 console = Console(runtime.services, stdin, stdout)
 
-                async def notify_console(html: str) -> None:
-                    console.show(html)
+                async def notify_console(message: Document) -> None:
+                    console.show(message)
 
-                async with running(runtime, ConsoleSender(console), notify_console, clock):
+                async with running(runtime, ConsoleSender(console), console_parts, notify_console, clock):
                     freeze_startup_objects()
                     await console.run()
                 return 0

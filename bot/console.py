@@ -6,11 +6,10 @@ import asyncio
 import io
 import logging
 import sys
-from html import unescape
-from html.parser import HTMLParser
 from typing import TextIO
 
 from bot.core.commands import dispatch
+from bot.core.document import Document, Line, LineKind, Style
 from bot.core.messages import SORRY, Button, Chat, ChatKind, Reply, User, interpret
 from bot.core.numbers import whole_number
 from bot.core.services import Services
@@ -19,43 +18,31 @@ CONSOLE_CHAT = Chat(id=1, kind=ChatKind.PRIVATE, title="console")
 # The person at the terminal runs the bot: they are its admin (content reloads, /status, broadcasts).
 CONSOLE_USER = User(id=1, name="console")
 PROMPT = "you> "
+BULLET = "• "
 
 log = logging.getLogger(__name__)
 
 
-class _PlainText(HTMLParser):
-    """Telegram HTML to terminal text: tags dropped, links shown as `label <url>`."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hrefs: list[str | None] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._hrefs.append(dict(attrs).get("href"))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._hrefs:
-            href = self._hrefs.pop()
-            if href:
-                self.parts.append(f" <{href}>")
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+def render_text(document: Document) -> str:
+    """A document as terminal text: no styling, a link as `label <url>`, list items bulleted."""
+    return "\n\n".join("\n".join(_line(each) for each in block.lines) for block in document.blocks)
 
 
-def to_plain_text(html: str) -> str:
-    """Render a reply's HTML as plain text for a terminal."""
-    parser = _PlainText()
-    parser.feed(html)
-    parser.close()
-    return unescape("".join(parser.parts))
+def console_parts(document: Document) -> list[str]:
+    """A delivered message as the console prints it: one part, a terminal has no length limit."""
+    text = render_text(document)
+    return [text] if text else []
+
+
+def _line(line: Line) -> str:
+    text = "".join(f"{span.text} <{span.url}>" if span.style is Style.LINK and span.url else span.text
+                   for span in line.spans)
+    return BULLET + text if line.kind is LineKind.ITEM else text
 
 
 def render_reply(reply: Reply) -> tuple[str, list[Button]]:
     """The text a terminal shows for a reply, and its buttons in the order they are numbered."""
-    text = to_plain_text(reply.text)
+    text = render_text(reply.body)
     buttons = [button for row in reply.buttons for button in row]
     if reply.notice:
         text = f"({reply.notice})\n{text}"
@@ -90,7 +77,7 @@ class Console:
         if request is None:
             return None
         reply = await dispatch(request, self.services)
-        if not reply.text:
+        if not reply.body:
             return None
         shown, self.buttons = render_reply(reply)
         return shown
@@ -125,11 +112,11 @@ class Console:
         if answer:
             self._write(answer + "\n")
 
-    def show(self, html: str) -> None:
-        """Print a message that was not a reply (a digest, a content-reload notice); it ends the list above."""
+    def show(self, message: Document | str) -> None:
+        """Print a message that was not a reply (a digest part, a content-reload notice); it ends the list above."""
         # Numbers pick only from the list printed last: once other text follows it, an old number is refused.
         self.buttons = []
-        self._write(f"\n{to_plain_text(html)}\n")
+        self._write(f"\n{message if isinstance(message, str) else render_text(message)}\n")
 
     def _write(self, text: str, newline: bool = True) -> None:
         self.stdout.write(text + ("\n" if newline else ""))
@@ -143,5 +130,5 @@ class ConsoleSender:
         self.console = console
 
     async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
-        """Print a digest part between the user's lines."""
+        """Print a digest part (rendered by console_parts) between the user's lines."""
         self.console.show(html)

@@ -14,13 +14,9 @@ from typing import Any
 import yaml
 
 from bot.core.catalogue import About, Catalogue, Initiative, Section, Source, Update
-from bot.core.render import (
-    MESSAGE_LIMIT,
-    render_initiative,
-    render_section_header,
-    render_update,
-    text_length,
-)
+from bot.core.document import doc
+from bot.core.render import render_initiative, render_section_header, render_update
+from bot.tg.render import MESSAGE_LIMIT, message_length
 
 SECTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_TITLE = 40
@@ -595,7 +591,7 @@ def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
             first = seen_updates[update.key]
             report.error(item.line, f"{where}.title", f"duplicate update (same date and title as line {first})")
         seen_updates.setdefault(update.key, item.line)
-        if text_length(render_update(update)) > MESSAGE_LIMIT:
+        if message_length(doc(render_update(update))) > MESSAGE_LIMIT:
             report.error(item.line, f"{where}.summary", f"renders to more than {MESSAGE_LIMIT} characters")
     _check_cut_links(pending)
     if pending.about is None and not any(Path(p).name.startswith("about.") for p in texts):
@@ -642,12 +638,12 @@ def _check_cut_links(pending: _Pending) -> None:
 
 def _check_fits(report: _Reporter, data: LineMap, section: Section) -> None:
     """Every unit the bot sends alone (a section header, one initiative) must fit one Telegram message."""
-    if text_length(render_section_header(section)) > MESSAGE_LIMIT:
+    if message_length(render_section_header(section)) > MESSAGE_LIMIT:
         report.error(_line_of(data, "summary"), "summary", f"the section renders to more than {MESSAGE_LIMIT} chars")
     raw = data.get("initiatives")
     lines = raw.item_lines if isinstance(raw, LineList) else []
     for index, initiative in enumerate(section.initiatives):
-        if text_length(render_initiative(initiative)) > MESSAGE_LIMIT:
+        if message_length(doc(render_initiative(initiative))) > MESSAGE_LIMIT:
             line = lines[index] if index < len(lines) else data.line
             report.error(line, f"initiatives[{index}]", f"renders to more than {MESSAGE_LIMIT} characters")
 

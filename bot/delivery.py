@@ -9,11 +9,12 @@ import math
 import operator
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
+from bot.core.document import Document
 from bot.core.ports import MonotonicClock, WallClock, utc_now
 from bot.core.subscriptions import Delivery, DigestPayload, SubscriptionStore
 
@@ -66,7 +67,8 @@ class TransientFailure(_Failure):
 
 
 class Sender(Protocol):
-    """The edge that puts one HTML message into a chat, raising a DeliveryOutcome when it cannot."""
+    """The edge that puts one message part, rendered for its platform, into a chat; raises a DeliveryOutcome when it
+    cannot."""
 
     async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
         """Send one message part."""
@@ -355,6 +357,7 @@ class DeliveryReport:
 
 Compose = Callable[[Delivery], Awaitable[DigestPayload | None]]
 Silent = Callable[[Delivery], Awaitable[bool]]
+Render = Callable[[Document], Sequence[str]]  # a message as the parts its sender's platform sends
 
 
 class DeliveryEngine:
@@ -370,6 +373,7 @@ class DeliveryEngine:
         compose: Compose,
         now: WallClock = utc_now,
         silent: Silent | None = None,
+        render: Render | None = None,
         limiter: RateLimiter | None = None,
         clock: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -381,6 +385,7 @@ class DeliveryEngine:
         self._compose = compose
         self._now = now
         self._silent = silent
+        self._render = render
         self._clock = clock
         self.limiter = limiter or RateLimiter(self.limits, clock=clock, sleep=sleep)
         self.total = DeliveryReport()  # counted in place by every run since the engine was made
@@ -504,22 +509,32 @@ class DeliveryEngine:
             log.warning("delivery %s to chat %s may have been sent twice (its sender stopped mid-send)",
                         delivery.id, delivery.subscription.chat_id)
         payload = delivery.payload
-        if payload is None:
-            try:
+        try:
+            if payload is None:
                 payload = await self._compose(delivery)
-            except Exception as exc:
-                log.exception("composing delivery %s failed", delivery.id)
-                await self._retry_later(delivery, f"compose failed: {exc!r}")
-                return
-            if payload is None or not payload.parts:
-                await self._store.complete_delivery(delivery.id, self._now())
-                counts.empty += 1
-                log.debug("delivery %s to chat %s had nothing to send", delivery.id, delivery.subscription.chat_id)
-                return
+            # Rendered once per claim, whatever number of sends and waits follow: the same document renders to
+            # the same parts, so a resumed delivery's parts_sent still counts these parts.
+            parts = self._parts(payload) if payload is not None else ()
+        except Exception as exc:
+            log.exception("composing delivery %s failed", delivery.id)
+            await self._retry_later(delivery, f"compose failed: {exc!r}")
+            return
+        if payload is None or (delivery.payload is None and not parts):
+            await self._store.complete_delivery(delivery.id, self._now())
+            counts.empty += 1
+            log.debug("delivery %s to chat %s had nothing to send", delivery.id, delivery.subscription.chat_id)
+            return
         silent = await self._silent(delivery) if self._silent is not None else False
-        await self._send_parts(delivery, payload, silent, store_payload=delivery.payload is None)
+        await self._send_parts(delivery, payload, parts, silent, store_payload=delivery.payload is None)
 
-    async def _send_parts(self, delivery: Delivery, payload: DigestPayload, silent: bool, *,
+    def _parts(self, payload: DigestPayload) -> Sequence[str]:
+        if payload.message is None:
+            return payload.parts
+        if self._render is None:
+            raise RuntimeError("this delivery engine has no renderer for a message document")
+        return self._render(payload.message)
+
+    async def _send_parts(self, delivery: Delivery, payload: DigestPayload, parts: Sequence[str], silent: bool, *,
                           store_payload: bool) -> None:
         counts = self.total
         chat_id = delivery.subscription.chat_id
@@ -528,7 +543,6 @@ class DeliveryEngine:
         hold_until = self._clock() + 0.9 * self.limits.lease_seconds
         moved = False
         index = delivery.parts_sent
-        parts = payload.parts
         while index < len(parts):
             if not await self._turn(chat_id):
                 await self._release(delivery, "stopped before sending")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from replies import html
 
 from bot.console import Console
 from bot.content import load_catalogue
@@ -60,17 +61,17 @@ async def test_the_unsubscribe_button_asks_first_and_only_the_confirm_button_act
 
     asked = await say(bot, "unsubscribe", button=True)
     assert await active(store, CHAT.id)
-    assert "Unsubscribe this chat?" in asked.text and asked.replace
+    assert "Unsubscribe this chat?" in html(asked) and asked.replace
     assert [b.label for row in asked.buttons for b in row] == ["Yes, unsubscribe", "Keep it"]
     assert actions(asked) == [UNSUBSCRIBE_CONFIRMED, "settings"]
     assert all(len(action.encode()) <= CALLBACK_DATA_LIMIT for action in actions(asked))
 
     kept = await say(bot, "settings", button=True)
-    assert await active(store, CHAT.id) and "Your digest" in kept.text
+    assert await active(store, CHAT.id) and "Your digest" in html(kept)
 
     done = await say(bot, UNSUBSCRIBE_CONFIRMED, button=True)
     assert not await active(store, CHAT.id)
-    assert "Unsubscribed" in done.text
+    assert "Unsubscribed" in html(done)
 
 
 async def test_a_stale_unsubscribe_button_cannot_act_without_confirming(store: SqlStore) -> None:
@@ -84,7 +85,7 @@ async def test_a_stale_unsubscribe_button_cannot_act_without_confirming(store: S
 async def test_typed_unsubscribe_is_explicit_and_acts_at_once(store: SqlStore) -> None:
     bot = services(store)
     await say(bot, "/subscribe")
-    assert "Unsubscribed" in (await say(bot, "/unsubscribe")).text
+    assert "Unsubscribed" in html(await say(bot, "/unsubscribe"))
     assert not await active(store, CHAT.id)
 
 
@@ -94,7 +95,7 @@ async def test_a_stale_subscribe_button_does_not_reset_a_subscription_made_since
     reply = await say(bot, "subscribe daily 09:00", button=True)  # from the message shown before subscribing
     subscription = await store.get_subscription(CHAT.id, None)
     assert subscription is not None and subscription.sections == ("finance",) and subscription.schedule.at.hour == 18
-    assert "Already subscribed." in reply.text
+    assert "Already subscribed." in html(reply)
 
 
 async def test_in_a_group_a_member_gets_a_refusal_not_a_confirmation(store: SqlStore) -> None:
@@ -108,7 +109,7 @@ async def test_in_a_group_a_member_gets_a_refusal_not_a_confirmation(store: SqlS
     for action in ("unsubscribe", UNSUBSCRIBE_CONFIRMED):
         request = interpret(action, group, User(2), from_button=True)
         assert request is not None
-        assert "Only this group's administrators" in (await dispatch(request, bot)).text
+        assert "Only this group's administrators" in html(await dispatch(request, bot))
     assert (await store.get_subscription(-100, None)).active  # type: ignore[union-attr]
 
 

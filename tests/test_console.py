@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import serve
-from bot.console import Console, to_plain_text
+from bot.console import Console, render_text
 from bot.content import load_catalogue
+from bot.core.document import bold, doc, link, para
 from bot.core.services import Services, StaticContent
 from bot.settings import Settings
 
@@ -49,7 +50,7 @@ async def test_plain_text_is_a_search() -> None:
 
 
 def test_links_show_their_address() -> None:
-    assert to_plain_text('<b>A &amp; B</b> <a href="https://e.org">src</a>') == "A & B src <https://e.org>"
+    assert render_text(doc(para(bold("A & B"), " ", link("src", "https://e.org")))) == "A & B src <https://e.org>"
 
 
 def test_python_m_bot_without_token_runs_the_console(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from replies import html
 
 from bot.__main__ import check_content
 from bot.content import (
@@ -194,10 +195,10 @@ async def test_an_unforeseen_reload_failure_reaches_admins_and_status(content: P
     reloaded = await dispatch(Request("reload", user=User(ADMIN), chat=Chat(ADMIN)), services)
     status = await dispatch(Request("status", user=User(ADMIN), chat=Chat(ADMIN)), services)
 
-    assert "Not applied" in reloaded.text
-    assert ".:0: (content): could not be loaded: RuntimeError: disk on fire" in reloaded.text
-    assert "second line" not in reloaded.text
-    assert "The content on disk is broken (1 problem(s))" in status.text
+    assert "Not applied" in html(reloaded)
+    assert ".:0: (content): could not be loaded: RuntimeError: disk on fire" in html(reloaded)
+    assert "second line" not in html(reloaded)
+    assert "The content on disk is broken (1 problem(s))" in html(status)
     assert manager.library.catalogue is good
 
 
@@ -257,21 +258,21 @@ async def test_control_characters_in_a_file_name_add_no_lines(content: Path, tmp
     refused = await dispatch(_upload(name, b"colour: blue\n"), services)
     applied = await dispatch(_upload(name, ROBOTICS.encode()), services)
 
-    assert refused.text.count("\n") == 1 and "fake?✅ Applied. everything???.yaml:1: (file)" in refused.text
-    assert "✅ Applied. everything" not in applied.text.split("\n", 1)[0]
+    assert html(refused).count("\n") == 1 and "fake?✅ Applied. everything???.yaml:1: (file)" in html(refused)
+    assert "✅ Applied. everything" not in html(applied).split("\n", 1)[0]
     details = [detail for _, _, action, detail in await sqlite_store.audit_entries(10) if action == "upload"]
     assert sorted(details) == ["fake?✅ Applied. everything???.yaml -> -: 1 error(s)",
                                "fake?✅ Applied. everything???.yaml -> sections/robotics.yaml: applied"]
-    assert str(tmp_path) not in refused.text + applied.text
+    assert str(tmp_path) not in html(refused) + html(applied)
 
 
 async def test_no_message_shows_a_server_path(content: Path, tmp_path: Path, sqlite_store: SqlStore) -> None:
     manager = ContentManager(ContentLibrary.open(content, now=NOW), tmp_path / "history", lambda: NOW)
     services = await _services(manager, sqlite_store)
     (content / "sections" / "finance.yaml").write_bytes(b"\xff")
-    texts = [(await dispatch(Request(command, chat=Chat(ADMIN), user=User(ADMIN)), services)).text
+    texts = [html(await dispatch(Request(command, chat=Chat(ADMIN), user=User(ADMIN)), services))
              for command in ("reload", "rollback")]
-    texts.append((await dispatch(_upload("robotics.yaml", ROBOTICS.encode()), services)).text)
+    texts.append(html(await dispatch(_upload("robotics.yaml", ROBOTICS.encode()), services)))
     assert "sections/finance.yaml:1: (file): not UTF-8 text" in texts[0]
     assert "(content history):0: (history): nothing to roll back" in texts[1]
     assert all(str(tmp_path) not in text for text in texts), texts
@@ -287,7 +288,7 @@ async def test_on_postgres_a_nul_in_the_name_is_applied_with_its_audit_record(co
         audit = await store.audit_entries(10)
     finally:
         await store.close()
-    assert "Applied." in reply.text
+    assert "Applied." in html(reply)
     assert manager.library.catalogue.section("robotics") is not None
     assert [(action, detail) for _, _, action, detail in audit] == [
         ("upload", "robo?tics.yaml -> sections/robotics.yaml: applied")]
@@ -303,7 +304,7 @@ async def test_on_postgres_an_upload_whose_audit_fails_is_not_applied(content: P
 
     reply = await dispatch(_upload("robotics.yaml", ROBOTICS.encode()), await _services(manager, store))
 
-    assert "Not applied" in reply.text and "(audit): could not record the change" in reply.text
+    assert "Not applied" in html(reply) and "(audit): could not record the change" in html(reply)
     assert manager.library.catalogue is before
     assert not (content / "sections" / "robotics.yaml").exists()
     assert not (tmp_path / "history").exists() or not list((tmp_path / "history").iterdir())

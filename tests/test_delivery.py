@@ -419,7 +419,7 @@ async def test_nothing_to_say_completes_the_delivery_without_a_message(store: Su
 async def test_a_broadcast_is_sent_as_enqueued_without_composing(store: SubscriptionStore) -> None:
     await subscribe(store, 1, 2)
     await engine(store, FakeSender()).run_once()
-    assert await store.enqueue_broadcast(["<b>News</b>", "more"], NOW) == 2
+    assert await store.enqueue_broadcast(DigestPayload(("<b>News</b>", "more")), NOW) == 2
     sender, composer = FakeSender(), Composer()
     report = await engine(store, sender, composer).run_once()
     assert report.sent == 2
@@ -742,7 +742,7 @@ async def test_run_forever_sends_what_is_due_and_stops_when_told(store: Subscrip
     run = engine(store, sender)
     task = asyncio.create_task(run.run_forever(stop, idle_interval=0.01))
     await asyncio.wait_for(sender.wait_sent(2), 1.0)
-    assert await store.enqueue_broadcast(["late news"], NOW) == 2
+    assert await store.enqueue_broadcast(DigestPayload(("late news",)), NOW) == 2
     await asyncio.wait_for(sender.wait_sent(4), 1.0)
     stop.set()
     total = await asyncio.wait_for(task, 1.0)

@@ -21,13 +21,14 @@ from harness import CONTENT, FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from odd_text import callback_data, typed_text
+from replies import html
 
 from bot.app import Runtime, opened
 from bot.console import Console
 from bot.core.commands import _likeness, dispatch
 from bot.core.messages import SORRY, Chat, ChatKind, Reply, User, interpret
-from bot.core.render import MESSAGE_LIMIT, split_message
 from bot.settings import Settings
+from bot.tg.render import MESSAGE_LIMIT, split_message
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
@@ -54,7 +55,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 def assert_sendable(reply: Reply) -> None:
     """Every part of the reply is a message Telegram accepts: valid HTML, 1-4096 characters of text."""
-    for part in split_message(reply.text):
+    for part in split_message(html(reply)):
         text, _ = parse_html(part)
         assert text.strip() and len(text) <= MESSAGE_LIMIT, f"{len(text)} characters"
 
@@ -87,7 +88,7 @@ async def test_a_superscript_digit_is_not_a_count(runtime: Runtime) -> None:
     request = interpret("/latest ²", Chat(5), User(5), BOT)
     assert request is not None
     reply = await dispatch(request, runtime.services)
-    assert "/latest takes a number from 1 to 20" in reply.text
+    assert "/latest takes a number from 1 to 20" in html(reply)
 
 
 @pytest.mark.parametrize("text", ["/broadcast", "/broadcast \u200f", "/preview 1x", "/quiet", "/settings tz"])
@@ -104,7 +105,7 @@ async def test_a_huge_sector_name_is_answered_without_comparing_it_letter_by_let
     request = interpret("/sector " + huge, Chat(5), User(5), BOT)  # a 4,000-character message
     assert request is not None
     reply = await dispatch(request, runtime.services)
-    assert "No sector called" in reply.text
+    assert "No sector called" in html(reply)
     names = runtime.services.content.catalogue.by_name
     assert names and all(_likeness(" ".join(request.args).lower(), name) == 0.0 for name in names)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bot.core.render import link, plain, split_message, text_length
+from bot.core.document import doc, link, plain
+from bot.tg.render import render_html, split_message, text_length
 
 
 def _balanced(part: str) -> bool:
@@ -37,7 +38,7 @@ def test_split_prefers_paragraph_boundaries() -> None:
 
 
 def test_a_huge_paragraph_is_split_without_cutting_a_tag() -> None:
-    text = "<b>" + " ".join(f"word{i}" for i in range(3000)) + "</b> " + link("a link", "https://example.org/x")
+    text = "<b>" + " ".join(f"word{i}" for i in range(3000)) + "</b> " + render_html(doc(link("a link", "https://example.org/x")))
     parts = split_message(text, limit=1000)
     assert len(parts) >= 20
     for part in parts:
@@ -59,5 +60,5 @@ def test_length_counts_entities_once_and_utf16_units() -> None:
 
 
 def test_escaping() -> None:
-    assert plain("<b> & </b>") == "&lt;b&gt; &amp; &lt;/b&gt;"
-    assert link("x<y", 'https://e.org/?a=1&b="2"') == '<a href="https://e.org/?a=1&amp;b=&quot;2&quot;">x&lt;y</a>'
+    assert render_html(doc(plain("<b> & </b>"))) == "&lt;b&gt; &amp; &lt;/b&gt;"
+    assert render_html(doc(link("x<y", 'https://e.org/?a=1&b="2"'))) == '<a href="https://e.org/?a=1&amp;b=&quot;2&quot;">x&lt;y</a>'

@@ -6,14 +6,15 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from replies import parts
 
 from bot.content import load_catalogue
 from bot.core.digest import DigestRules, compose_digest
 from bot.core.messages import ChatKind
-from bot.core.render import MESSAGE_LIMIT, text_length
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscribing import BadArguments, change_schedule, parse_subscribe, parse_time
 from bot.core.subscriptions import DigestHistory, Subscription
+from bot.tg.render import MESSAGE_LIMIT, text_length
 
 HK = "Asia/Hong_Kong"
 FIXTURE = load_catalogue(Path(__file__).parent / "fixtures" / "content", now=datetime(2026, 1, 1, tzinfo=UTC))
@@ -120,7 +121,7 @@ def test_change_schedule_keeps_what_is_not_changed() -> None:
 def test_digest_lists_new_updates_newest_first_with_links() -> None:
     payload = compose_digest(subscription(), FIXTURE, utc(2024, 8, 14, 1), DigestHistory())
     assert payload is not None
-    text = "\n".join(payload.parts)
+    text = "\n".join(parts(payload))
     assert "1 new update" in text and "GenA.I. Sandbox launched" in text
     assert '<a href="https://example.org/genai-sandbox">Read more</a>' in text
     assert payload.update_keys == ("2024-08-13/GenA.I. Sandbox launched",)
@@ -164,7 +165,7 @@ def test_nothing_new_gives_a_spotlight_not_shown_before_then_nothing() -> None:
         payload = compose_digest(subscription(), FIXTURE, utc(2024, 9, 2, 1),
                                  DigestHistory(history.sent_update_keys, frozenset(shown)))
         assert payload is not None and payload.spotlight_key is not None
-        assert payload.spotlight_key not in shown and "Spotlight" in payload.parts[0]
+        assert payload.spotlight_key not in shown and "Spotlight" in parts(payload)[0]
         shown.add(payload.spotlight_key)
     assert compose_digest(subscription(), FIXTURE, utc(2024, 9, 2, 1),
                           DigestHistory(history.sent_update_keys, frozenset(shown))) is None
@@ -176,9 +177,9 @@ def test_a_big_digest_is_capped_and_split_to_fit() -> None:
     payload = compose_digest(everything, SHIPPED, utc(2030, 1, 1), DigestHistory(),
                              DigestRules(lookback_days=36500, max_updates=50))
     assert payload is not None and len(payload.update_keys) == len(SHIPPED.updates)
-    assert all(0 < text_length(part) <= MESSAGE_LIMIT for part in payload.parts)
+    assert all(0 < text_length(part) <= MESSAGE_LIMIT for part in parts(payload))
     capped = compose_digest(everything, SHIPPED, utc(2030, 1, 1), DigestHistory(), DigestRules(lookback_days=36500))
-    assert capped is not None and len(capped.update_keys) == 10 and "more:" in capped.parts[-1]
+    assert capped is not None and len(capped.update_keys) == 10 and "more:" in parts(capped)[-1]
 
 
 def test_a_repeated_hour_fires_once_at_its_first_occurrence() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscriptions import (
@@ -581,7 +582,7 @@ async def test_broadcast_enqueues_one_per_active_subscription(store: SqlStore) -
     await store.save_subscription(req(3, 9), T0)
     await store.unsubscribe(2, None, T0)
 
-    assert await store.enqueue_broadcast(["Hello", "world"], T0) == 3
+    assert await store.enqueue_broadcast(DigestPayload(("Hello", "world")), T0) == 3
     claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
 
     assert {(d.subscription.chat_id, d.subscription.thread_id) for d in claimed} == {(1, None), (3, None), (3, 9)}
@@ -590,6 +591,18 @@ async def test_broadcast_enqueues_one_per_active_subscription(store: SqlStore) -
     }
     await store.complete_delivery(claimed[0].id, T0)
     assert await store.history(claimed[0].subscription.id) == DigestHistory()
+
+
+async def test_a_payload_keeps_its_document_and_keys_as_written(store: SqlStore) -> None:
+    await store.save_subscription(req(1), T0)
+    message = doc(block(heading("Digest · 1 Aug"), line("Émoji 😀 & <tags> ", link("more", "https://e.org/?a=1&b=2"))),
+                  block(item(bold("x"), " ", italic("y"), " ", code("z")), pre("a\n  b")))
+    await store.enqueue_broadcast(DigestPayload(message=message), T0)
+    (claimed,) = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert claimed.payload == DigestPayload(message=message)
+    await store.set_payload(claimed.id, DigestPayload((), ("u1",), "i1", message))
+    await store.complete_delivery(claimed.id, T0)
+    assert await store.history(claimed.subscription.id) == DigestHistory(frozenset({"u1"}), frozenset({"i1"}))
 
 
 async def test_delivery_stats_counts(store: SqlStore) -> None:
@@ -604,7 +617,7 @@ async def test_delivery_stats_counts(store: SqlStore) -> None:
     await store.fail_delivery(failed.id, "Forbidden: bot was blocked by the user", T0)
     assert len(await store.claim_deliveries("w2", T0 + timedelta(seconds=LEASE + 1), LEASE, 10)) == 2
     await store.retry_delivery(crashed.id, T0 + timedelta(hours=1), "timeout")
-    await store.enqueue_broadcast(["news"], T0 + timedelta(hours=2))  # broadcasts have no digest period
+    await store.enqueue_broadcast(DigestPayload(("news",)), T0 + timedelta(hours=2))  # broadcasts have no digest period
 
     stats = await store.delivery_stats()
     assert (stats.pending, stats.sending, stats.sent, stats.failed) == (4 + 1, 1, 1, 1)
@@ -789,7 +802,7 @@ async def test_a_claimed_digest_comes_with_its_history_in_one_batch(store: SqlSt
     await store.complete_delivery(first.id, T0)
     await store.complete_delivery(second.id, T0)
     await store.enqueue_due(T0 + timedelta(days=1), 1000)
-    await store.enqueue_broadcast(["news"], T0 + timedelta(days=1))
+    await store.enqueue_broadcast(DigestPayload(("news",)), T0 + timedelta(days=1))
     claimed = {(d.subscription.chat_id, d.kind): d for d in
                await store.claim_deliveries("w1", T0 + timedelta(days=1), LEASE, 10)}
     assert claimed[(1, DeliveryKind.DIGEST)].history == DigestHistory(frozenset({"2024-08-13/Sandbox"}),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
+from replies import html, parts
 
 from bot.content import load_catalogue
 from bot.core.commands import dispatch
@@ -39,7 +40,7 @@ def services_with(store: SqlStore) -> Services:
 async def say(services: Services, text: str, chat: Chat = CHAT) -> str:
     request = interpret(text, chat, User(chat.id, "Ada"), "hk_ai_pulse_bot")
     assert request is not None
-    return (await dispatch(request, services)).text
+    return html(await dispatch(request, services))
 
 
 @pytest.mark.parametrize(("typed", "meant"), [("utc", "UTC"), ("UTC", "UTC"), ("europe/london", "Europe/London"),
@@ -107,7 +108,7 @@ async def test_digest_of_a_brand_new_subscription_does_not_mention_a_last_digest
     services = Services(content=StaticContent(SHIPPED), clock=lambda: datetime(2030, 1, 1, tzinfo=UTC),
                         subscriptions=store)  # long after the newest update: nothing new, a spotlight instead
     await dispatch(Request("subscribe", (), CHAT, User(5)), services)
-    preview = (await dispatch(Request("digest", (), CHAT, User(5)), services)).text
+    preview = html(await dispatch(Request("digest", (), CHAT, User(5)), services))
     assert "Spotlight" in preview
     assert "since your last digest" not in preview and "No new updates in your sectors yet." in preview
 
@@ -117,7 +118,7 @@ def test_a_later_empty_digest_says_nothing_is_new_since_the_last_one() -> None:
                                 NOW, NOW)
     history = DigestHistory(sent_update_keys=frozenset({"an-update-sent-before"}))
     payload = compose_digest(subscription, SHIPPED, datetime(2030, 1, 1, tzinfo=UTC), history)
-    assert payload is not None and "Nothing new since your last digest." in payload.parts[0]
+    assert payload is not None and "Nothing new since your last digest." in parts(payload)[0]
 
 
 class NobodyIsAdmin:
@@ -130,7 +131,7 @@ async def test_every_subscription_command_without_a_store_says_digests_are_not_a
     services = Services(content=StaticContent(SHIPPED), clock=lambda: NOW, chat_admins=NobodyIsAdmin())
     for chat in (CHAT, Chat(-100, ChatKind.SUPERGROUP)):
         reply = await dispatch(Request(command, (), chat, User(5)), services)
-        assert reply.text == NO_STORE.text
+        assert html(reply) == html(NO_STORE)
 
 
 @pytest.mark.parametrize(("command", "guarded"), [("subscribe", True), ("unsubscribe", True), ("quiet", True),
@@ -140,7 +141,7 @@ async def test_in_a_group_only_admins_may_change_a_subscription(store: SqlStore,
                         chat_admins=NobodyIsAdmin())
     group = Chat(-100, ChatKind.SUPERGROUP)
     reply = await dispatch(Request(command, (), group, User(5)), services)
-    assert (reply.text == REFUSAL.text) is guarded
+    assert (html(reply) == html(REFUSAL)) is guarded
     assert await store.get_subscription(-100, None) is None
     # In a private chat the person is always in charge of it.
-    assert (await dispatch(Request(command, (), CHAT, User(5)), services)).text != REFUSAL.text
+    assert html(await dispatch(Request(command, (), CHAT, User(5)), services)) != html(REFUSAL)

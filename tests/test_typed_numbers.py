@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from replies import html
 
 from bot.console import Console
 from bot.content import load_catalogue
@@ -51,18 +52,18 @@ def test_whole_numbers_and_chat_ids_in_range() -> None:
 @pytest.mark.parametrize("typed", [HUGE, "-" + HUGE, str(2**63), "²", "12abc"])
 async def test_preview_of_an_impossible_chat_id_says_so(store: SqlStore, typed: str) -> None:
     reply = await dispatch(Request("preview", (typed,), Chat(900), ADMIN), services_with(store))
-    assert f"“{typed}” is not a chat id" in reply.text and "-1001234567890" in reply.text
+    assert f"“{typed}” is not a chat id" in html(reply) and "-1001234567890" in html(reply)
 
 
 async def test_preview_of_a_real_chat_id_still_works(store: SqlStore) -> None:
     reply = await dispatch(Request("preview", ("-1001234567890",), Chat(900), ADMIN), services_with(store))
-    assert reply.text == "Chat -1001234567890 has no subscription."
+    assert html(reply) == "Chat -1001234567890 has no subscription."
 
 
 @pytest.mark.parametrize("typed", [HUGE, "²", "0", "21", "-1"])
 async def test_latest_with_an_impossible_count_says_what_works(typed: str) -> None:
     reply = await dispatch(Request("latest", (typed,), Chat(5, ChatKind.PRIVATE), User(5)), services_with())
-    assert f"“{typed}” is not a count" in reply.text and "from 1 to 20" in reply.text
+    assert f"“{typed}” is not a count" in html(reply) and "from 1 to 20" in html(reply)
 
 
 async def test_console_choice_with_a_digit_that_is_not_ascii_is_refused_politely() -> None:

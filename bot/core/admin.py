@@ -5,11 +5,13 @@ from __future__ import annotations
 import secrets
 
 from bot.core.digest import compose_digest
+from bot.core.document import Document, block, bold, code, doc, heading, italic, line, para, pre
 from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.numbers import chat_id as chat_id_from
 from bot.core.ports import ContentAdmin, ContentOutcome
-from bot.core.render import bold, code, italic, plain, printable_name, split_message
+from bot.core.render import printable_name
 from bot.core.services import Services
+from bot.core.subscriptions import DigestPayload
 
 MAX_ERRORS_SHOWN = 20
 # The largest content file an admin may upload; front ends refuse larger files before downloading them.
@@ -26,14 +28,14 @@ def _summary(outcome: ContentOutcome) -> str:
     return outcome.diff.describe() if outcome.diff is not None else "no changes"
 
 
-def describe_outcome(outcome: ContentOutcome, done: str) -> str:
+def describe_outcome(outcome: ContentOutcome, done: str) -> Document:
     """An admin's view of a content change: what changed, or every error with its place."""
     if outcome.ok:
-        where = f" ({plain(outcome.path)})" if outcome.path else ""
-        return f"{bold(done)}{where}\n{plain(_summary(outcome))}\nContent version {code(outcome.version)}."
-    shown = "\n".join(plain(line) for line in outcome_errors(outcome))
-    return (f"{bold('Not applied')}: {len(outcome.errors)} problem(s); still serving version "
-            f"{code(outcome.version)}.\n<pre>{shown}</pre>")
+        where = f" ({outcome.path})" if outcome.path else ""
+        return doc(block(line(bold(done), where), _summary(outcome),
+                         line("Content version ", code(outcome.version), ".")))
+    return doc(block(line(bold("Not applied"), f": {len(outcome.errors)} problem(s); still serving version ",
+                          code(outcome.version), "."), pre("\n".join(outcome_errors(outcome)))))
 
 
 def outcome_text(outcome: ContentOutcome, limit: int = MAX_ERRORS_SHOWN) -> str:
@@ -60,7 +62,7 @@ async def reload(request: Request, services: Services) -> Reply:
     """Re-read content/ now."""
     manager = _content_admin(services)
     if manager is None:
-        return Reply("Content reloading is not available here.")
+        return Reply(doc("Content reloading is not available here."))
     outcome = await manager.reload()
     await audit(services, request, "reload", "ok" if outcome.ok else f"{len(outcome.errors)} error(s)")
     return Reply(describe_outcome(outcome, "Reloaded."))
@@ -99,7 +101,7 @@ async def rollback(request: Request, services: Services) -> Reply:
     """Restore the content file the latest upload replaced."""
     manager = _content_admin(services)
     if manager is None:
-        return Reply("Content rollback is not available here.")
+        return Reply(doc("Content rollback is not available here."))
     recorder = _Recorder(services, request, "rollback", "")
     outcome = await manager.rollback(recorder.before_applying)
     await recorder.after(outcome)
@@ -110,9 +112,9 @@ async def upload(request: Request, services: Services) -> Reply:
     """A .yaml file an admin sent: validated against the rest, audited, and written only if valid."""
     manager = _content_admin(services)
     if manager is None or request.attachment is None:
-        return Reply("Send a .yaml content file as a document in a private chat with the bot.")
+        return Reply(doc("Send a .yaml content file as a document in a private chat with the bot."))
     if request.chat.kind.is_group:
-        return Reply("Send content files to the bot in a private chat.")
+        return Reply(doc("Send content files to the bot in a private chat."))
     name, data = request.attachment
     # The name is the sender's: no newline or NUL of it may reach the reply or the audit log.
     recorder = _Recorder(services, request, "upload", f"{printable_name(name)} -> ")
@@ -125,83 +127,91 @@ async def status(request: Request, services: Services) -> Reply:
     """Content version and counts, subscriptions, the next digest run, the last broadcast's outcome."""
     catalogue = services.content.catalogue
     loaded = catalogue.loaded_at.astimezone(services.zone)
-    lines = [bold("Status"),
-             f"Content {code(catalogue.version)}, loaded {loaded:%Y-%m-%d %H:%M %Z}: {len(catalogue.sections)} "
-             f"sectors, {len(catalogue.initiatives)} initiatives, {len(catalogue.updates)} updates."]
+    lines = [heading("Status"),
+             line("Content ", code(catalogue.version), f", loaded {loaded:%Y-%m-%d %H:%M %Z}: "
+                  f"{len(catalogue.sections)} sectors, {len(catalogue.initiatives)} initiatives, "
+                  f"{len(catalogue.updates)} updates.")]
     manager = _content_admin(services)
     if manager is not None and manager.last_error is not None:
-        lines.append(f"⚠️ The content on disk is broken ({len(manager.last_error.errors)} problem(s)); "
-                     "the last good version is still served. /reload shows the errors.")
+        lines.append(line(f"⚠️ The content on disk is broken ({len(manager.last_error.errors)} problem(s)); "
+                          "the last good version is still served. /reload shows the errors."))
     store = services.subscriptions
     if store is not None:
         active = await store.count_active()
         next_due = await store.next_due_at()
         stats = await store.delivery_stats()
         when = f"{next_due.astimezone(services.zone):%Y-%m-%d %H:%M %Z}" if next_due else "none scheduled"
-        lines.append(f"Active subscriptions: {active}. Next digest run: {when}.")
-        lines.append(f"Deliveries: {stats.pending} pending, {stats.sending} sending, {stats.sent} sent, "
-                     f"{stats.failed} failed, {stats.possible_duplicates} possible duplicate(s).")
+        lines.append(line(f"Active subscriptions: {active}. Next digest run: {when}."))
+        lines.append(line(f"Deliveries: {stats.pending} pending, {stats.sending} sending, {stats.sent} sent, "
+                          f"{stats.failed} failed, {stats.possible_duplicates} possible duplicate(s)."))
         if stats.last_period is not None:
-            lines.append(f"Last digest round ({stats.last_period.astimezone(services.zone):%Y-%m-%d %H:%M}): "
-                         f"{stats.last_period_sent} delivered, {stats.last_period_failed} failed.")
+            lines.append(line(f"Last digest round ({stats.last_period.astimezone(services.zone):%Y-%m-%d %H:%M}): "
+                              f"{stats.last_period_sent} delivered, {stats.last_period_failed} failed."))
         if stats.last_broadcast_at is not None:
-            lines.append(f"Last broadcast ({stats.last_broadcast_at.astimezone(services.zone):%Y-%m-%d %H:%M}): "
-                         f"{stats.last_broadcast_sent} delivered, {stats.last_broadcast_failed} failed.")
+            sent_at = stats.last_broadcast_at.astimezone(services.zone)
+            lines.append(line(f"Last broadcast ({sent_at:%Y-%m-%d %H:%M}): "
+                              f"{stats.last_broadcast_sent} delivered, {stats.last_broadcast_failed} failed."))
     await audit(services, request, "status")
-    return Reply("\n".join(lines))
+    return Reply(doc(block(*lines)))
 
 
 async def preview(request: Request, services: Services) -> Reply:
     """The digest a chat (default: this one) would get now."""
     store = services.subscriptions
     if store is None:
-        return Reply("Digests are not available here.")
+        return Reply(doc("Digests are not available here."))
     chat_id = request.chat.id
     if request.args:
         typed = chat_id_from(request.args[0])
         if typed is None or len(request.args) > 1:
-            return Reply(f"“{plain(request.text)}” is not a chat id. Usage: /preview [chat id], chat ids are whole "
-                         "numbers like -1001234567890 or 123456789.")
+            return Reply(doc(f"“{request.text}” is not a chat id. Usage: /preview [chat id], chat ids are whole "
+                             "numbers like -1001234567890 or 123456789."))
         chat_id = typed
     subscription = await store.get_subscription(chat_id, None)
     await audit(services, request, "preview", str(chat_id))
     if subscription is None:
-        return Reply(f"Chat {chat_id} has no subscription.")
+        return Reply(doc(f"Chat {chat_id} has no subscription."))
     history = await store.history(subscription.id)
-    payload = compose_digest(subscription, services.content.catalogue, services.clock(), history,
-                             services.digest_rules)
+    digest = compose_digest(subscription, services.content.catalogue, services.clock(), history,
+                            services.digest_rules)
     state = "active" if subscription.active else "inactive"
-    head = italic(f"Chat {chat_id} ({state}, {subscription.schedule.describe()}) would get now:")
-    if payload is None:
-        return Reply(f"{head}\nnothing (no new updates and no spotlight left).")
-    return Reply(f"{head}\n\n" + "\n\n".join(payload.parts))
+    head = line(italic(f"Chat {chat_id} ({state}, {subscription.schedule.describe()}) would get now:"))
+    if digest is None:
+        return Reply(doc(block(head, "nothing (no new updates and no spotlight left).")))
+    return Reply(doc(head, digest.message or doc()))
 
 
 async def broadcast(request: Request, services: Services) -> Reply:
     """`/broadcast <text>` previews a message to every subscribed chat; `broadcast send|cancel <id>` decides."""
     store = services.subscriptions
     if store is None:
-        return Reply("Broadcasts are not available here.")
+        return Reply(doc("Broadcasts are not available here."))
     if request.from_button and len(request.args) == 2 and request.args[0] in ("send", "cancel"):
         decision, draft_id = request.args
         text = await store.take_broadcast_draft(draft_id)
         if text is None:
-            return replacing_on_button(Reply("This broadcast was already sent or cancelled."), request)
+            return replacing_on_button(Reply(doc("This broadcast was already sent or cancelled.")), request)
         if decision == "cancel":
             await audit(services, request, "broadcast-cancel", text[:200])
-            return replacing_on_button(Reply("Broadcast cancelled; nothing was sent."), request)
-        count = await store.enqueue_broadcast(split_message(plain(text)), services.clock())
+            return replacing_on_button(Reply(doc("Broadcast cancelled; nothing was sent.")), request)
+        count = await store.enqueue_broadcast(DigestPayload(message=broadcast_message(text)), services.clock())
         await audit(services, request, "broadcast-send", f"{count} chat(s): {text[:200]}")
         services.wake_delivery()
-        return replacing_on_button(Reply(f"Broadcast queued for {count} subscribed chat(s); it goes out at the "
-                                         "same pace as digests. /status shows the outcome."), request)
+        return replacing_on_button(Reply(doc(f"Broadcast queued for {count} subscribed chat(s); it goes out at the "
+                                             "same pace as digests. /status shows the outcome.")), request)
     text = request.text.strip()
     if not text:
-        return Reply("Usage: /broadcast &lt;text&gt; — you will see a preview to confirm before anything is sent.")
+        return Reply(doc("Usage: /broadcast <text> — you will see a preview to confirm before anything is sent."))
     draft_id = secrets.token_hex(8)
     await store.save_broadcast_draft(draft_id, text, request.user.id if request.user else None, services.clock())
     active = await store.count_active()
     await audit(services, request, "broadcast-draft", text[:200])
     buttons = ((Button(f"Send to {active} chat(s)", f"broadcast send {draft_id}"),
                 Button("Cancel", f"broadcast cancel {draft_id}")),)
-    return Reply(f"{italic('Preview — nothing is sent until you confirm:')}\n\n{plain(text)}", buttons=buttons)
+    return Reply(doc(para(italic("Preview — nothing is sent until you confirm:")), broadcast_message(text)),
+                 buttons=buttons)
+
+
+def broadcast_message(text: str) -> Document:
+    """What a broadcast's text becomes: the admin's words, as plain text."""
+    return doc(text)

@@ -10,18 +10,10 @@ from dataclasses import dataclass
 
 from bot.core import admin, subscribing
 from bot.core.catalogue import Catalogue, Section, Update
+from bot.core.document import Block, Line, Part, block, bold, doc, heading, italic, item, line, link, para
 from bot.core.messages import SORRY, Button, Reply, Request, replacing_on_button
 from bot.core.numbers import whole_number
-from bot.core.render import (
-    bold,
-    format_date,
-    italic,
-    link,
-    plain,
-    render_initiative,
-    render_section_header,
-    render_update,
-)
+from bot.core.render import format_date, render_initiative, render_section_header, render_update
 from bot.core.search import index_of
 from bot.core.services import Services
 
@@ -58,23 +50,22 @@ def _sector_buttons(catalogue: Catalogue, per_row: int = 2) -> tuple[tuple[Butto
     return tuple(tuple(buttons[i:i + per_row]) for i in range(0, len(buttons), per_row))
 
 
-def _sections_reply(catalogue: Catalogue, intro: str = "") -> Reply:
-    lines = [intro] if intro else []
-    lines.append(bold("Sectors"))
-    for section in catalogue.sections:
-        lines.append(f"• {bold(section.title)} — /sector {plain(section.id)}")
-    lines.append("\nTap a sector, or type /sector followed by its name.")
-    return Reply("\n".join(lines), buttons=_sector_buttons(catalogue))
+def _sections_reply(catalogue: Catalogue, intro: Block | None = None) -> Reply:
+    listing = block(heading("Sectors"),
+                    *(item(bold(section.title), f" — /sector {section.id}") for section in catalogue.sections))
+    return Reply(doc(intro or Block(()), listing, para("Tap a sector, or type /sector followed by its name.")),
+                 buttons=_sector_buttons(catalogue))
 
 
-def _section_reply(catalogue: Catalogue, section: Section, intro: str = "") -> Reply:
-    parts = [intro] if intro else []
-    parts.append(render_section_header(section))
+def _section_reply(catalogue: Catalogue, section: Section, intro: Line | None = None) -> Reply:
+    parts: list[Part] = [intro or line(), render_section_header(section)]
     updates = catalogue.updates_for(section.id)[:SECTION_UPDATES_SHOWN]
     if updates:
-        parts.append(bold("Latest") + "\n" + "\n\n".join(render_update(u) for u in updates))
+        # The heading sits on the first update's block, as it always has.
+        first, *rest = (render_update(u) for u in updates)
+        parts.extend([Block((heading("Latest"), *first.lines)), *rest])
     if section.initiatives:
-        parts.append(f"{len(section.initiatives)} initiatives: /initiatives {plain(section.id)}")
+        parts.append(para(f"{len(section.initiatives)} initiatives: /initiatives {section.id}"))
     rows: list[tuple[Button, ...]] = []
     if section.initiatives:
         rows.append((Button(f"Initiatives ({len(section.initiatives)})", f"initiatives {section.id}"),))
@@ -83,7 +74,7 @@ def _section_reply(catalogue: Catalogue, section: Section, intro: str = "") -> R
     if related_buttons:
         rows.append(related_buttons)
     rows.append((Button("« All sectors", "sectors"),))
-    return Reply("\n\n".join(parts), buttons=tuple(rows))
+    return Reply(doc(*parts), buttons=tuple(rows))
 
 
 def resolve_section(catalogue: Catalogue, name: str) -> tuple[Section | None, list[Section]]:
@@ -124,25 +115,19 @@ async def start(request: Request, services: Services) -> Reply:
         if section is not None:
             return _section_reply(catalogue, section)
     about = catalogue.about
-    intro = (f"{bold(about.name)}: {plain(about.tagline)}\n\n"
-             "Pick a sector below, or try:\n"
-             "/latest — the newest updates\n"
-             "/search &lt;words&gt; — search everything\n"
-             "/help — all commands")
+    intro = doc(para(bold(about.name), f": {about.tagline}"),
+                block("Pick a sector below, or try:", "/latest — the newest updates",
+                      "/search <words> — search everything", "/help — all commands"))
     return Reply(intro, buttons=_sector_buttons(catalogue))
 
 
 async def help_(request: Request, services: Services) -> Reply:
     """Every command with its usage, from the command table."""
     is_admin = request.user is not None and request.user.id in services.admin_ids
-    lines = [bold("Commands")]
-    for command in COMMANDS:
-        if command.admin_only and not is_admin:
-            continue
-        lines.append(f"{plain(command.usage)} — {plain(command.summary)}")
-    lines.append("\nIn groups, address commands to the bot, e.g. /sector@"
-                 + plain(services.bot_username or "bot") + " finance.")
-    return Reply("\n".join(lines))
+    listing = block(heading("Commands"), *(line(f"{command.usage} — {command.summary}") for command in COMMANDS
+                                           if is_admin or not command.admin_only))
+    return Reply(doc(listing, para(f"In groups, address commands to the bot, e.g. /sector@"
+                                   f"{services.bot_username or 'bot'} finance.")))
 
 
 async def sectors(request: Request, services: Services) -> Reply:
@@ -154,17 +139,18 @@ async def sector(request: Request, services: Services) -> Reply:
     """One section: by id, alias or a near miss; no argument lists them all."""
     catalogue = services.content.catalogue
     if not request.args:
-        return replacing_on_button(_sections_reply(catalogue, "Which sector? For example: /sector finance\n"), request)
+        return replacing_on_button(_sections_reply(catalogue, para("Which sector? For example: /sector finance")),
+                                   request)
     wanted = request.text
     section, candidates = resolve_section(catalogue, wanted)
     if section is not None:
         exact = catalogue.section(wanted) is not None
-        intro = "" if exact else italic(f"Showing {section.title} (closest to “{wanted}”).")
+        intro = None if exact else line(italic(f"Showing {section.title} (closest to “{wanted}”)."))
         return replacing_on_button(_section_reply(catalogue, section, intro), request)
     if candidates:
         buttons = tuple((Button(c.title, f"sector {c.id}"),) for c in candidates)
-        return Reply(f"No sector called “{plain(wanted)}”. Did you mean:", buttons=buttons)
-    return _sections_reply(catalogue, f"No sector called “{plain(wanted)}”.\n")
+        return Reply(doc(f"No sector called “{wanted}”. Did you mean:"), buttons=buttons)
+    return _sections_reply(catalogue, para(f"No sector called “{wanted}”."))
 
 
 async def initiatives(request: Request, services: Services) -> Reply:
@@ -174,44 +160,45 @@ async def initiatives(request: Request, services: Services) -> Reply:
         section, candidates = resolve_section(catalogue, request.text)
         if section is None:
             hint = ", ".join(f"/initiatives {c.id}" for c in candidates) or "/sectors"
-            return Reply(f"No sector called “{plain(request.text)}”. Try {plain(hint)}.")
+            return Reply(doc(f"No sector called “{request.text}”. Try {hint}."))
         if not section.initiatives:
-            return Reply(f"{bold(section.title)} lists no initiatives yet.",
+            return Reply(doc(para(bold(section.title), " lists no initiatives yet.")),
                          buttons=((Button("« " + section.title, f"sector {section.id}"),),))
-        body = "\n\n".join(render_initiative(item) for item in section.initiatives)
-        return replacing_on_button(Reply(f"{bold(section.title + ': initiatives')}\n\n{body}",
-                                   buttons=((Button("« " + section.title, f"sector {section.id}"),),)), request)
-    groups = []
+        body = doc(heading(section.title + ": initiatives"), *(render_initiative(one) for one in section.initiatives))
+        return replacing_on_button(Reply(body, buttons=((Button("« " + section.title, f"sector {section.id}"),),)),
+                                   request)
+    groups: list[Block] = []
     for each in catalogue.sections:
         if each.initiatives:
-            # The heading shares a paragraph with the first item so a split never leaves it alone at a part's end.
-            items = "\n\n".join(render_initiative(item) for item in each.initiatives)
-            groups.append(f"{bold(each.title)} (/initiatives {plain(each.id)})\n{items}")
-    return Reply("\n\n".join(groups) or "No initiatives yet.")
+            # The heading shares a block with the first item so a split never leaves it alone at a part's end.
+            first, *rest = (render_initiative(one) for one in each.initiatives)
+            groups.append(Block((line(bold(each.title), f" (/initiatives {each.id})"), *first.lines)))
+            groups.extend(rest)
+    return Reply(doc(*groups) if groups else doc("No initiatives yet."))
 
 
 async def search(request: Request, services: Services) -> Reply:
     """Ranked matches across sections, initiatives and updates."""
     query = request.text.strip()
     if not query:
-        return Reply("What should I look for? For example: /search hkust ai")
+        return Reply(doc("What should I look for? For example: /search hkust ai"))
     catalogue = services.content.catalogue
     hits = index_of(catalogue).search(query, limit=SEARCH_RESULTS)
     if not hits:
-        return Reply(f"Nothing matches “{plain(query)}”. Try fewer or other words, or browse /sectors.")
-    lines = [bold(f"Results for “{query}”")]
+        return Reply(doc(f"Nothing matches “{query}”. Try fewer or other words, or browse /sectors."))
+    lines = [heading(f"Results for “{query}”")]
     for hit in hits:
-        item = hit.item
-        if isinstance(item, Update):
-            lines.append(f"• {plain(format_date(item.date))} · {link(item.title, item.link)}")
-        elif isinstance(item, Section):
-            lines.append(f"• Sector: {bold(item.title)} — /sector {plain(item.id)}")
+        found = hit.item
+        if isinstance(found, Update):
+            lines.append(item(f"{format_date(found.date)} · ", link(found.title, found.link)))
+        elif isinstance(found, Section):
+            lines.append(item("Sector: ", bold(found.title), f" — /sector {found.id}"))
         else:
-            year = f" ({item.year})" if item.year else ""
-            section_title = catalogue.section(item.section_id)
-            where = f" · {plain(section_title.title)}" if section_title else ""
-            lines.append(f"• {link(item.name, item.link)}{plain(year)} — {plain(item.body)}{where}")
-    return Reply("\n".join(lines))
+            year = f" ({found.year})" if found.year else ""
+            section_title = catalogue.section(found.section_id)
+            where = f" · {section_title.title}" if section_title else ""
+            lines.append(item(link(found.name, found.link), f"{year} — {found.body}{where}"))
+    return Reply(doc(block(*lines)))
 
 
 async def latest(request: Request, services: Services) -> Reply:
@@ -220,28 +207,27 @@ async def latest(request: Request, services: Services) -> Reply:
     if request.args:
         typed = whole_number(request.args[0], 1, LATEST_MAX)
         if typed is None:
-            return Reply(f"“{plain(request.args[0])}” is not a count: /latest takes a number from 1 to "
-                         f"{LATEST_MAX}, e.g. /latest 10")
+            return Reply(doc(f"“{request.args[0]}” is not a count: /latest takes a number from 1 to "
+                             f"{LATEST_MAX}, e.g. /latest 10"))
         count = typed
     updates = services.content.catalogue.updates[:count]
     if not updates:
-        return Reply("No updates yet.")
-    return Reply(bold("Latest updates") + "\n\n" + "\n\n".join(render_update(u) for u in updates))
+        return Reply(doc("No updates yet."))
+    return Reply(doc(heading("Latest updates"), *(render_update(u) for u in updates)))
 
 
 async def about(request: Request, services: Services) -> Reply:
     """What the bot is, where its facts come from, and how to reach the admins."""
     catalogue = services.content.catalogue
     info = catalogue.about
-    sources = "\n".join(f"• {link(s.title, s.link)}" for s in info.sources)
     counts = (f"{len(catalogue.sections)} sectors, {len(catalogue.initiatives)} initiatives, "
               f"{len(catalogue.updates)} updates")
     # The content says how to get in touch; who to write to belongs to the deployment (BOT_CONTACT), not the content.
-    reach = (plain(services.operator_contact) if services.operator_contact
-             else "The operator of this bot has not published a contact yet.")
-    return Reply(f"{bold(info.name)} — {plain(info.tagline)}\n\n{plain(info.about)}\n\n"
-                 f"{bold('Sources')}\n{sources}\n\n{bold('Contact')}\n{plain(info.contact)}\n{reach}\n\n"
-                 f"{italic(f'Content version {catalogue.version}: {counts}.')}")
+    reach = services.operator_contact or "The operator of this bot has not published a contact yet."
+    return Reply(doc(para(bold(info.name), f" — {info.tagline}"), para(info.about),
+                     block(heading("Sources"), *(item(link(s.title, s.link)) for s in info.sources)),
+                     block(heading("Contact"), info.contact, reach),
+                     para(italic(f"Content version {catalogue.version}: {counts}."))))
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -284,22 +270,22 @@ async def dispatch(request: Request, services: Services) -> Reply:
     if command is None:
         suggestion = difflib.get_close_matches(request.command.lower(), list(_BY_NAME), n=1)
         hint = f" Did you mean /{suggestion[0]}?" if suggestion else ""
-        return Reply(f"I don't know /{plain(request.command)}.{hint} Send /help for the list of commands.")
+        return Reply(doc(f"I don't know /{request.command}.{hint} Send /help for the list of commands."))
     if command.admin_only and (request.user is None or request.user.id not in services.admin_ids):
         log.warning("refused admin command /%s from user %s in chat %s", command.name,
                     request.user.id if request.user else None, request.chat.id)
         await admin.audit(services, request, f"refused:{command.name}", f"chat {request.chat.id}")
-        return Reply("Sorry, that command is for the bot's admins.")
+        return Reply(doc("Sorry, that command is for the bot's admins."))
     try:
         reply = await command.handler(request, services)
     except Exception:
         log.exception("command /%s failed", command.name)
-        return Reply(SORRY)
+        return Reply(doc(SORRY))
     return await _hush_in_quiet_hours(reply, request, services)
 
 
 async def _hush_in_quiet_hours(reply: Reply, request: Request, services: Services) -> Reply:
     """A reply made in the chat's quiet hours goes out silently (the rule is Services.hushed)."""
-    if reply.silent or not reply.text or not await services.hushed(request.chat.id):
+    if reply.silent or not reply.body or not await services.hushed(request.chat.id):
         return reply
     return dataclasses.replace(reply, silent=True)

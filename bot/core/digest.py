@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core.catalogue import Catalogue, Initiative, Update
-from bot.core.render import bold, format_date, italic, plain, render_initiative, render_update, split_message
+from bot.core.document import Block, bold, doc, heading, italic, line, para
+from bot.core.render import format_date, render_initiative, render_update
 from bot.core.subscriptions import DigestHistory, DigestPayload, Subscription
 
 
@@ -49,20 +50,19 @@ def pick_spotlight(subscription: Subscription, catalogue: Catalogue, history: Di
 
 def compose_digest(subscription: Subscription, catalogue: Catalogue, now: datetime, history: DigestHistory,
                    rules: DigestRules = DigestRules()) -> DigestPayload | None:
-    """The digest a subscription gets at `now`, split to fit Telegram; None when there is nothing to send."""
+    """The digest a subscription gets at `now`, as a document (each front end renders and splits it); None when
+    there is nothing to send."""
     local_day = now.astimezone(subscription.schedule.zone)
-    heading = bold(f"{catalogue.about.name} digest · {local_day:%a} {format_date(local_day)}")
-    footer = italic("Change it with /settings · stop with /unsubscribe")
+    title = heading(f"{catalogue.about.name} digest · {local_day:%a} {format_date(local_day)}")
+    footer = para(italic("Change it with /settings · stop with /unsubscribe"))
     updates = new_updates(subscription, catalogue, now, history, rules)
     if updates:
         shown = updates[: rules.max_updates]
         count = f"{len(updates)} new update{'s' if len(updates) != 1 else ''}"
-        body = "\n\n".join(render_update(update) for update in shown)
-        more = ""
-        if len(updates) > len(shown):
-            more = f"\n\n{plain(f'… and {len(updates) - len(shown)} more:')} /latest {min(len(updates), 20)}"
-        text = f"{heading}\n{plain(count)}\n\n{body}{more}\n\n{footer}"
-        return DigestPayload(parts=tuple(split_message(text)), update_keys=tuple(u.key for u in shown))
+        more = (para(f"… and {len(updates) - len(shown)} more: /latest {min(len(updates), 20)}")
+                if len(updates) > len(shown) else Block(()))
+        message = doc(Block((title, line(count))), *(render_update(update) for update in shown), more, footer)
+        return DigestPayload(message=message, update_keys=tuple(u.key for u in shown))
     if not (rules.spotlight_when_empty and subscription.spotlight):
         return None
     initiative = pick_spotlight(subscription, catalogue, history)
@@ -70,6 +70,6 @@ def compose_digest(subscription: Subscription, catalogue: Catalogue, now: dateti
         return None
     first = not history.sent_update_keys and not history.shown_initiative_keys
     nothing_new = "No new updates in your sectors yet." if first else "Nothing new since your last digest."
-    text = (f"{heading}\n{nothing_new} {bold('Spotlight')}:\n\n"
-            f"{render_initiative(initiative)}\n\n{footer}")
-    return DigestPayload(parts=tuple(split_message(text)), spotlight_key=initiative.key)
+    message = doc(Block((title, line(f"{nothing_new} ", bold("Spotlight"), ":"))), render_initiative(initiative),
+                  footer)
+    return DigestPayload(message=message, spotlight_key=initiative.key)

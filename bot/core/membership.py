@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from bot.core.document import bold, doc, para
 from bot.core.messages import NO_REPLY, MembershipChange, Reply
-from bot.core.render import bold, plain
 from bot.core.services import Services
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,6 @@ async def membership_changed(change: MembershipChange, services: Services) -> Re
         return NO_REPLY  # a promotion is no arrival; a private chat's /start gets its own welcome
     about = services.content.catalogue.about
     address = f"@{services.bot_username}" if services.bot_username else ""
-    return Reply(f"Hello! I'm {bold(about.name)}: {plain(about.tagline)}\n\n"
-                 f"/help{plain(address)} lists what I can do; an administrator can start a digest here with "
-                 f"/subscribe{plain(address)}.")
+    return Reply(doc(para("Hello! I'm ", bold(about.name), f": {about.tagline}"),
+                     para(f"/help{address} lists what I can do; an administrator can start a digest here with "
+                          f"/subscribe{address}.")))

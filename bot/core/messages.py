@@ -7,6 +7,8 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from bot.core.document import Document
+
 CALLBACK_DATA_LIMIT = 64
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -75,20 +77,20 @@ class Button:
 
 @dataclass(frozen=True)
 class Reply:
-    """What a command answers: HTML text (Telegram's subset) and optional rows of buttons.
+    """What a command answers: a document (no markup of any platform) and optional rows of buttons.
 
     `replace` asks the front end to edit the message whose button was pressed instead of sending a new one;
     `notice` is a short toast for a pressed button; `silent` sends without a notification sound.
     """
 
-    text: str
+    body: Document
     buttons: tuple[tuple[Button, ...], ...] = ()
     replace: bool = False
     notice: str | None = None
     silent: bool = False
 
 
-NO_REPLY = Reply(text="")
+NO_REPLY = Reply(Document())
 # What every front end says when answering failed on our side (the failure itself goes to the log).
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 

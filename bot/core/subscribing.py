@@ -10,8 +10,8 @@ from datetime import time
 
 from bot.core.catalogue import Catalogue
 from bot.core.digest import compose_digest
+from bot.core.document import Document, block, bold, doc, heading, italic, para
 from bot.core.messages import Button, Chat, Reply, Request, replacing_on_button
-from bot.core.render import bold, italic, plain
 from bot.core.schedule import WEEKDAYS, Cadence, QuietHours, Schedule, find_timezone
 from bot.core.services import Services
 from bot.core.subscriptions import DigestHistory, Subscription, SubscriptionRequest, SubscriptionStore
@@ -118,7 +118,7 @@ def describe(subscription: Subscription, catalogue: Catalogue) -> str:
     titles = [s.title for s in catalogue.sections if s.id in subscription.sections]
     sections = ", ".join(titles) if titles else "all sectors"
     due = subscription.next_due_at.astimezone(subscription.schedule.zone)
-    return (f"Digest {plain(subscription.schedule.describe())}, {plain(sections)}.\n"
+    return (f"Digest {subscription.schedule.describe()}, {sections}.\n"
             f"Next one: {due:%a} {due.day} {due:%b %H:%M}.")
 
 
@@ -128,8 +128,8 @@ async def _may_manage(request: Request, services: Services) -> bool:
     return await services.chat_admins.is_admin(request.chat, request.user)
 
 
-REFUSAL = Reply("Only this group's administrators can change its digest subscription.")
-NO_STORE = Reply("Digests are not available here: this bot runs without a subscription store.")
+REFUSAL = Reply(doc("Only this group's administrators can change its digest subscription."))
+NO_STORE = Reply(doc("Digests are not available here: this bot runs without a subscription store."))
 StoreHandler = Callable[[Request, Services, SubscriptionStore], Awaitable[Reply]]
 
 
@@ -219,15 +219,15 @@ async def subscribe(request: Request, services: Services, store: SubscriptionSto
     if request.from_button:  # a Subscribe button left on an old message must not reset a subscription made since
         current = await store.get_subscription(request.chat.id, request.chat.thread_id)
         if current is not None and current.active:
-            return replacing_on_button(Reply(f"{bold('Already subscribed.')} {describe(current, catalogue)}",
+            return replacing_on_button(Reply(doc(para(bold("Already subscribed."), " ", describe(current, catalogue))),
                                              buttons=_settings_buttons(current)), request)
     try:
         choice = parse_subscribe(request.args, catalogue, services.default_timezone)
     except BadArguments as exc:
-        return Reply(f"{plain(str(exc))}\n\nYou can write:\n{plain(SUBSCRIBE_FORMS)}")
+        return Reply(doc(str(exc), block("You can write:", SUBSCRIBE_FORMS)))
     saved = await store.save_subscription(_subscription_request(request, choice), services.clock())
-    reply = Reply(f"{bold('Subscribed.')} {describe(saved, catalogue)}\n\n"
-                  "Change it with /settings, preview it with /digest, stop with /unsubscribe.",
+    reply = Reply(doc(para(bold("Subscribed."), " ", describe(saved, catalogue)),
+                      "Change it with /settings, preview it with /digest, stop with /unsubscribe."),
                   buttons=_settings_buttons(saved), notice="Saved" if request.from_button else None)
     return replacing_on_button(reply, request)
 
@@ -239,18 +239,18 @@ async def unsubscribe(request: Request, services: Services, store: SubscriptionS
         return await _confirm_unsubscribe(request, store)
     ended = await store.unsubscribe(request.chat.id, request.chat.thread_id, services.clock())
     if not ended:
-        return Reply("This chat has no digest subscription. Start one with /subscribe.")
-    return replacing_on_button(Reply("Unsubscribed: no more digests here. /subscribe brings them back.",
+        return Reply(doc("This chat has no digest subscription. Start one with /subscribe."))
+    return replacing_on_button(Reply(doc("Unsubscribed: no more digests here. /subscribe brings them back."),
                             buttons=_settings_buttons(None)), request)
 
 
 async def _confirm_unsubscribe(request: Request, store: SubscriptionStore) -> Reply:
     subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
     if subscription is None or not subscription.active:
-        return replacing_on_button(Reply("This chat has no digest subscription. Start one with /subscribe.",
+        return replacing_on_button(Reply(doc("This chat has no digest subscription. Start one with /subscribe."),
                                          buttons=_settings_buttons(None)), request)
     where = "this topic" if request.chat.thread_id is not None else "this chat"
-    return replacing_on_button(Reply(f"Unsubscribe {where}? Its digests stop until you /subscribe again.",
+    return replacing_on_button(Reply(doc(f"Unsubscribe {where}? Its digests stop until you /subscribe again."),
                                      buttons=((Button("Yes, unsubscribe", UNSUBSCRIBE_CONFIRMED),
                                                Button("Keep it", "settings")),)), request)
 
@@ -266,16 +266,16 @@ async def settings(request: Request, services: Services, store: SubscriptionStor
         try:
             schedule = change_schedule(subscription, request.args)
         except BadArguments as exc:
-            return Reply(f"{plain(str(exc))} You can write: {plain(SETTINGS_FORMS)}")
+            return Reply(doc(f"{exc} You can write: {SETTINGS_FORMS}"))
         changed = SubscriptionRequest(subscription.chat_id, subscription.thread_id, subscription.chat_kind,
                                       schedule, subscription.sections, subscription.spotlight)
         subscription = await store.save_subscription(changed, services.clock())
     quiet = await services.quiet_hours(request.chat.id)
-    quiet_line = f"\nQuiet hours: {plain(quiet.describe())}." if quiet else "\nNo quiet hours (/quiet 22:00-07:00)."
+    quiet_line = f"Quiet hours: {quiet.describe()}." if quiet else "No quiet hours (/quiet 22:00-07:00)."
     if subscription is None or not active:
-        return replacing_on_button(Reply(f"This chat is not subscribed.{quiet_line}\n\n{plain(SUBSCRIBE_FORMS)}",
+        return replacing_on_button(Reply(doc(block("This chat is not subscribed.", quiet_line), SUBSCRIBE_FORMS),
                                 buttons=_settings_buttons(None)), request)
-    text = f"{bold('Your digest')}\n{describe(subscription, services.content.catalogue)}{quiet_line}"
+    text = doc(block(heading("Your digest"), describe(subscription, services.content.catalogue), quiet_line))
     return replacing_on_button(Reply(text, buttons=_settings_buttons(subscription),
                             notice="Saved" if request.args and request.from_button else None), request)
 
@@ -285,24 +285,24 @@ async def digest(request: Request, services: Services, store: SubscriptionStore)
     """Preview the digest this chat would get now."""
     subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
     if subscription is None or not subscription.active:
-        return Reply("This chat is not subscribed; here is what a new subscription would start with. "
-                     "/subscribe to get it regularly.\n\n" + await _preview_for_new(request, services))
+        return Reply(doc("This chat is not subscribed; here is what a new subscription would start with. "
+                         "/subscribe to get it regularly.", await _preview_for_new(request, services)))
     history = await store.history(subscription.id)
     payload = compose_digest(subscription, services.content.catalogue, services.clock(), history,
                              services.digest_rules)
     if payload is None:
-        return Reply("Nothing new for your next digest yet.")
-    return Reply(italic("Preview of your next digest:") + "\n\n" + "\n\n".join(payload.parts))
+        return Reply(doc("Nothing new for your next digest yet."))
+    return Reply(doc(para(italic("Preview of your next digest:")), payload.message or doc()))
 
 
-async def _preview_for_new(request: Request, services: Services) -> str:
+async def _preview_for_new(request: Request, services: Services) -> Document:
     now = services.clock()
     choice = parse_subscribe((), services.content.catalogue, services.default_timezone)
     draft = Subscription(id=0, chat_id=request.chat.id, thread_id=request.chat.thread_id,
                          chat_kind=request.chat.kind, schedule=choice.schedule, sections=(), active=False,
                          created_at=now, next_due_at=choice.schedule.next_after(now))
     payload = compose_digest(draft, services.content.catalogue, now, DigestHistory(), services.digest_rules)
-    return "\n\n".join(payload.parts) if payload else "Nothing to show yet."
+    return (payload.message or doc()) if payload else doc("Nothing to show yet.")
 
 
 async def _chat_timezone(chat: Chat, store: SubscriptionStore, default: str) -> str:
@@ -321,28 +321,28 @@ async def quiet(request: Request, services: Services, store: SubscriptionStore) 
              "or /quiet off.")
     if not request.args:
         current = await services.quiet_hours(request.chat.id)
-        state = f"Quiet hours: {plain(current.describe())}." if current else "No quiet hours set."
-        return Reply(f"{state}\n{usage}")
+        state = f"Quiet hours: {current.describe()}." if current else "No quiet hours set."
+        return Reply(doc(block(state, usage)))
     if request.args[0].lower() in ("off", "none", "clear"):
         await store.set_quiet_hours(request.chat.id, None)
         services.remember_quiet_hours(request.chat.id, None)
-        return Reply("Quiet hours cleared.")
+        return Reply(doc("Quiet hours cleared."))
     start_text, _, end_text = request.args[0].partition("-")
     start, end = parse_time(start_text), parse_time(end_text)
     if len(request.args) > 2 or not start_text or not end_text:
-        return Reply(usage)
+        return Reply(doc(usage))
     if start is None or end is None:
-        return Reply(f"{plain(bad_time(start_text if start is None else end_text))} {usage}")
+        return Reply(doc(f"{bad_time(start_text if start is None else end_text)} {usage}"))
     if start == end:
-        return Reply(f"Quiet hours need a start and an end that differ. {usage}")
+        return Reply(doc(f"Quiet hours need a start and an end that differ. {usage}"))
     if len(request.args) > 1:
         zone = find_timezone(request.args[1])
         if zone is None:
-            return Reply(f"{plain(bad_timezone(request.args[1]))} {usage}")
+            return Reply(doc(f"{bad_timezone(request.args[1])} {usage}"))
     else:
         zone = await _chat_timezone(request.chat, store, services.default_timezone)
     hours = QuietHours(start, end, zone)
     await store.set_quiet_hours(request.chat.id, hours)
     services.remember_quiet_hours(request.chat.id, hours)
-    return Reply(f"Quiet hours set: {plain(hours.describe())}. Only scheduled digests will make a sound then.")
+    return Reply(doc(f"Quiet hours set: {hours.describe()}. Only scheduled digests will make a sound then."))
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
+from bot.core.document import Document
 from bot.core.messages import ChatKind
 from bot.core.schedule import QuietHours, Schedule
 
@@ -58,11 +58,16 @@ class DeliveryKind(Enum):
 
 @dataclass(frozen=True)
 class DigestPayload:
-    """The composed message, fixed when first claimed so a resumed delivery sends exactly the same parts."""
+    """The composed message, fixed when first claimed so a resumed delivery sends exactly the same parts.
 
-    parts: tuple[str, ...]
+    `message` is the document each sender renders for its platform; `parts` are texts ready to send as they
+    are (rows stored before messages were documents hold Telegram HTML parts there), used when there is no message.
+    """
+
+    parts: tuple[str, ...] = ()
     update_keys: tuple[str, ...] = ()
     spotlight_key: str | None = None
+    message: Document | None = None
 
 
 @dataclass(frozen=True)
@@ -198,8 +203,8 @@ class SubscriptionStore(Protocol):
         """
         ...
 
-    async def enqueue_broadcast(self, text_parts: Sequence[str], now: datetime) -> int:
-        """Enqueue one broadcast delivery per active subscription; returns how many."""
+    async def enqueue_broadcast(self, payload: DigestPayload, now: datetime) -> int:
+        """Enqueue one broadcast delivery of `payload` per active subscription; returns how many."""
         ...
 
     async def claim_deliveries(self, worker: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.core.document import Document
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscriptions import (
@@ -124,7 +125,11 @@ def _sections(sections: Sequence[str]) -> str:
 
 
 def _encode_payload(payload: DigestPayload) -> str:
-    data = {"parts": payload.parts, "update_keys": payload.update_keys, "spotlight_key": payload.spotlight_key}
+    data: dict[str, Any] = {"parts": payload.parts, "update_keys": payload.update_keys,
+                            "spotlight_key": payload.spotlight_key}
+    if payload.message is not None:
+        # The document, not one platform's markup: each sender renders it when it sends.
+        data["message"] = payload.message.to_data()
     return json.dumps(data, ensure_ascii=False)
 
 
@@ -132,10 +137,12 @@ def _decode_payload(text: str | None) -> DigestPayload | None:
     if text is None:
         return None
     data = json.loads(text)
+    message = data.get("message")  # absent in rows written before messages were documents: their parts are HTML
     return DigestPayload(
-        parts=tuple(data["parts"]),
+        parts=tuple(data.get("parts", ())),
         update_keys=tuple(data.get("update_keys", ())),
         spotlight_key=data.get("spotlight_key"),
+        message=None if message is None else Document.from_data(message),
     )
 
 
@@ -378,19 +385,19 @@ class SqlStore:
                     )
         return inserted
 
-    async def enqueue_broadcast(self, text_parts: Sequence[str], now: datetime) -> int:
+    async def enqueue_broadcast(self, payload: DigestPayload, now: datetime) -> int:
         """Enqueue one broadcast delivery per active subscription; returns how many."""
         now = _utc(now)
-        if not text_parts:
-            raise ValueError("a broadcast needs at least one part")
-        payload = _encode_payload(DigestPayload(parts=tuple(text_parts)))
+        if not payload.parts and not payload.message:
+            raise ValueError("a broadcast needs a message")
+        encoded = _encode_payload(payload)
         async with self.driver.transaction() as tx:
             # One set-based statement however many subscribers there are.
             return await tx.execute(
                 "INSERT INTO deliveries (subscription_id, kind, period, status, payload, created_at, updated_at)"
                 f" SELECT id, '{DeliveryKind.BROADCAST.value}', ?, 'pending', ?, ?, ? FROM subscriptions WHERE active"
                 " ON CONFLICT (subscription_id, kind, period) DO NOTHING",
-                (now, payload, now, now),
+                (now, encoded, now, now),
             )
 
     # ------------------------------------------------------------------------------------------- sending

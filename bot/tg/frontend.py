@@ -12,7 +12,6 @@ from telegram import (
     ChatMember,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    LinkPreviewOptions,
     Message,
     Update,
 )
@@ -31,16 +30,17 @@ from telegram.ext import (
 
 from bot.core.admin import MAX_UPLOAD_BYTES
 from bot.core.commands import COMMANDS, dispatch, find_command
+from bot.core.document import doc
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
-from bot.core.render import split_message
 from bot.core.services import Services
 from bot.tg.downloads import download_capped
+from bot.tg.render import html_parts
+from bot.tg.sender import NO_PREVIEW
 
 log = logging.getLogger(__name__)
 
 NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 # What the handlers below take; polling and setWebhook ask Telegram for exactly these.
 UPDATE_TYPES = (Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER)
@@ -87,7 +87,7 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
 
 async def send_reply(application: Application, chat: Chat, reply: Reply) -> list[Message]:  # type: ignore[type-arg]
     """Send a reply as one or more messages, split at paragraph boundaries; buttons go on the last one."""
-    parts = split_message(reply.text)
+    parts = html_parts(reply.body)
     sent = []
     for number, part in enumerate(parts, 1):
         sent.append(await application.bot.send_message(
@@ -140,7 +140,7 @@ class TelegramFrontEnd:
         if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
         reply = await dispatch(request, self.services)
-        if reply.text:
+        if reply.body:
             await send_reply(context.application, chat, reply)
 
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -153,7 +153,7 @@ class TelegramFrontEnd:
         attachment = None
         is_admin = user is not None and user.id in self.services.admin_ids
         if is_admin:
-            too_big = Reply(f"That file is over {MAX_UPLOAD_BYTES // 1024} KiB; content files are small.")
+            too_big = Reply(doc(f"That file is over {MAX_UPLOAD_BYTES // 1024} KiB; content files are small."))
             if document.file_size is not None and document.file_size > MAX_UPLOAD_BYTES:
                 await send_reply(context.application, chat, too_big)
                 return
@@ -169,7 +169,7 @@ class TelegramFrontEnd:
                 return
             attachment = (document.file_name or "upload.yaml", data)
         reply = await dispatch(Request("upload", (), chat, user, attachment=attachment), self.services)
-        if reply.text:
+        if reply.body:
             await send_reply(context.application, chat, reply)
 
     async def on_my_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -182,7 +182,7 @@ class TelegramFrontEnd:
         change = MembershipChange(chat, present=is_present(changed.new_chat_member),
                                   was_present=is_present(changed.old_chat_member))
         reply = await membership_changed(change, self.services)
-        if not reply.text:
+        if not reply.body:
             return
         try:
             await send_reply(context.application, chat, reply)
@@ -202,14 +202,14 @@ class TelegramFrontEnd:
             return
         reply = await dispatch(request, self.services)
         await query.answer(text=reply.notice)
-        if not reply.text:
+        if not reply.body:
             return
         if reply.replace and message is not None and await self._edit(query, reply):
             return
         await send_reply(context.application, chat, reply)
 
     async def _edit(self, query: CallbackQuery, reply: Reply) -> bool:
-        parts = split_message(reply.text)
+        parts = html_parts(reply.body)
         if len(parts) != 1:
             return False
         try:

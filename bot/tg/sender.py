@@ -17,6 +17,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.delivery import ChatGone, ChatMoved, PermanentFailure, RetryAfter, Sender, TransientFailure
 
+# Every message the bot sends goes without a link preview: replies and edits (bot.tg.frontend) and deliveries.
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 # 400 answers that mean the bot can no longer write to the chat at all (rather than "this message is wrong").
