@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,11 +17,11 @@ from urllib.parse import urlsplit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.cluster import GlobalPacer, SchedulerLeadership, is_postgres
 from bot.console import CONSOLE_USER, Console, ConsoleSender
 from bot.content import ContentLibrary, InvalidContent
-from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin
-from bot.content_sync import ContentSync, SyncedContentAdmin, start_content_sync
+from bot.content.diff import ContentChange
+from bot.content.manager import ContentManager, OffLoopContentAdmin
+from bot.content.replicate import ContentSync, SyncedContentAdmin, start_content_sync
 from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
 from bot.core.messages import Chat, Reply
@@ -33,7 +31,9 @@ from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Sender
 from bot.digests import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
-from bot.store import open_store
+from bot.store import is_postgres, open_store
+from bot.store.cluster import GlobalPacer, SchedulerLeadership, process_id
+from bot.store.snapshots import snapshot_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import UPDATE_TYPES, TelegramFrontEnd, send_reply
 from bot.tg.ordering import PerChatOrderedProcessor
@@ -120,7 +120,7 @@ def build_digests(runtime: Runtime, sender: Sender, clock: Clock) -> DigestServi
              if replicas and settings.shared_rate_limit and settings.messages_per_second > 0 else None)
     limits = rate_limits(settings)
     engine = DeliveryEngine(runtime.store, sender, limits, silent=silent,
-                            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+                            worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
                             now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
@@ -163,7 +163,7 @@ async def opened(settings: Settings, clock: Clock = utc_now) -> AsyncIterator[Ru
         services.content_admin = OffLoopContentAdmin(manager)
         services.audit = store
         # Replicas on one PostgreSQL: content changed on any of them reaches all (no-op on SQLite).
-        sync = await start_content_sync(settings.database_url, manager, clock)
+        sync = await start_content_sync(snapshot_store(settings.database_url), manager)
         if sync is not None:
             services.content_admin = SyncedContentAdmin(manager, sync)
         yield Runtime(settings, content, store, services, manager)
@@ -230,7 +230,7 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         return {"content_version": runtime.content.catalogue.version}
 
     server = webhook_server(application, path=path, secret=secret, store=runtime.store,
-                            worker=f"{socket.gethostname()}:{os.getpid()}", clock=clock, health=health)
+                            worker=process_id(), clock=clock, health=health)
     server.listen(settings.port, settings.webhook_listen)
     log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
     try:

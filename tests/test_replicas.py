@@ -22,11 +22,11 @@ import psycopg
 import pytest
 from harness import CONTENT, ROOT
 
-from bot.cluster import SCHEDULER_LOCK_KEY
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import SubscriptionRequest
 from bot.store import open_store
+from bot.store.cluster import SCHEDULER_LOCK_KEY
 from bot.testing.fake_bot_api import FakeBotApi
 
 CHATS = 5000

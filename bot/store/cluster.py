@@ -21,6 +21,9 @@ from typing import Any
 
 import psycopg
 
+from bot.logs import brief_error
+from bot.store.drivers import is_postgres
+
 log = logging.getLogger(__name__)
 
 # Any fixed 64-bit number works; it only has to be the same in every replica (and differ from the migration lock).
@@ -38,11 +41,6 @@ STATEMENT_TIMEOUT = 5.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def is_postgres(database_url: str) -> bool:
-    """True when the URL names a PostgreSQL database (the only backend shared by several replicas)."""
-    return database_url.partition("://")[0].lower() in ("postgresql", "postgres")
 
 
 def process_id() -> str:
@@ -255,9 +253,3 @@ class GlobalPacer:
             await asyncio.gather(*self._background, return_exceptions=True)
         async with self._db_lock:
             await self._drop()
-
-
-def brief_error(exc: BaseException) -> str:
-    """An exception's type and first line, for a warning that should not carry a whole traceback."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
