@@ -128,7 +128,7 @@ class ContentManager:
         target = _target_for(name, text, texts)
         if isinstance(target, ContentError):
             return self._rejected([target])
-        validated = self._validate({**texts, target: text})
+        validated = self._validate({**texts, target: as_read_back(text)})
         if not isinstance(validated, Catalogue):
             return self._rejected(validated, target)
         path = self.directory / target
