@@ -68,6 +68,13 @@ def as_read_back(text: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+def read_folder(directory: Path, shown: str) -> dict[str, str | Unreadable] | ContentError:
+    """Every content file of the content folder (see read_content), or the error that it is not there."""
+    if not directory.is_dir():
+        return ContentError(shown or ".", 0, "(directory)", "content directory not found")
+    return read_content(directory)
+
+
 def readable(texts: Mapping[str, str | Unreadable]) -> dict[str, str]:
     """The files that are text; an unreadable one (not UTF-8, too large) is a ValueError naming it."""
     for relative, text in texts.items():

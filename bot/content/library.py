@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.content.errors import ContentError, InvalidContent
-from bot.content.files import read_content
+from bot.content.files import read_folder
 from bot.content.validate import validate_texts
 from bot.core.catalogue import Catalogue
 
@@ -22,10 +22,9 @@ def load_catalogue(directory: Path, *, now: datetime, overrides: Mapping[str, st
     is an error (`content check` asks for that; the running bot accepts one, so content written ahead of time
     still loads). Raises InvalidContent with every error found.
     """
-    prefix = directory.as_posix() if shown is None else shown
-    if not directory.is_dir():
-        raise InvalidContent([ContentError(prefix or ".", 0, "(directory)", "content directory not found")])
-    texts = read_content(directory)
+    texts = read_folder(directory, directory.as_posix() if shown is None else shown)
+    if isinstance(texts, ContentError):
+        raise InvalidContent([texts])
     texts.update(overrides or {})
     return validate_texts(texts, base=directory, now=now, shown=shown, future_updates=future_updates)
 

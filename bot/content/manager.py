@@ -29,6 +29,7 @@ from bot.content.files import (
     read_content,
     read_entry,
     read_exact,
+    read_folder,
     read_history,
     readable,
     remove,
@@ -247,10 +248,8 @@ class ContentManager:
 
     def _read(self) -> Texts | ContentError:
         """The content folder as it is now, read once for this change."""
-        if not self.directory.is_dir():
-            return ContentError(".", 0, "(directory)", "content directory not found")
         try:
-            return read_content(self.directory)
+            return read_folder(self.directory, "")
         except OSError as exc:
             return _io_error(".", exc, "cannot read the content folder")
 
