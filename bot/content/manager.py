@@ -305,9 +305,11 @@ def _target_for(file_name: str, text: str, texts: Mapping[str, str | Unreadable]
 def _section_file(section_id: str, texts: Mapping[str, str | Unreadable]) -> str | None:
     """The file that already holds this section, so a replacement lands on it whatever its name."""
     for relative in sorted(texts):
-        if not relative.startswith("sections/"):
+        text = texts[relative]
+        # A file holding the id has it in its text (short of a YAML escape): parse only those, not every section.
+        if not relative.startswith("sections/") or not isinstance(text, str) or section_id not in text:
             continue
-        parsed = parse_file(texts[relative], relative)
+        parsed = parse_file(text, relative)
         if isinstance(parsed, ContentError):
             continue
         data = parsed.data
