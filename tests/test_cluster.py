@@ -285,3 +285,9 @@ async def test_a_new_deployment_publishes_its_own_files(tmp_path: Path, database
     assert snapshot is not None and snapshot.version == snapshot.base_version == own
     assert await one.sync_once() == "applied"  # the old replica follows the new deployment
     assert one.manager.library.catalogue.version == own
+
+
+async def test_an_unreachable_snapshot_store_raises_a_connection_error() -> None:
+    snapshots = PostgresSnapshots("postgresql://nobody@127.0.0.1:1/none", name="cut-off")
+    with pytest.raises(ConnectionError):  # SnapshotsUnavailable: replicate.py knows no psycopg error
+        await snapshots.head()
