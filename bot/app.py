@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -19,11 +17,11 @@ from urllib.parse import urlsplit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.cluster import GlobalPacer, SchedulerLeadership, is_postgres
 from bot.console import CONSOLE_USER, Console, ConsoleSender, console_parts
 from bot.content import ContentLibrary, InvalidContent
-from bot.content_admin import ContentChange, ContentManager, OffLoopContentAdmin
-from bot.content_sync import ContentSync, SyncedContentAdmin
+from bot.content.diff import ContentChange
+from bot.content.manager import ContentManager, OffLoopContentAdmin
+from bot.content.replicate import ContentSync, SyncedContentAdmin
 from bot.core.admin import describe_outcome
 from bot.core.digest import DigestRules
 from bot.core.document import Document
@@ -35,7 +33,9 @@ from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
 from bot.digests import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
-from bot.store import open_store
+from bot.store import is_postgres, open_store
+from bot.store.cluster import GlobalPacer, SchedulerLeadership, process_id
+from bot.store.snapshots import snapshot_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import UPDATE_TYPES, TelegramFrontEnd, send_reply
 from bot.tg.ordering import PerChatOrderedProcessor
@@ -131,7 +131,7 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Re
              if replicas and settings.shared_rate_limit and settings.messages_per_second > 0 else None)
     limits = rate_limits(settings)
     engine = DeliveryEngine(runtime.store, sender, limits, silent=silent, render=render,
-                            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+                            worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
                             now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
@@ -177,7 +177,8 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
         manager = ContentManager(content, settings.content_history_dir, clock)
         # Replicas on one PostgreSQL: content changed on any of them reaches all (none on SQLite). Built here, for
         # the content admin the commands get; started by `running`.
-        sync = ContentSync(settings.database_url, manager, clock) if is_postgres(settings.database_url) else None
+        snapshots = snapshot_store(settings.database_url)
+        sync = ContentSync(snapshots, manager) if snapshots is not None else None
         content_admin = OffLoopContentAdmin(manager) if sync is None else SyncedContentAdmin(manager, sync)
         # The delivery loop's wake-up exists before the loop, so the commands' Services is complete from the start.
         delivery_wake = asyncio.Event()
@@ -260,7 +261,7 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         return {"content_version": runtime.content.catalogue.version}
 
     server = webhook_server(application, path=path, secret=secret, store=runtime.store,
-                            worker=f"{socket.gethostname()}:{os.getpid()}", clock=clock, health=health)
+                            worker=process_id(), clock=clock, health=health)
     server.listen(settings.port, settings.webhook_listen)
     log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
     try:

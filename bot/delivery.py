@@ -81,7 +81,7 @@ def pacing_interval(messages_per_second: float, pacing: float) -> float:
 
 
 class SharedPacer(Protocol):
-    """The overall ceiling shared with other replicas (bot.cluster.GlobalPacer); same clock as the limiter."""
+    """The overall ceiling shared with other replicas (bot.store.cluster.GlobalPacer); same clock as the limiter."""
 
     async def acquire(self) -> float:
         """Wait for this process's next send slot; returns the clock time the send starts."""

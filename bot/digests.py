@@ -42,7 +42,7 @@ def digest_composer(store: SubscriptionStore, content: ContentSource, clock: Wal
 
 
 class Leadership(Protocol):
-    """Whether this process is the one replica that schedules (bot.cluster.SchedulerLeadership)."""
+    """Whether this process is the one replica that schedules (bot.store.cluster.SchedulerLeadership)."""
 
     async def is_leader(self) -> bool:
         """Check, taking the lead when it is free; never raises."""

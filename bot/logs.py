@@ -1,4 +1,4 @@
-"""Logging set-up that keeps secrets (the bot token) out of every log line."""
+"""Logging set-up that keeps secrets (the bot token) out of every log line, and exceptions told in one line."""
 
 from __future__ import annotations
 
@@ -42,3 +42,9 @@ def configure_logging(level: str, secrets: Iterable[Secret] = ()) -> None:
     # httpx logs every request URL at INFO, and a Bot API URL contains the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def brief_error(exc: BaseException) -> str:
+    """An exception's type and first line, for a warning that should not carry a whole traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

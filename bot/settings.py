@@ -70,7 +70,7 @@ class Settings:
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     webhook_listen: str = "0.0.0.0"
     port: int = 8080
-    shared_rate_limit: bool = True  # on PostgreSQL, replicas share one sending ceiling (bot/cluster.py)
+    shared_rate_limit: bool = True  # on PostgreSQL, replicas share one sending ceiling (bot/store/cluster.py)
 
     @property
     def webhook_mode(self) -> bool:

@@ -7,8 +7,6 @@ import sys
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 BOT = Path(__file__).parent.parent / "bot"
 DRIVERS = ("psycopg", "psycopg_pool", "sqlite3")
 
@@ -66,11 +64,53 @@ def test_the_core_imports_only_the_core_and_the_standard_library() -> None:
     assert bad == []
 
 
-@pytest.mark.xfail(strict=True, reason="psycopg still in bot/cluster.py and bot/content_sync.py until the content "
-                                       "wing lands")
 def test_only_the_store_imports_a_database_driver() -> None:
     assert offenders("only bot.store", DRIVERS, ("bot.store",)) == []
 
 
 def test_only_the_telegram_front_end_and_the_composition_root_import_telegram() -> None:
     assert offenders("only bot.tg and bot.app", ("telegram",), ("bot.tg", "bot.app")) == []
+
+
+BOT = Path(__file__).parent.parent / "bot"
+# Path methods, and os/shutil/tempfile functions, that create, change or delete files.
+WRITING_METHODS = {"write_text", "write_bytes", "unlink", "rmdir", "mkdir", "touch", "symlink_to", "hardlink_to",
+                   "chmod"}
+WRITING_FUNCTIONS = {("os", name) for name in ("replace", "rename", "renames", "remove", "unlink", "fdopen",
+                                               "mkdir", "makedirs", "rmdir", "removedirs", "chmod", "symlink", "link",
+                                               "truncate")}
+WRITING_MODULES = {"shutil", "tempfile"}
+# Exactly these modules may write files: the content wing's one writer, and the SQLite driver (its database folder).
+FILE_WRITERS = {"bot/content/files.py", "bot/store/drivers.py"}
+
+
+def _writes(tree: ast.AST) -> list[str]:
+    """The file-writing calls in a module: `path.write_text(...)`, `os.replace(...)`, `open(p, "w")` and the like."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            owner = func.value.id if isinstance(func.value, ast.Name) else None
+            if (owner, func.attr) in WRITING_FUNCTIONS or owner in WRITING_MODULES:
+                found.append(f"{owner}.{func.attr}")
+            elif owner not in ("os", "shutil", "tempfile") and func.attr in WRITING_METHODS:
+                found.append(f".{func.attr}")
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name == "open":
+            positional = node.args[1:2] if isinstance(func, ast.Name) else node.args[:1]  # open(p, mode), p.open(mode)
+            modes = [arg.value for arg in [*positional, *(k.value for k in node.keywords if k.arg == "mode")]
+                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+            if any(set(mode) & set("wax+") for mode in modes):
+                found.append("open for writing")
+    return found
+
+
+def test_only_the_content_files_module_writes_into_the_content_folder() -> None:
+    writers = {}
+    for path in sorted(BOT.rglob("*.py")):
+        calls = _writes(ast.parse(path.read_text()))
+        if calls:
+            writers[path.relative_to(BOT.parent).as_posix()] = calls
+    assert set(writers) == FILE_WRITERS, writers

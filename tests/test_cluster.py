@@ -15,11 +15,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.cluster import GlobalPacer, SchedulerLeadership
 from bot.content import ContentLibrary
-from bot.content_admin import ContentManager
-from bot.content_sync import ContentSync, SyncedContentAdmin
+from bot.content.manager import ContentManager
+from bot.content.replicate import ContentSync, SyncedContentAdmin
 from bot.store import open_store
+from bot.store.cluster import GlobalPacer, SchedulerLeadership
+from bot.store.snapshots import PostgresSnapshots
 
 pytestmark = pytest.mark.postgres
 
@@ -173,7 +174,7 @@ def replica(tmp_path: Path, database: str, name: str, source: Path = VALID,
     """One replica's content directory, upload history, manager and sync (not started)."""
     content = Path(shutil.copytree(source, tmp_path / name / "content"))
     manager = ContentManager(ContentLibrary.open(content, now=NOW), tmp_path / name / "history", lambda: NOW)
-    return ContentSync(database, manager, lambda: NOW, poll_seconds=poll_seconds, check_seconds=0.1, name=name)
+    return ContentSync(PostgresSnapshots(database, name=name), manager, poll_seconds=poll_seconds, check_seconds=0.1)
 
 
 def texts(directory: Path) -> dict[str, str]:
@@ -284,3 +285,9 @@ async def test_a_new_deployment_publishes_its_own_files(tmp_path: Path, database
     assert snapshot is not None and snapshot.version == snapshot.base_version == own
     assert await one.sync_once() == "applied"  # the old replica follows the new deployment
     assert one.manager.library.catalogue.version == own
+
+
+async def test_an_unreachable_snapshot_store_raises_a_connection_error() -> None:
+    snapshots = PostgresSnapshots("postgresql://nobody@127.0.0.1:1/none", name="cut-off")
+    with pytest.raises(ConnectionError):  # SnapshotsUnavailable: replicate.py knows no psycopg error
+        await snapshots.head()

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.content import ContentLibrary, load_catalogue
-from bot.content_admin import ContentChange, ContentDiff, ContentManager, diff_catalogues
+from bot.content.diff import ContentChange, ContentDiff, diff_catalogues
+from bot.content.manager import ContentManager
 from bot.core.catalogue import Initiative, Section, Update
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -20,11 +20,12 @@ from bot.content import (
     MAX_FILE_BYTES,
     ContentLibrary,
     InvalidContent,
-    _LineLoader,
     load_catalogue,
     validate_texts,
 )
-from bot.content_admin import BlockingRecord, ContentChange, ContentManager, OffLoopContentAdmin
+from bot.content.diff import ContentChange
+from bot.content.manager import BlockingRecord, ContentManager, OffLoopContentAdmin
+from bot.content.parse import _LineLoader
 from bot.core.catalogue import Catalogue
 from bot.core.commands import dispatch
 from bot.core.messages import Chat, Request, User

@@ -23,11 +23,11 @@ import pytest
 from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, ROOT
 
-from bot.cluster import SCHEDULER_LOCK_KEY
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import SubscriptionRequest
 from bot.store import open_store
+from bot.store.cluster import SCHEDULER_LOCK_KEY
 
 CHATS = 5000
 LATE = range(4001, CHATS + 1)  # due only after the leader was killed: the new leader must enqueue them

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.store.drivers import SQLITE, Driver, PostgresDriver, SqliteDriver, StoreError, redact
+from bot.store.drivers import SQLITE, Driver, PostgresDriver, SqliteDriver, StoreError, is_postgres, redact
 from bot.store.migrations import apply_migrations
 from bot.store.sql import SqlStore
 
-__all__ = ["SqlStore", "StoreError", "open_store"]
+__all__ = ["SqlStore", "StoreError", "is_postgres", "open_store"]
 
 _USAGE = "use sqlite:///relative/path.sqlite3, sqlite:////absolute/path.sqlite3 or postgresql://user:pass@host/db"
 
@@ -22,7 +22,7 @@ def _driver_for(database_url: str) -> Driver:
         if not path or path == ":memory:":
             raise StoreError(f"SQLite needs a file path in {database_url!r}: {_USAGE}")
         return SqliteDriver(Path(path))
-    if sep and scheme in ("postgresql", "postgres"):
+    if sep and is_postgres(database_url):
         return PostgresDriver(database_url)
     raise StoreError(f"unsupported database URL {redact(database_url)!r}: {_USAGE}")
 

@@ -33,6 +33,11 @@ MAX_GROUP_COMMIT = 256
 MIGRATION_LOCK_KEY = 0x686B_6169_7075_6C73  # "hkaipuls"
 
 
+def is_postgres(database_url: str) -> bool:
+    """True when the URL names a PostgreSQL database (the only backend shared by several replicas)."""
+    return database_url.partition("://")[0].lower() in ("postgresql", "postgres")
+
+
 class StoreError(Exception):
     """The store cannot be opened or used as configured (bad URL, unreachable server)."""
 

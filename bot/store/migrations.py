@@ -144,7 +144,7 @@ def m003_delivery_started(d: Dialect) -> Statements:
 
 @migration
 def m004_replicas(d: Dialect) -> Statements:
-    """What replicas on one PostgreSQL share: the sending pace (bot/cluster.py) and the content (content_sync.py)."""
+    """What replicas on one PostgreSQL share: the sending pace (cluster.py) and the content (snapshots.py)."""
     return [
         f"CREATE TABLE send_pacer (name TEXT PRIMARY KEY, next_at {d.timestamp} NOT NULL)",
         f"""

@@ -1,18 +1,18 @@
-"""Load and validate content/ into an immutable, typed catalogue, reporting every error with its place."""
+"""Validate content given as {relative path: YAML text} into a Catalogue, or raise with every error: pure, no disk."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
+from pathlib import PurePath, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
+from bot.content.errors import ContentError, InvalidContent, Unreadable
+from bot.content.parse import LineList, LineMap, parse_file
 from bot.core.catalogue import About, Catalogue, Initiative, Section, Source, Update
 from bot.core.document import doc
 from bot.core.render import render_initiative, render_section_header, render_update
@@ -22,191 +22,6 @@ SECTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_TITLE = 40
 MAX_UPDATE_TITLE = 120
 EARLIEST_YEAR = 1950
-MAX_FILE_BYTES = 1024 * 1024  # the largest content file on disk or from a replica (updates.yaml grows)
-MAX_DEPTH = 32  # YAML nesting levels; content needs 5, and deeper documents only serve to exhaust the stack
-
-
-@dataclass(frozen=True)
-class ContentError:
-    """One problem in a content file, printed as `file:line: key: message`."""
-
-    file: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
-
-
-class InvalidContent(Exception):
-    """Raised when content/ has errors; carries all of them."""
-
-    def __init__(self, errors: list[ContentError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(error) for error in errors))
-
-
-# --- YAML with line numbers -------------------------------------------------------------------
-
-
-class LineMap(dict[str, Any]):
-    """A YAML mapping that remembers the line of itself and of each key (1-based)."""
-
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class LineList(list[Any]):
-    """A YAML sequence that remembers the line of itself and of each item (1-based)."""
-
-    line: int = 0
-    item_lines: list[int]
-
-
-class _Guarded:
-    """Composes YAML refusing anchors, aliases and deep nesting, before anything is built from it."""
-
-    _depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        """Compose one node, refusing what could expand or recurse without bound."""
-        # Content has no use for anchors or aliases, and an alias is how a 500-byte file expands to gigabytes
-        # ("billion laughs", also through keys and merge keys); refusing them here is before any expansion.
-        # PyYAML composes and constructs recursively, so the depth cap also keeps RecursionError out of reach.
-        event = self.peek_event()  # type: ignore[attr-defined]
-        mark = event.start_mark
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not allowed in content "
-                                              "files; write the value out", mark)
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            raise yaml.composer.ComposerError(None, None, f"anchors (&{anchor}) are not allowed in content files",
-                                              mark)
-        if self._depth >= MAX_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)  # type: ignore[misc, no-any-return]
-        finally:
-            self._depth -= 1
-
-
-class _LineLoader(_Guarded, yaml.SafeLoader):
-    """SafeLoader that records line numbers, keeps dates as strings and refuses anchors, aliases and deep nesting."""
-
-
-_LineLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
-    result = LineMap()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            raise yaml.constructor.ConstructorError(None, None, "merge keys (<<) are not allowed in content files",
-                                                    key_node.start_mark)
-        key = loader.construct_object(key_node, deep=True)
-        key_text = str(key)
-        if key_text in result:
-            # A repeated key silently overwrites in plain YAML; here it is an error we report later.
-            result.setdefault("__duplicate_keys__", []).append((key_text, key_node.start_mark.line + 1))
-            continue
-        result[key_text] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key_text] = key_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
-    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-_Loader: type[_LineLoader] | type[_FastLineLoader] = _LineLoader
-if yaml.__with_libyaml__:
-    from yaml._yaml import CParser
-
-    class _FastLineLoader(_Guarded, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor,
-                          yaml.resolver.Resolver):
-        """_LineLoader with libyaml's scanner and parser: 5x faster on a large file; composing stays guarded."""
-
-        # Composer comes before CParser so that composing (and its guard) is ours; CParser supplies the events.
-        def __init__(self, stream: str) -> None:
-            CParser.__init__(self, stream)
-            yaml.constructor.SafeConstructor.__init__(self)
-            yaml.resolver.Resolver.__init__(self)
-            yaml.composer.Composer.__init__(self)
-
-    _FastLineLoader.yaml_implicit_resolvers = _LineLoader.yaml_implicit_resolvers
-    _FastLineLoader.yaml_constructors = _LineLoader.yaml_constructors
-    _Loader = _FastLineLoader
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse YAML safely (no arbitrary objects, anchors, aliases or deep nesting) into LineMap/LineList values."""
-    loader = _Loader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-def yaml_error(file: str, exc: yaml.YAMLError, text: str = "") -> ContentError:
-    """A YAML syntax error (or a refused alias, anchor or nesting) as one line: `file:line: (yaml): ...`."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if mark is not None:
-        line = mark.line + 1
-    elif isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses (NUL, other controls)
-        line = text.count("\n", 0, exc.position) + 1
-    else:
-        line = 1
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return ContentError(file, line, "(yaml)", f"not valid YAML: {problem}")
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A content file that could not be read as text; its one error says why."""
-
-    message: str
-
-
-def decode_content(data: bytes) -> str | Unreadable:
-    """A content file's text, or why it is not usable text (too large, not UTF-8)."""
-    if len(data) > MAX_FILE_BYTES:
-        return Unreadable(f"is {len(data)} bytes; at most {MAX_FILE_BYTES} allowed")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return Unreadable(f"not UTF-8 text (bad byte at offset {exc.start})")
-
-
-def read_content(directory: Path) -> dict[str, str | Unreadable]:
-    """Every content file below `directory` as {relative path: text, or why it is unreadable}."""
-    texts: dict[str, str | Unreadable] = {}
-    for path in content_files(directory):
-        relative = path.relative_to(directory).as_posix()
-        try:
-            with path.open("rb") as file:
-                data = file.read(MAX_FILE_BYTES + 1)  # a huge file is refused without reading all of it
-        except OSError as exc:
-            texts[relative] = Unreadable(f"cannot be read: {exc.strerror or type(exc).__name__}")
-            continue
-        if len(data) > MAX_FILE_BYTES:
-            texts[relative] = Unreadable(f"is more than {MAX_FILE_BYTES} bytes; at most {MAX_FILE_BYTES} allowed")
-        else:
-            texts[relative] = decode_content(data)
-    return texts
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -225,8 +40,9 @@ class _Reporter:
 
 @dataclass(frozen=True)
 class _Field:
+    """A key a mapping may hold, and whether it must."""
+
     name: str
-    kind: str  # text | int | list | map | date | link | ids
     required: bool = True
 
 
@@ -307,24 +123,35 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _mappings(report: _Reporter, raw: list[Any], key: str, line: int) -> Iterator[tuple[str, LineMap]]:
+    """Each mapping in a list with its place (`key[index]`); an item that is not one is reported."""
+    for index, item in enumerate(raw):
+        where = f"{key}[{index}]"
+        if not isinstance(item, LineMap):
+            item_line = raw.item_lines[index] if isinstance(raw, LineList) else line
+            report.error(item_line, where, f"must be a mapping, not {_kind(item)}")
+            continue
+        yield where, item
+
+
 SECTION_FIELDS = (
-    _Field("id", "text"), _Field("order", "int"), _Field("title", "text"), _Field("aliases", "list", False),
-    _Field("summary", "text"), _Field("key_points", "list"), _Field("related", "list", False),
-    _Field("initiatives", "list"),
+    _Field("id"), _Field("order"), _Field("title"), _Field("aliases", False),
+    _Field("summary"), _Field("key_points"), _Field("related", False),
+    _Field("initiatives"),
 )
 INITIATIVE_FIELDS = (
-    _Field("name", "text"), _Field("year", "int", False), _Field("body", "text"),
-    _Field("description", "text"), _Field("link", "link"), _Field("note", "text", False),
+    _Field("name"), _Field("year", False), _Field("body"),
+    _Field("description"), _Field("link"), _Field("note", False),
 )
 UPDATE_FIELDS = (
-    _Field("date", "date"), _Field("sections", "ids"), _Field("title", "text"),
-    _Field("summary", "text"), _Field("link", "link"),
+    _Field("date"), _Field("sections"), _Field("title"),
+    _Field("summary"), _Field("link"),
 )
 ABOUT_FIELDS = (
-    _Field("name", "text"), _Field("tagline", "text"), _Field("about", "text"),
-    _Field("contact", "text"), _Field("sources", "list"),
+    _Field("name"), _Field("tagline"), _Field("about"),
+    _Field("contact"), _Field("sources"),
 )
-SOURCE_FIELDS = (_Field("title", "text"), _Field("link", "link"))
+SOURCE_FIELDS = (_Field("title"), _Field("link"))
 
 
 @dataclass
@@ -378,12 +205,7 @@ def _read_initiatives(report: _Reporter, data: LineMap, section_id: str, today: 
         return None
     result: list[Initiative] = []
     seen: dict[str, int] = {}
-    for index, item in enumerate(raw):
-        where = f"initiatives[{index}]"
-        line = raw.item_lines[index] if isinstance(raw, LineList) else data.line
-        if not isinstance(item, LineMap):
-            report.error(line, where, f"must be a mapping, not {_kind(item)}")
-            continue
+    for where, item in _mappings(report, raw, "initiatives", data.line):
         _check_keys(report, item, where, INITIATIVE_FIELDS)
         name = _text(report, item, where, "name")
         body = _text(report, item, where, "body")
@@ -411,14 +233,10 @@ def _read_updates(report: _Reporter, data: Any, latest: date | None) -> list[tup
     if not isinstance(data, LineMap) or not isinstance(data.get("updates"), list):
         report.error(getattr(data, "line", 1), "updates", "the file must hold `updates:` with a list of updates")
         return []
-    _check_keys(report, data, "", (_Field("updates", "list"),))
+    _check_keys(report, data, "", (_Field("updates"),))
     raw: LineList = data["updates"]
     result: list[tuple[Update, LineMap, str]] = []
-    for index, item in enumerate(raw):
-        where = f"updates[{index}]"
-        if not isinstance(item, LineMap):
-            report.error(raw.item_lines[index], where, f"must be a mapping, not {_kind(item)}")
-            continue
+    for where, item in _mappings(report, raw, "updates", raw.line):
         _check_keys(report, item, where, UPDATE_FIELDS)
         day = _date(report, item, where)
         if day is not None and latest is not None and day > latest:
@@ -458,11 +276,7 @@ def _read_about(report: _Reporter, data: Any) -> About | None:
     sources: list[Source] = []
     raw = data.get("sources")
     if isinstance(raw, LineList):
-        for index, item in enumerate(raw):
-            where = f"sources[{index}]"
-            if not isinstance(item, LineMap):
-                report.error(raw.item_lines[index], where, f"must be a mapping, not {_kind(item)}")
-                continue
+        for where, item in _mappings(report, raw, "sources", raw.line):
             _check_keys(report, item, where, SOURCE_FIELDS)
             title, link = _text(report, item, where, "title"), _link(report, item, where, "link")
             if title and link:
@@ -475,50 +289,7 @@ def _read_about(report: _Reporter, data: Any) -> About | None:
     return About(name=name, tagline=tagline, about=about, contact=contact, sources=tuple(sources))
 
 
-def content_files(directory: Path) -> list[Path]:
-    """Every *.yaml / *.yml file below `directory`: the one definition of which files are content."""
-    return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-
-
-def load_catalogue(directory: Path, *, now: datetime, overrides: Mapping[str, str] | None = None,
-                   shown: str | None = None, future_updates: bool = True) -> Catalogue:
-    """Read every YAML file under `directory`, validate all of it, and return the catalogue.
-
-    `overrides` maps a path relative to `directory` to replacement text, so a file an admin uploads can be
-    validated against the rest of the content before anything is written. Errors name files as
-    `<shown>/<relative path>` (default: the directory as given; "" for paths relative to it). With
-    `future_updates=False` an update dated after tomorrow is an error (`content check` asks for that; the running
-    bot accepts one, so content written ahead of time still loads). Raises InvalidContent with every error found.
-    """
-    prefix = directory.as_posix() if shown is None else shown
-    if not directory.is_dir():
-        raise InvalidContent([ContentError(prefix or ".", 0, "(directory)", "content directory not found")])
-    texts = read_content(directory)
-    texts.update(overrides or {})
-    return validate_texts(texts, base=directory, now=now, shown=shown, future_updates=future_updates)
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    data: Any
-
-
-def _parse_file(text: str | Unreadable, shown_file: str) -> _Parsed | ContentError:
-    """A file's YAML, or its one error: unreadable, too large, or not valid (refused) YAML."""
-    if isinstance(text, str) and len(text) > MAX_FILE_BYTES // 4 and len(text.encode()) > MAX_FILE_BYTES:
-        text = Unreadable(f"is {len(text.encode())} bytes; at most {MAX_FILE_BYTES} allowed")
-    if isinstance(text, Unreadable):
-        return ContentError(shown_file, 1, "(file)", text.message)
-    try:
-        return _Parsed(parse_yaml(text))
-    except yaml.YAMLError as exc:
-        return yaml_error(shown_file, exc, text)
-    except UnicodeEncodeError as exc:  # a lone surrogate, as JSON from another replica can carry
-        return ContentError(shown_file, text.count("\n", 0, exc.start) + 1, "(file)",
-                            f"not UTF-8 text (bad character at offset {exc.start})")
-
-
-def validate_texts(texts: Mapping[str, str | Unreadable], *, base: Path, now: datetime,
+def validate_texts(texts: Mapping[str, str | Unreadable], *, base: PurePath, now: datetime,
                    shown: str | None = None, future_updates: bool = True) -> Catalogue:
     """Validate content given as {relative path: YAML text}; raise InvalidContent listing every problem."""
     errors: list[ContentError] = []
@@ -529,15 +300,15 @@ def validate_texts(texts: Mapping[str, str | Unreadable], *, base: Path, now: da
     for relative in sorted(texts):
         shown_file = f"{prefix}/{relative}" if prefix else relative
         report = _Reporter(shown_file, errors)
-        parsed = _parse_file(texts[relative], shown_file)
+        parsed = parse_file(texts[relative], shown_file)
         if isinstance(parsed, ContentError):
             errors.append(parsed)
             if relative.startswith("sections/"):
                 # Assume the usual <id>.yaml naming so other files' references to it are not reported too.
-                pending.declared_ids.add(Path(relative).stem)
+                pending.declared_ids.add(PurePosixPath(relative).stem)
             continue
         data = parsed.data
-        name = Path(relative).name
+        name = PurePosixPath(relative).name
         if relative.startswith("sections/"):
             if isinstance(data, LineMap) and isinstance(data.get("id"), str):
                 pending.declared_ids.add(data["id"].strip())
@@ -594,7 +365,7 @@ def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
         if message_length(doc(render_update(update))) > MESSAGE_LIMIT:
             report.error(item.line, f"{where}.summary", f"renders to more than {MESSAGE_LIMIT} characters")
     _check_cut_links(pending)
-    if pending.about is None and not any(Path(p).name.startswith("about.") for p in texts):
+    if pending.about is None and not any(PurePosixPath(p).name.startswith("about.") for p in texts):
         errors.append(ContentError(f"{prefix}/about.yaml" if prefix else "about.yaml", 0, "(file)",
                                    "missing about.yaml"))
     if not pending.sections:
@@ -646,30 +417,3 @@ def _check_fits(report: _Reporter, data: LineMap, section: Section) -> None:
         if message_length(doc(render_initiative(initiative))) > MESSAGE_LIMIT:
             line = lines[index] if index < len(lines) else data.line
             report.error(line, f"initiatives[{index}]", f"renders to more than {MESSAGE_LIMIT} characters")
-
-
-class ContentLibrary:
-    """Holds the last good catalogue of a content directory; a failed reload leaves it in force."""
-
-    def __init__(self, directory: Path, catalogue: Catalogue) -> None:
-        self.directory = directory
-        self._catalogue = catalogue
-
-    @classmethod
-    def open(cls, directory: Path, *, now: datetime) -> ContentLibrary:
-        """Load a directory; raises InvalidContent if it is not valid (the bot refuses to start on it)."""
-        return cls(directory, load_catalogue(directory, now=now))
-
-    @property
-    def catalogue(self) -> Catalogue:
-        """The content in force."""
-        return self._catalogue
-
-    def reload(self, *, now: datetime, shown: str | None = None) -> Catalogue:
-        """Validate the directory again and swap it in; on errors raise InvalidContent and keep serving the old.
-
-        `shown` is how errors name the directory (see load_catalogue).
-        """
-        # One assignment: a reader on another thread sees the old catalogue or the new one, never a mix.
-        self._catalogue = load_catalogue(self.directory, now=now, shown=shown)
-        return self._catalogue

@@ -23,6 +23,8 @@ import psycopg
 
 from bot.core.ports import MonotonicClock
 from bot.delivery import pacing_interval
+from bot.logs import brief_error
+from bot.store.drivers import is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,6 @@ CONNECT_TIMEOUT = 5
 STATEMENT_TIMEOUT = 5.0
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def is_postgres(database_url: str) -> bool:
-    """True when the URL names a PostgreSQL database (the only backend shared by several replicas)."""
-    return database_url.partition("://")[0].lower() in ("postgresql", "postgres")
 
 
 def process_id() -> str:
@@ -257,9 +254,3 @@ class GlobalPacer:
             await asyncio.gather(*self._background, return_exceptions=True)
         async with self._db_lock:
             await self._drop()
-
-
-def brief_error(exc: BaseException) -> str:
-    """An exception's type and first line, for a warning that should not carry a whole traceback."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
