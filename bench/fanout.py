@@ -44,11 +44,11 @@ from bench.common import CONTENT, ROOT, GcPauses, fill_subscriptions, peak_rss_m
 from bench.double import DoubleProcess
 from bot.app import freeze_startup_objects
 from bot.content import load_catalogue
-from bot.core.digest import DigestRules, compose_digest
+from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.services import StaticContent
 from bot.core.subscriptions import DigestHistory
 from bot.delivery import DeliveryEngine, RateLimits, Sender
-from bot.digests import DigestService, digest_composer
+from bot.digest_scheduler import DigestService, digest_composer
 from bot.store import open_store
 from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender, TelegramSender

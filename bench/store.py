@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.common import CONTENT, ROOT, fill_subscriptions, peak_rss_mb, print_table, spread_over_a_day, write_results
 from bot.app import build_digests, opened
-from bot.digests import PRUNE_BATCH
+from bot.digest_scheduler import PRUNE_BATCH
 from bot.settings import Settings
 from bot.store import SqlStore, open_store
 from bot.tg.render import html_parts

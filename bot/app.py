@@ -23,14 +23,14 @@ from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
 from bot.content.replicate import ContentSync, SyncedContentAdmin
 from bot.core.admin import describe_outcome
-from bot.core.digest import DigestRules
+from bot.core.digest_composer import DigestRules
 from bot.core.document import Document
 from bot.core.messages import Chat, Reply
 from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
 from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
 from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
-from bot.digests import DigestService, digest_composer
+from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
 from bot.store import is_postgres, open_store

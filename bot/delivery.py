@@ -151,9 +151,9 @@ class RateLimiter:
     WINDOW = 1.0
     GROUP_PERIOD = 60.0
 
-    def __init__(self, limits: RateLimits, *, clock: MonotonicClock = time.monotonic, sleep: Sleep = asyncio.sleep,
+    def __init__(self, limits: RateLimits, *, monotonic: MonotonicClock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  global_pacer: SharedPacer | None = None) -> None:
-        self._clock = clock
+        self._monotonic = monotonic
         # Several replicas: the overall ceiling comes from the shared pacer; per-chat limits stay local, which is
         # enough because each delivery is claimed by exactly one replica.
         self.global_pacer = global_pacer
@@ -187,7 +187,7 @@ class RateLimiter:
 
     def pause(self, seconds: float) -> None:
         """Hold every send that has not started yet for `seconds` from now."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._paused_until = max(self._paused_until, self._monotonic() + seconds)
         if self.global_pacer is not None:
             self.global_pacer.pause(seconds)
 
@@ -195,7 +195,7 @@ class RateLimiter:
         """Telegram answered 429 for `chat_id`: hold that chat for `seconds`; pause everything when 429s are a
         large share of the last second's sends (the bot as a whole is over the limit, not one chat).
         Returns True when everything paused."""
-        now = self._clock()
+        now = self._monotonic()
         self._held[chat_id] = max(self._held.get(chat_id, -math.inf), now + seconds)
         floods = self._floods
         floods.append(now)
@@ -211,7 +211,7 @@ class RateLimiter:
     async def acquire(self, chat_id: int) -> float:
         """Wait until a message to `chat_id` may start; returns the clock time it started. Pair with release()."""
         if self._held:
-            while (wait := self._held.get(chat_id, -math.inf) - self._clock()) > 0:
+            while (wait := self._held.get(chat_id, -math.inf) - self._monotonic()) > 0:
                 await self._sleep(wait)
             self._held.pop(chat_id, None)
         gate = self._gate(chat_id)
@@ -221,7 +221,7 @@ class RateLimiter:
             # Holding the chat's lock through the global wait keeps a second send to this chat behind this one.
             period = self._period(chat_id) + self._margin
             starts = gate.starts
-            while len(starts) == starts.maxlen and (wait := starts[0] + period - self._clock()) > 0:
+            while len(starts) == starts.maxlen and (wait := starts[0] + period - self._monotonic()) > 0:
                 await self._sleep(wait)
             started = await self._start()
             starts.append(started)
@@ -237,9 +237,9 @@ class RateLimiter:
         if sent is None or self.global_pacer is not None:
             return
         async with self._send_lock:
-            while len(sent) == sent.maxlen and (wait := sent[0] + self.WINDOW + self._margin - self._clock()) > 0:
+            while len(sent) == sent.maxlen and (wait := sent[0] + self.WINDOW + self._margin - self._monotonic()) > 0:
                 await self._sleep(wait)
-            sent.append(self._clock())
+            sent.append(self._monotonic())
 
     def release(self) -> None:
         """The send that acquire() let start got its answer: free its in-flight slot."""
@@ -260,7 +260,7 @@ class RateLimiter:
             return await self._acquire_shared(self.global_pacer)
         async with self._lock:
             while True:
-                now = self._clock()
+                now = self._monotonic()
                 earliest = self._earliest()
                 if earliest <= now:
                     self._grant(now)
@@ -269,7 +269,7 @@ class RateLimiter:
 
     async def _acquire_shared(self, pacer: SharedPacer) -> float:
         async with self._lock:
-            while (wait := self._paused_until - self._clock()) > 0:
+            while (wait := self._paused_until - self._monotonic()) > 0:
                 await self._sleep(wait)
             return await pacer.acquire()
 
@@ -311,7 +311,7 @@ class RateLimiter:
 
     def _sweep(self) -> None:
         """Forget chats whose last send is older than their period and that nobody is waiting on."""
-        now = self._clock()
+        now = self._monotonic()
         idle = [chat_id for chat_id, gate in self._gates.items()
                 if not gate.lock.locked()
                 and (not gate.starts or gate.starts[-1] + self._period(chat_id) + self._margin <= now)]
@@ -375,7 +375,7 @@ class DeliveryEngine:
         silent: Silent | None = None,
         render: Render | None = None,
         limiter: RateLimiter | None = None,
-        clock: MonotonicClock = time.monotonic,
+        monotonic: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store
@@ -386,8 +386,8 @@ class DeliveryEngine:
         self._now = now
         self._silent = silent
         self._render = render
-        self._clock = clock
-        self.limiter = limiter or RateLimiter(self.limits, clock=clock, sleep=sleep)
+        self._monotonic = monotonic
+        self.limiter = limiter or RateLimiter(self.limits, monotonic=monotonic, sleep=sleep)
         self.total = DeliveryReport()  # counted in place by every run since the engine was made
         self._stopping = False
         self._waiting: set[asyncio.Task[Any]] = set()  # tasks parked in the limiter: safe to cancel on stop
@@ -540,14 +540,14 @@ class DeliveryEngine:
         chat_id = delivery.subscription.chat_id
         thread_id = delivery.subscription.thread_id
         # Past this age another worker may take the delivery over; hand it back rather than race it.
-        hold_until = self._clock() + 0.9 * self.limits.lease_seconds
+        hold_until = self._monotonic() + 0.9 * self.limits.lease_seconds
         moved = False
         index = delivery.parts_sent
         while index < len(parts):
             if not await self._turn(chat_id):
                 await self._release(delivery, "stopped before sending")
                 return
-            if self._clock() > hold_until:
+            if self._monotonic() > hold_until:
                 self.limiter.release()
                 await self._release(delivery, "lease nearly over")
                 return
@@ -588,7 +588,7 @@ class DeliveryEngine:
                 else:
                     log.info("flood control for chat %s: retrying delivery %s in %g s",
                              chat_id, delivery.id, outcome.seconds)
-                if self._clock() + outcome.seconds > hold_until or outcome.seconds > self.limits.max_inline_pause:
+                if self._monotonic() + outcome.seconds > hold_until or outcome.seconds > self.limits.max_inline_pause:
                     not_before = self._now() + timedelta(seconds=outcome.seconds)
                     await self._store.retry_delivery(delivery.id, not_before, str(outcome))
                     counts.retried += 1

@@ -16,7 +16,7 @@ from bot.content import load_catalogue
 from bot.core.commands import dispatch
 from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, Request, User, interpret
 from bot.core.services import Services, StaticContent
-from bot.core.subscribing import UNSUBSCRIBE_CONFIRMED
+from bot.core.subscription_commands import UNSUBSCRIBE_CONFIRMED
 from bot.store import SqlStore, open_store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -28,7 +28,7 @@ from bot.delivery import (
     RetryAfter,
     TransientFailure,
 )
-from bot.digests import MIN_IDLE_WAIT, DigestService
+from bot.digest_scheduler import MIN_IDLE_WAIT, DigestService
 from bot.store import open_store
 
 # --- The rate limiter on a virtual clock -------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def most_in_any_window(starts: list[float], window: float) -> int:
 def limiter(time: VirtualTime, **overrides: float) -> RateLimiter:
     """A limiter on virtual time; in-flight slots are off unless asked for, as these tests never release()."""
     settings = {"max_in_flight": 0, **overrides}
-    return RateLimiter(RateLimits(**settings), clock=time.clock, sleep=time.sleep)  # type: ignore[arg-type]
+    return RateLimiter(RateLimits(**settings), monotonic=time.clock, sleep=time.sleep)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("oversleep", [0.0, 0.004])
@@ -237,7 +237,7 @@ async def test_pacing_is_even_with_no_burst_after_idle_time() -> None:
 
 async def test_sends_in_flight_are_capped_but_a_chat_waiting_its_turn_holds_no_slot() -> None:
     time = ManualTime()
-    pacer = RateLimiter(RateLimits(messages_per_second=0, max_in_flight=1), clock=time.clock, sleep=time.sleep)
+    pacer = RateLimiter(RateLimits(messages_per_second=0, max_in_flight=1), monotonic=time.clock, sleep=time.sleep)
     await pacer.acquire(1)
     pacer.release()
     chat_1_again = asyncio.ensure_future(pacer.acquire(1))  # must wait a second for its chat
@@ -730,7 +730,7 @@ async def test_a_delivery_held_nearly_as_long_as_its_lease_is_handed_back_and_re
 
     sender = SlowFirstPart()
     run = DeliveryEngine(store, sender, FAST, worker_id="w", compose=Composer(parts=2), now=Clock(),
-                         clock=monotonic.clock, sleep=monotonic.sleep)
+                         monotonic=monotonic.clock, sleep=monotonic.sleep)
     assert await run.run_once() == DeliveryReport(sent=1, released=1)  # re-claimed at once, with a fresh lease
     assert sender.to(9) == ["digest 9 part 1", "digest 9 part 2"]
 

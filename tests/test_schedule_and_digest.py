@@ -9,10 +9,10 @@ import pytest
 from replies import parts
 
 from bot.content import load_catalogue
-from bot.core.digest import DigestRules, compose_digest
+from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
-from bot.core.subscribing import BadArguments, change_schedule, parse_subscribe, parse_time
+from bot.core.subscription_commands import BadArguments, change_schedule, parse_subscribe, parse_time
 from bot.core.subscriptions import DigestHistory, Subscription
 from bot.tg.render import MESSAGE_LIMIT, text_length
 

@@ -11,11 +11,11 @@ from replies import html, parts
 
 from bot.content import load_catalogue
 from bot.core.commands import dispatch
-from bot.core.digest import compose_digest
+from bot.core.digest_composer import compose_digest
 from bot.core.messages import Chat, ChatKind, Request, User, interpret
 from bot.core.schedule import Cadence, QuietHours, Schedule, find_timezone
 from bot.core.services import Services, StaticContent
-from bot.core.subscribing import NO_STORE, REFUSAL, parse_subscribe
+from bot.core.subscription_commands import NO_STORE, REFUSAL, parse_subscribe
 from bot.core.subscriptions import DigestHistory, Subscription
 from bot.store import SqlStore, open_store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from bot.core.digest import compose_digest
+from bot.core.digest_composer import compose_digest
 from bot.core.document import Document, block, bold, code, doc, heading, italic, line, para, pre
 from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.numbers import chat_id as chat_id_from

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.core import admin, subscribing
+from bot.core import admin, subscription_commands
 from bot.core.catalogue import Catalogue, Section, Update
 from bot.core.document import Block, Line, Part, block, bold, doc, heading, italic, item, line, link, para
 from bot.core.messages import SORRY, Button, Reply, Request, replacing_on_button
@@ -238,12 +238,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("search", "search sectors, initiatives and updates", "/search <words>", search),
     Command("latest", "the newest updates", "/latest [count]", latest),
     Command("subscribe", "get a digest: daily or weekly, your time and sectors",
-            "/subscribe [daily|weekly day] [HH:MM] [timezone] [sectors]", subscribing.subscribe),
-    Command("settings", "your digest settings, with buttons to change them", "/settings", subscribing.settings),
-    Command("digest", "preview your next digest now", "/digest", subscribing.digest),
+            "/subscribe [daily|weekly day] [HH:MM] [timezone] [sectors]", subscription_commands.subscribe),
+    Command("settings", "your digest settings, with buttons to change them", "/settings",
+            subscription_commands.settings),
+    Command("digest", "preview your next digest now", "/digest", subscription_commands.digest),
     Command("quiet", "quiet hours: no notification sound except digests", "/quiet HH:MM-HH:MM | off",
-            subscribing.quiet),
-    Command("unsubscribe", "stop the digest", "/unsubscribe", subscribing.unsubscribe),
+            subscription_commands.quiet),
+    Command("unsubscribe", "stop the digest", "/unsubscribe", subscription_commands.unsubscribe),
     Command("about", "what this bot is and its sources", "/about", about),
     Command("help", "all commands", "/help", help_),
     Command("status", "content version, subscriptions, next digest run, last broadcast", "/status",

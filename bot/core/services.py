@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from bot.core.catalogue import Catalogue
-from bot.core.digest import DigestRules
+from bot.core.digest_composer import DigestRules
 from bot.core.messages import Chat, User
 from bot.core.ports import AuditLog, ChatAdmins, ContentAdmin, ContentSource, WallClock
 from bot.core.schedule import QuietHours

@@ -151,7 +151,7 @@ class GlobalPacer:
 
     def __init__(self, database_url: str, messages_per_second: float, *, name: str = "telegram",
                  pacing: float = GLOBAL_PACING, batch_seconds: float = BATCH_SECONDS,
-                 tolerance: float = LATE_TOLERANCE, clock: MonotonicClock = time.monotonic,
+                 tolerance: float = LATE_TOLERANCE, monotonic: MonotonicClock = time.monotonic,
                  sleep: Sleep = asyncio.sleep, timeout: float = STATEMENT_TIMEOUT) -> None:
         if messages_per_second <= 0:
             raise ValueError("a shared pace needs a positive ceiling")
@@ -160,7 +160,7 @@ class GlobalPacer:
         self.interval = pacing_interval(messages_per_second, pacing)
         self.batch = max(1, int(batch_seconds / self.interval))
         self._tolerance = tolerance
-        self._clock = clock
+        self._monotonic = monotonic
         self._sleep = sleep
         self._timeout = timeout
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -174,13 +174,13 @@ class GlobalPacer:
     async def acquire(self) -> float:
         """Wait for this replica's next slot; returns the clock time the send may start (now)."""
         async with self._lock:
-            self._drop_stale(self._clock())
+            self._drop_stale(self._monotonic())
             if not self._slots:
                 await self._refill()
             slot = self._slots.popleft()
-            if (wait := slot - self._clock()) > 0:
+            if (wait := slot - self._monotonic()) > 0:
                 await self._sleep(wait)
-            now = self._clock()
+            now = self._monotonic()
             # After a late wake-up send this one only: the other missed slots are given up, never sent in a burst.
             self._drop_stale(now)
             return now
@@ -193,7 +193,7 @@ class GlobalPacer:
     async def _refill(self) -> None:
         # The query leaves at once, so the database read its clock a network hop after `sent`; the answer may come
         # back much later on a busy event loop, so the time it arrived would map the slots late, onto others'.
-        sent = self._clock()
+        sent = self._monotonic()
         slots, db_now = await self.reserve()
         self._slots.extend(sent + (slot - db_now).total_seconds() for slot in slots)
 

@@ -17,10 +17,10 @@ log = logging.getLogger(__name__)
 class TelegramChatAdmins:
     """Asks Telegram for a chat's administrators (getChatAdministrators), caching the answer for `ttl` seconds."""
 
-    def __init__(self, bot: Bot, ttl: float = 300.0, clock: MonotonicClock = time.monotonic) -> None:
+    def __init__(self, bot: Bot, ttl: float = 300.0, monotonic: MonotonicClock = time.monotonic) -> None:
         self.bot = bot
         self.ttl = ttl
-        self.clock = clock
+        self.monotonic = monotonic
         self._cache: dict[int, tuple[float, frozenset[int]]] = {}
 
     async def is_admin(self, chat: Chat, user: User | None) -> bool:
@@ -44,7 +44,7 @@ class TelegramChatAdmins:
     async def _admins(self, chat_id: int) -> tuple[frozenset[int], bool]:
         """The chat's administrators, and whether Telegram was asked just now (False: from the cache)."""
         cached = self._cache.get(chat_id)
-        if cached is not None and self.clock() - cached[0] < self.ttl:
+        if cached is not None and self.monotonic() - cached[0] < self.ttl:
             return cached[1], False
         try:
             members = await self.bot.get_chat_administrators(chat_id)
@@ -52,7 +52,7 @@ class TelegramChatAdmins:
             log.warning("could not list administrators of chat %s: %s", chat_id, exc)
             return frozenset(), True
         admins = frozenset(member.user.id for member in members)
-        self._cache[chat_id] = (self.clock(), admins)
+        self._cache[chat_id] = (self.monotonic(), admins)
         return admins, True
 
     def forget(self, chat_id: int) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import time
 
 from bot.core.catalogue import Catalogue
-from bot.core.digest import compose_digest
+from bot.core.digest_composer import compose_digest
 from bot.core.document import Document, block, bold, doc, heading, italic, para
 from bot.core.messages import Button, Chat, Reply, Request, replacing_on_button
 from bot.core.schedule import WEEKDAYS, Cadence, QuietHours, Schedule, find_timezone

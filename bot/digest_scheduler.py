@@ -13,7 +13,7 @@ from typing import Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.core.digest import DigestRules, compose_digest
+from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.ports import ContentSource, WallClock, utc_now
 from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
 from bot.delivery import DeliveryEngine, DeliveryReport
