@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import operator
@@ -357,6 +358,7 @@ class DeliveryReport:
 
 Compose = Callable[[Delivery], Awaitable[DigestPayload | None]]
 Silent = Callable[[Delivery], Awaitable[bool]]
+RENDERED_DOCUMENTS = 64  # distinct digests rendered and kept per engine (a day brings a handful)
 Render = Callable[[Document], Sequence[str]]  # a message as the parts its sender's platform sends
 
 
@@ -385,7 +387,9 @@ class DeliveryEngine:
         self._compose = compose
         self._now = now
         self._silent = silent
-        self._render = render
+        # Chats with the same sections get one digest document (the composer shares it): render it once.
+        self._render = None if render is None else functools.lru_cache(maxsize=RENDERED_DOCUMENTS)(
+            lambda message: tuple(render(message)))  # a tuple: every delivery of the document shares it
         self._monotonic = monotonic
         self.limiter = limiter or RateLimiter(self.limits, monotonic=monotonic, sleep=sleep)
         self.total = DeliveryReport()  # counted in place by every run since the engine was made

@@ -179,3 +179,17 @@ async def test_a_broadcast_is_stored_as_a_document_and_rendered_once_per_deliver
     rendered = [text for text in texts if text != "<b>Old</b> row"]
     assert len(rendered) >= 2 and rendered[0] == "<b>News &amp; views</b>"
     assert re.sub(r"\s+", " ", " ".join(rendered[1:])).strip() == ("word " * 20).strip()
+
+
+async def test_one_document_sent_to_many_chats_is_rendered_once(store: SubscriptionStore) -> None:
+    schedule = Schedule(Cadence.DAILY, time(9), "UTC")
+    for chat_id in (1, 2, 3):
+        await store.save_subscription(SubscriptionRequest(chat_id, None, ChatKind.PRIVATE, schedule),
+                                      NOW - timedelta(days=1))
+    assert await store.enqueue_broadcast(DigestPayload(message=doc(para("Same for all"))), NOW) == 3
+    sender, render = Sent(), CountingRender()
+    engine = DeliveryEngine(store, sender, RateLimits(messages_per_second=1000, private_interval=0),
+                            worker_id="w", compose=_nothing, now=lambda: NOW + timedelta(seconds=3), render=render)
+    assert (await engine.run_once()).sent == 3
+    assert sorted(chat for chat, _ in sender.texts) == [1, 2, 3]
+    assert render.calls == 1  # each claim reads its own copy back from the store; equal documents share a rendering

@@ -118,6 +118,16 @@ def test_change_schedule_keeps_what_is_not_changed() -> None:
     assert change_schedule(base, ("tz", "Europe/London")).at == time(9)
 
 
+def test_chats_with_the_same_digest_share_one_document() -> None:
+    # The fan-out composes one digest per chat; equal digests are one object, so it is rendered and stored once.
+    first = compose_digest(subscription(sub_id=1), FIXTURE, utc(2024, 8, 14, 1), DigestHistory())
+    second = compose_digest(subscription(sub_id=2), FIXTURE, utc(2024, 8, 14, 2), DigestHistory())
+    next_day = compose_digest(subscription(sub_id=3), FIXTURE, utc(2024, 8, 15, 1), DigestHistory())
+    assert first is not None and second is not None and next_day is not None
+    assert first.message is second.message
+    assert next_day.message is not first.message and next_day.message != first.message
+
+
 def test_digest_lists_new_updates_newest_first_with_links() -> None:
     payload = compose_digest(subscription(), FIXTURE, utc(2024, 8, 14, 1), DigestHistory())
     assert payload is not None

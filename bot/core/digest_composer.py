@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core.catalogue import Catalogue, Initiative, Update
-from bot.core.document import Block, bold, doc, heading, italic, line, para
+from bot.core.document import Block, Document, Line, bold, doc, heading, italic, line, para
 from bot.core.render import format_date, render_initiative, render_update
 from bot.core.subscriptions import DigestHistory, DigestPayload, Subscription
 
@@ -48,28 +49,55 @@ def pick_spotlight(subscription: Subscription, catalogue: Catalogue, history: Di
     return candidates[subscription.id % len(candidates)]
 
 
+# Digests built lately, by what they show: chats with the same sections get the same digest on the same day, and
+# the fan-out composes one per chat. Sharing one Document also lets the renderers' caches find it at once.
+_BUILT: dict[tuple[object, ...], Document] = {}
+_BUILT_LIMIT = 512
+
+
+def _built(key: tuple[object, ...], build: Callable[[], Document]) -> Document:
+    message = _BUILT.get(key)
+    if message is None:
+        if len(_BUILT) >= _BUILT_LIMIT:
+            _BUILT.clear()
+        message = _BUILT[key] = build()
+    return message
+
+
 def compose_digest(subscription: Subscription, catalogue: Catalogue, now: datetime, history: DigestHistory,
                    rules: DigestRules = DigestRules()) -> DigestPayload | None:
     """The digest a subscription gets at `now`, as a document (each front end renders and splits it); None when
     there is nothing to send."""
     local_day = now.astimezone(subscription.schedule.zone)
-    title = heading(f"{catalogue.about.name} digest · {local_day:%a} {format_date(local_day)}")
+
+    def title() -> Line:
+        return heading(f"{catalogue.about.name} digest · {local_day:%a} {format_date(local_day)}")
+
     footer = para(italic("Change it with /settings · stop with /unsubscribe"))
     updates = new_updates(subscription, catalogue, now, history, rules)
     if updates:
         shown = updates[: rules.max_updates]
-        count = f"{len(updates)} new update{'s' if len(updates) != 1 else ''}"
-        more = (para(f"… and {len(updates) - len(shown)} more: /latest {min(len(updates), 20)}")
-                if len(updates) > len(shown) else Block(()))
-        message = doc(Block((title, line(count))), *(render_update(update) for update in shown), more, footer)
-        return DigestPayload(message=message, update_keys=tuple(u.key for u in shown))
+        keys = tuple(u.key for u in shown)
+
+        def updates_message() -> Document:
+            count = f"{len(updates)} new update{'s' if len(updates) != 1 else ''}"
+            more = (para(f"… and {len(updates) - len(shown)} more: /latest {min(len(updates), 20)}")
+                    if len(updates) > len(shown) else Block(()))
+            return doc(Block((title(), line(count))), *(render_update(update) for update in shown), more, footer)
+
+        message = _built((catalogue.version, local_day.date(), len(updates), keys), updates_message)
+        return DigestPayload(message=message, update_keys=keys)
     if not (rules.spotlight_when_empty and subscription.spotlight):
         return None
     initiative = pick_spotlight(subscription, catalogue, history)
     if initiative is None:
         return None
     first = not history.sent_update_keys and not history.shown_initiative_keys
-    nothing_new = "No new updates in your sectors yet." if first else "Nothing new since your last digest."
-    message = doc(Block((title, line(f"{nothing_new} ", bold("Spotlight"), ":"))), render_initiative(initiative),
-                  footer)
+
+    def spotlight_message() -> Document:
+        nothing_new = "No new updates in your sectors yet." if first else "Nothing new since your last digest."
+        return doc(Block((title(), line(f"{nothing_new} ", bold("Spotlight"), ":"))), render_initiative(initiative),
+                   footer)
+
+    message = _built((catalogue.version, local_day.date(), initiative.key, first), spotlight_message)
     return DigestPayload(message=message, spotlight_key=initiative.key)

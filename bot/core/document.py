@@ -61,6 +61,15 @@ class Document:
 
     blocks: tuple[Block, ...] = ()
 
+    def __hash__(self) -> int:
+        # Remembered: the fan-out looks one digest document up in its render and storage caches once per chat,
+        # and hashing a few hundred nested tuples each time would cost more than the lookups save.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(self.blocks)
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     def __bool__(self) -> bool:
         return any(span.text for block in self.blocks for line in block.lines for span in line.spans)
 

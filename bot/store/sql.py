@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -127,10 +128,17 @@ def _sections(sections: Sequence[str]) -> str:
 def _encode_payload(payload: DigestPayload) -> str:
     data: dict[str, Any] = {"parts": payload.parts, "update_keys": payload.update_keys,
                             "spotlight_key": payload.spotlight_key}
-    if payload.message is not None:
-        # The document, not one platform's markup: each sender renders it when it sends.
-        data["message"] = payload.message.to_data()
-    return json.dumps(data, ensure_ascii=False)
+    encoded = json.dumps(data, ensure_ascii=False)
+    if payload.message is None:
+        return encoded
+    # The document, not one platform's markup: each sender renders it when it sends. Chats with the same sections
+    # share one document, so it is encoded once and spliced into each chat's payload object.
+    return f'{encoded[:-1]}, "message": {_encoded_message(payload.message)}}}'
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_message(message: Document) -> str:
+    return json.dumps(message.to_data(), ensure_ascii=False)
 
 
 def _decode_payload(text: str | None) -> DigestPayload | None:
