@@ -19,6 +19,8 @@ import pytest
 from doubles import FakeBotApi
 from hypothesis import HealthCheck, settings
 
+from bot.store import SqlStore, open_store
+
 # Property tests: no deadline (a busy CI machine is slow, and that is not a failure); fixtures such as the Bot API
 # double are deliberately shared by all the examples of a test. Examples that failed are kept in .hypothesis/
 # (git-ignored) and tried first next time.
@@ -46,6 +48,16 @@ PG_UNAVAILABLE = "PostgreSQL not available: set DATABASE_URL_TEST or install pos
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file of the test's own (created on first open)."""
     return f"sqlite:///{tmp_path / 'store' / 'bot.sqlite3'}"
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[SqlStore]:
+    """An open, migrated store on the test's own SQLite file."""
+    opened = await open_store(sqlite_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from bot.core.commands import dispatch
 from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, Request, User, interpret
 from bot.core.services import Services, StaticContent
 from bot.core.subscription_commands import UNSUBSCRIBE_CONFIRMED
-from bot.store import SqlStore, open_store
+from bot.store import SqlStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CATALOGUE = load_catalogue(Path(__file__).parent.parent / "content", now=NOW)
@@ -26,12 +25,8 @@ CONSOLE_CHAT_ID = 1  # bot.console.CONSOLE_CHAT
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    opened = await open_store(f"sqlite:///{tmp_path}/bot.sqlite3")
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def store(sqlite_store: SqlStore) -> SqlStore:
+    return sqlite_store
 
 
 def services(store: SqlStore) -> Services:

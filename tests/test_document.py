@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -36,7 +36,6 @@ from bot.core.schedule import Cadence, Schedule
 from bot.core.services import Services, StaticContent
 from bot.core.subscriptions import DigestPayload, SubscriptionRequest, SubscriptionStore
 from bot.delivery import DeliveryEngine, RateLimits
-from bot.store import open_store
 from bot.tg.render import MESSAGE_LIMIT, html_parts, message_length, render_html, text_length
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -150,10 +149,8 @@ async def _nothing(_: object) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SubscriptionStore]:
-    opened = await open_store(f"sqlite:///{tmp_path}/bot.sqlite3")
-    yield opened
-    await opened.close()
+def store(sqlite_store: SubscriptionStore) -> SubscriptionStore:
+    return sqlite_store
 
 
 async def test_a_broadcast_is_stored_as_a_document_and_rendered_once_per_delivery(store: SubscriptionStore) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from bot.core.schedule import Cadence, QuietHours, Schedule, find_timezone
 from bot.core.services import Services, StaticContent
 from bot.core.subscription_commands import NO_STORE, REFUSAL, parse_subscribe
 from bot.core.subscriptions import DigestHistory, Subscription
-from bot.store import SqlStore, open_store
+from bot.store import SqlStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SHIPPED = load_catalogue(Path(__file__).parent.parent / "content", now=NOW)
@@ -25,12 +24,8 @@ CHAT = Chat(5, ChatKind.PRIVATE)
 
 
 @pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(sqlite_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def store(sqlite_store: SqlStore) -> SqlStore:
+    return sqlite_store
 
 
 def services_with(store: SqlStore) -> Services:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from bot.core.commands import dispatch
 from bot.core.messages import Chat, ChatKind, Request, User
 from bot.core.numbers import CHAT_ID_LIMIT, chat_id, whole_number
 from bot.core.services import Services, StaticContent
-from bot.store import SqlStore, open_store
+from bot.store import SqlStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SHIPPED = load_catalogue(Path(__file__).parent.parent / "content", now=NOW)
@@ -25,12 +24,8 @@ HUGE = "99999999999999999999"
 
 
 @pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[SqlStore]:
-    opened = await open_store(sqlite_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def store(sqlite_store: SqlStore) -> SqlStore:
+    return sqlite_store
 
 
 def services_with(store: SqlStore | None = None) -> Services:
