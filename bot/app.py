@@ -23,6 +23,7 @@ from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
 from bot.content.replicate import ContentSync, SyncedContentAdmin
 from bot.core.admin import describe_outcome
+from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules
 from bot.core.document import Document
 from bot.core.messages import Chat, Reply
@@ -76,6 +77,7 @@ class Runtime:
     application: Application | None = None  # type: ignore[type-arg]
     watcher: asyncio.Task[None] | None = None
     stop_watching: asyncio.Event | None = None
+    candidates: CandidateStore | None = None  # the review queue (the same SqlStore as `store`)
 
     def services_for(self, *, bot_username: str = "", chat_admins: ChatAdmins | None = None,
                      admin_ids: frozenset[int] | None = None) -> Services:
@@ -136,9 +138,10 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Re
                                                     runtime.services.digest_rules),
                             now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
+    expiry = timedelta(days=settings.candidate_expiry_days) if settings.candidate_expiry_days else None
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
-                         wake=runtime.delivery_wake)
+                         wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry)
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -184,7 +187,7 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
         delivery_wake = asyncio.Event()
         services = build_services(settings, content, store, clock, content_admin=content_admin,
                                   wake_delivery=delivery_wake.set)
-        yield Runtime(settings, content, store, services, manager, delivery_wake, sync)
+        yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store)
     finally:
         await store.close()
 
