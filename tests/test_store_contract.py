@@ -905,6 +905,17 @@ async def test_add_candidates_skips_known_links_and_open_stories_in_the_order_gi
     assert await store.add_candidates(batch, T0 + timedelta(hours=2)) == []
 
 
+async def test_an_item_with_an_absurdly_long_link_or_title_is_left_out_not_the_batch(store: SqlStore) -> None:
+    noise = "".join(chr(0x4E00 + (n * 7919) % 20000) for n in range(3000))  # incompressible, 9,000 bytes
+    long_link = replace(found(1), link=f"https://www.info.gov.hk/gia/{noise}.htm")
+    long_title = replace(found(2), title_key=noise)
+
+    added = await store.add_candidates([long_link, found(3), long_title], T0)
+
+    assert [c.item.link for c in added] == [found(3).link]
+    assert await store.known_links([long_link.link, found(3).link]) == {found(3).link}
+
+
 async def test_adding_the_same_items_from_two_replicas_at_once_queues_each_once(database_url: str) -> None:
     replicas = [await open_store(database_url, single_process=False) for _ in range(3)]
     items = [found(n) for n in range(40)]

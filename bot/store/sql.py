@@ -55,6 +55,9 @@ CANDIDATE_COLUMNS = "id, state, decided_by, decided_at, " + ", ".join(_CANDIDATE
 # Rows per multi-row candidate INSERT: 9 parameters each, well under both databases' limits.
 CANDIDATE_BATCH = 500
 _DECISIONS = (CandidateState.PUBLISHED, CandidateState.REJECTED)
+# A link or title_key longer than this (UTF-8 bytes) is not queued: PostgreSQL's btree refuses index entries over
+# about 2,700 bytes, and one hostile feed entry would otherwise fail the whole batch. No real article link is near.
+MAX_KEY_BYTES = 2000
 _SOURCE_STATE_FIELDS = (
     "source_id", "etag", "last_modified", "last_poll_at", "last_success_at", "consecutive_failures",
     "next_poll_at", "items_seen", "errors", "last_error",
@@ -136,6 +139,10 @@ def _sections(sections: Sequence[str]) -> str:
         if "," in name or not name:
             raise ValueError(f"a section name must be non-empty and without commas: {name!r}")
     return ",".join(sections)
+
+
+def _fits(found: FoundItem) -> bool:
+    return len(found.link.encode()) <= MAX_KEY_BYTES and len(found.title_key.encode()) <= MAX_KEY_BYTES
 
 
 def _encode_payload(payload: DigestPayload) -> str:
@@ -622,12 +629,17 @@ class SqlStore:
 
     async def add_candidates(self, items: Sequence[FoundItem], now: datetime) -> list[Candidate]:
         """Queue the items not seen before (by link, whatever its state, and by title_key among open candidates);
-        returns the new candidates, in the order given."""
+        returns the new candidates, in the order given. An item whose link or title_key is over MAX_KEY_BYTES is
+        left out (and logged)."""
         now = _utc(now)
+        fitting = [found for found in items if _fits(found)]
+        if len(fitting) < len(items):
+            log.warning("not queued: %d item(s) whose link or title is over %d bytes", len(items) - len(fitting),
+                        MAX_KEY_BYTES)
         inserted: dict[str, int] = {}
         async with self.driver.transaction() as tx:
-            for start in range(0, len(items), CANDIDATE_BATCH):
-                chunk = items[start : start + CANDIDATE_BATCH]
+            for start in range(0, len(fitting), CANDIDATE_BATCH):
+                chunk = fitting[start : start + CANDIDATE_BATCH]
                 params: list[Any] = []
                 for found in chunk:
                     params += [found.source_id, found.title, found.link,
@@ -644,7 +656,7 @@ class SqlStore:
                 )
                 inserted.update((str(link), int(cid)) for cid, link in rows)
         added: list[Candidate] = []
-        for found in items:
+        for found in fitting:
             cid = inserted.pop(found.link, None)
             if cid is not None:
                 item = found if found.published is None else replace(found, published=_utc(found.published))
