@@ -108,13 +108,13 @@ class Runtime:
 
 def build_services(settings: Settings, content: ContentLibrary, store: SubscriptionStore | None,
                    clock: WallClock = utc_now, *, content_admin: ContentAdmin | None = None,
-                   wake_delivery: Callable[[], None]) -> Services:
+                   wake_delivery: Callable[[], None], candidates: CandidateStore | None = None) -> Services:
     """The services every command gets, complete; a front end derives its own with Runtime.services_for."""
     rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
     return Services(content=content, clock=clock, admin_ids=settings.admin_ids, operator_contact=settings.contact,
                     subscriptions=store, default_timezone=settings.timezone, digest_rules=rules,
                     quiet_hours_cache=QuietHoursCache(), content_admin=content_admin, audit=store,
-                    wake_delivery=wake_delivery)
+                    wake_delivery=wake_delivery, candidates=candidates)
 
 
 def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render) -> DigestService:
@@ -186,7 +186,7 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
         # The delivery loop's wake-up exists before the loop, so the commands' Services is complete from the start.
         delivery_wake = asyncio.Event()
         services = build_services(settings, content, store, clock, content_admin=content_admin,
-                                  wake_delivery=delivery_wake.set)
+                                  wake_delivery=delivery_wake.set, candidates=store)
         yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store)
     finally:
         await store.close()

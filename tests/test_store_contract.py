@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.core.candidates import CandidateState, FoundItem, SourceState
+from bot.core.candidates import CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
@@ -968,6 +968,21 @@ async def test_two_admins_on_several_replicas_publish_a_candidate_once(database_
             await replica.close()
     assert outcomes.count(True) == len(added)  # one per candidate
     assert all(c is not None and c.state is CandidateState.PUBLISHED for c in winners)
+
+
+async def test_an_admins_draft_is_kept_until_the_candidate_is_decided(store: SqlStore) -> None:
+    (candidate,) = await store.add_candidates([found(1)], T0)
+    assert candidate.draft == ReviewDraft()
+    draft = ReviewDraft("Sandbox widened to insurers", "Our own words, with a | bar.", ("finance",))
+
+    assert await store.save_draft(candidate.id, draft)
+    assert (await store.get_candidate(candidate.id)) == replace(candidate, draft=draft)
+    assert await store.save_draft(candidate.id, replace(draft, sections=()))
+    kept = await store.get_candidate(candidate.id)
+    assert kept is not None and kept.draft.sections == ()
+    assert await store.decide_candidate(candidate.id, CandidateState.REJECTED, 900, T0)
+    assert not await store.save_draft(candidate.id, ReviewDraft("late"))
+    assert not await store.save_draft(candidate.id + 1000, ReviewDraft("none"))
 
 
 async def test_a_rejected_item_is_never_offered_again(store: SqlStore) -> None:

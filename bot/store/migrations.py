@@ -219,7 +219,10 @@ def m008_candidates(d: Dialect) -> Statements:
             state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'published', 'rejected', 'expired')),
             found_at {d.timestamp} NOT NULL,
             decided_by {d.bigint},
-            decided_at {d.timestamp}
+            decided_at {d.timestamp},
+            draft_title TEXT NOT NULL DEFAULT '',
+            draft_summary TEXT NOT NULL DEFAULT '',
+            draft_sections TEXT
         )
         """,
         # One open candidate per story: the same press release from two sources, or in English and Chinese, is

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.core.candidates import Candidate, CandidateState, FoundItem, SourceState
+from bot.core.candidates import Candidate, CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import Document
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
@@ -51,7 +51,8 @@ _DELIVERY_WIDTH = DELIVERY_COLUMNS.count(",") + 1
 _CANDIDATE_FIELDS = (
     "source_id", "title", "link", "published", "excerpt", "language", "sections", "title_key", "found_at",
 )
-CANDIDATE_COLUMNS = "id, state, decided_by, decided_at, " + ", ".join(_CANDIDATE_FIELDS)
+CANDIDATE_COLUMNS = ("id, state, decided_by, decided_at, draft_title, draft_summary, draft_sections, "
+                     + ", ".join(_CANDIDATE_FIELDS))
 # Rows per multi-row candidate INSERT: 9 parameters each, well under both databases' limits.
 CANDIDATE_BATCH = 500
 _DECISIONS = (CandidateState.PUBLISHED, CandidateState.REJECTED)
@@ -613,8 +614,8 @@ class SqlStore:
     # ------------------------------------------------------------------------------------------- review queue
 
     def _candidate(self, row: Row) -> Candidate:
-        (cid, state, decided_by, decided_at, source_id, title, link, published, excerpt, language, sections,
-         title_key, found_at) = row
+        (cid, state, decided_by, decided_at, draft_title, draft_summary, draft_sections, source_id, title, link,
+         published, excerpt, language, sections, title_key, found_at) = row
         item = FoundItem(
             source_id=source_id, title=title, link=link,
             published=None if published is None else self.driver.decode_time(published),
@@ -625,6 +626,8 @@ class SqlStore:
             id=int(cid), item=item, state=CandidateState(state), found_at=self.driver.decode_time(found_at),
             decided_by=None if decided_by is None else int(decided_by),
             decided_at=None if decided_at is None else self.driver.decode_time(decided_at),
+            draft=ReviewDraft(draft_title, draft_summary,
+                              None if draft_sections is None else tuple(filter(None, draft_sections.split(",")))),
         )
 
     async def add_candidates(self, items: Sequence[FoundItem], now: datetime) -> list[Candidate]:
@@ -691,6 +694,17 @@ class SqlStore:
             changed = await tx.execute(
                 "UPDATE candidates SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = 'new'",
                 (state.value, actor_id, _utc(now), candidate_id),
+            )
+        return changed > 0
+
+    async def save_draft(self, candidate_id: int, draft: ReviewDraft) -> bool:
+        """Keep an admin's draft for a NEW candidate; False when it was not NEW any more."""
+        sections = None if draft.sections is None else _sections(draft.sections)
+        async with self.driver.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE candidates SET draft_title = ?, draft_summary = ?, draft_sections = ?"
+                " WHERE id = ? AND state = 'new'",
+                (draft.title, draft.summary, sections, candidate_id),
             )
         return changed > 0
 
