@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -17,7 +18,7 @@ from bot.core.candidates import Candidate, CandidateState, FoundItem
 from bot.core.commands import dispatch
 from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, User, interpret
 from bot.core.services import Services
-from bot.store import SqlStore
+from bot.store import SqlStore, open_store
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 ADA, BEN, EVE = 900, 901, 5  # two admins and a user who is not one
@@ -198,3 +199,25 @@ async def test_sections_are_toggled_and_published(services: Services, sqlite_sto
     await ask(f"review publish {candidate.id}", button=True)
 
     assert services.content.catalogue.updates[0].sections == ("government",)
+
+
+@pytest.mark.postgres
+async def test_admins_on_two_replicas_pressing_publish_at_once_publish_it_once(
+        services: Services, postgres_db_url: str, content: Path) -> None:
+    replicas = [await open_store(postgres_db_url, single_process=False) for _ in range(2)]
+    try:
+        (candidate,) = await replicas[0].add_candidates([found(1)], NOW)
+        asks = [asker(dataclasses.replace(services, candidates=store, audit=store, subscriptions=store))
+                for store in replicas]
+        await asks[0](f"/review edit {candidate.id} Sandbox opens | Insurers may test generative AI.")
+
+        replies = await asyncio.gather(*(ask(f"review publish {candidate.id}", admin, button=True)
+                                         for ask in asks for admin in (ADA, BEN)))
+
+        assert sum("Published:" in text(reply) for reply in replies) == 1
+        assert sum("decided meanwhile" in text(reply) for reply in replies) == 3
+        assert (content / "updates.yaml").read_text().count(found(1).link) == 1
+        assert await state_of(replicas[1], candidate) is CandidateState.PUBLISHED
+    finally:
+        for store in replicas:
+            await store.close()
