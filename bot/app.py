@@ -23,6 +23,7 @@ from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
 from bot.content.replicate import ContentSync, SyncedContentAdmin
 from bot.core.admin import describe_outcome
+from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules
 from bot.core.document import Document
 from bot.core.messages import Chat, Reply
@@ -76,6 +77,7 @@ class Runtime:
     application: Application | None = None  # type: ignore[type-arg]
     watcher: asyncio.Task[None] | None = None
     stop_watching: asyncio.Event | None = None
+    candidates: CandidateStore | None = None  # the review queue (the same SqlStore as `store`)
 
     def services_for(self, *, bot_username: str = "", chat_admins: ChatAdmins | None = None,
                      admin_ids: frozenset[int] | None = None) -> Services:
@@ -106,13 +108,13 @@ class Runtime:
 
 def build_services(settings: Settings, content: ContentLibrary, store: SubscriptionStore | None,
                    clock: WallClock = utc_now, *, content_admin: ContentAdmin | None = None,
-                   wake_delivery: Callable[[], None]) -> Services:
+                   wake_delivery: Callable[[], None], candidates: CandidateStore | None = None) -> Services:
     """The services every command gets, complete; a front end derives its own with Runtime.services_for."""
     rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
     return Services(content=content, clock=clock, admin_ids=settings.admin_ids, operator_contact=settings.contact,
                     subscriptions=store, default_timezone=settings.timezone, digest_rules=rules,
                     quiet_hours_cache=QuietHoursCache(), content_admin=content_admin, audit=store,
-                    wake_delivery=wake_delivery)
+                    wake_delivery=wake_delivery, candidates=candidates)
 
 
 def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render) -> DigestService:
@@ -136,9 +138,10 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Re
                                                     runtime.services.digest_rules),
                             now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
+    expiry = timedelta(days=settings.candidate_expiry_days) if settings.candidate_expiry_days else None
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
-                         wake=runtime.delivery_wake)
+                         wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry)
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -183,8 +186,8 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
         # The delivery loop's wake-up exists before the loop, so the commands' Services is complete from the start.
         delivery_wake = asyncio.Event()
         services = build_services(settings, content, store, clock, content_admin=content_admin,
-                                  wake_delivery=delivery_wake.set)
-        yield Runtime(settings, content, store, services, manager, delivery_wake, sync)
+                                  wake_delivery=delivery_wake.set, candidates=store)
+        yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store)
     finally:
         await store.close()
 

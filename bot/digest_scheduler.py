@@ -13,6 +13,7 @@ from typing import Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.ports import ContentSource, WallClock, utc_now
 from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
@@ -73,7 +74,8 @@ class DigestService:
     def __init__(self, store: SubscriptionStore, engine: DeliveryEngine, clock: WallClock, *, tick_seconds: float,
                  idle_seconds: float = 5.0, batch: int = ENQUEUE_BATCH, leadership: Leadership | None = None,
                  closing: Sequence[Closeable] = (), retention: timedelta | None = None,
-                 prune_batch: int = PRUNE_BATCH, wake: asyncio.Event | None = None) -> None:
+                 prune_batch: int = PRUNE_BATCH, wake: asyncio.Event | None = None,
+                 candidates: CandidateStore | None = None, candidate_expiry: timedelta | None = None) -> None:
         self.store = store
         self.engine = engine
         self.clock = clock
@@ -93,6 +95,9 @@ class DigestService:
         self.retention = retention
         self.prune_batch = prune_batch
         self._next_prune_at: datetime | None = None
+        # Review candidates nobody decided on expire after this (None: they wait forever); swept with the rest.
+        self.candidates = candidates
+        self.candidate_expiry = candidate_expiry
 
     async def tick(self) -> int:
         """Enqueue every due digest (in batches, through the store's index); wake the sender if any."""
@@ -111,7 +116,8 @@ class DigestService:
 
     async def prune(self) -> int:
         """Delete one batch of finished deliveries older than the retention, and one of incoming update ids older
-        than INCOMING_RETENTION, when a sweep is due; returns how many rows went.
+        than INCOMING_RETENTION, and expire the review candidates older than the candidate expiry, when a sweep is
+        due; returns how many rows went or expired.
 
         Called after each tick, so a large backlog goes a batch a tick instead of holding the store at once;
         once both batches come back short, the next sweep is a day later.
@@ -125,9 +131,14 @@ class DigestService:
             if deliveries:
                 log.info("deleted %d finished deliveries older than %s", deliveries, self.retention)
         incoming = await self.store.prune_incoming(now - INCOMING_RETENTION, self.prune_batch)
+        expired = 0
+        if self.candidates is not None and self.candidate_expiry is not None:
+            expired = await self.candidates.expire_candidates(now - self.candidate_expiry, now)
+            if expired:
+                log.info("expired %d review candidate(s) undecided for %s", expired, self.candidate_expiry)
         if max(deliveries, incoming) < self.prune_batch:
             self._next_prune_at = now + PRUNE_INTERVAL
-        return deliveries + incoming
+        return deliveries + incoming + expired
 
     def wake(self) -> None:
         """Ask the delivery loop to look for work now (after a tick or a broadcast)."""

@@ -65,6 +65,7 @@ class Settings:
     lease_seconds: float = 120.0
     delivery_retention_days: int = 30  # finished deliveries are deleted after this many days (0: kept forever)
     digest_lookback_days: int = 7
+    candidate_expiry_days: int = 14  # review candidates nobody decided on expire after this many days (0: never)
     digest_spotlight: bool = True
     webhook_url: str = ""
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -103,6 +104,7 @@ ENVIRONMENT: dict[str, str] = {
     "lease_seconds": "SEND_LEASE_SECONDS",
     "delivery_retention_days": "DELIVERY_RETENTION_DAYS",
     "digest_lookback_days": "DIGEST_LOOKBACK_DAYS",
+    "candidate_expiry_days": "CANDIDATE_EXPIRY_DAYS",
     "digest_spotlight": "DIGEST_SPOTLIGHT",
     "webhook_url": "WEBHOOK_URL",
     "webhook_secret": "WEBHOOK_SECRET",
@@ -116,6 +118,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "tick_seconds": (float, 0.01), "messages_per_second": (float, 0.0), "group_messages_per_minute": (int, 0),
     "private_chat_interval": (float, 0.0), "max_in_flight": (int, 1), "lease_seconds": (float, 1.0),
     "digest_lookback_days": (int, 0), "port": (int, 1), "delivery_retention_days": (int, 0),
+    "candidate_expiry_days": (int, 0),
 }
 
 

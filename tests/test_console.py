@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import os
@@ -16,9 +17,11 @@ import pytest
 from bot.app import serve
 from bot.console import Console, render_text
 from bot.content import load_catalogue
+from bot.core.candidates import FoundItem
 from bot.core.document import bold, doc, link, para
 from bot.core.services import Services, StaticContent
 from bot.settings import Settings
+from bot.store import open_store
 
 ROOT = Path(__file__).parent.parent
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -71,6 +74,38 @@ def test_console_subscription_persists_across_runs(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "bot"], input="/subscribe weekly fri 07:15\n", **run)  # type: ignore[call-overload]
     later = subprocess.run([sys.executable, "-m", "bot"], input="/settings\n", **run)  # type: ignore[call-overload]
     assert "weekly on Fri at 07:15 (Asia/Hong_Kong)" in later.stdout
+
+
+async def _queue_one_candidate(database: str) -> int:
+    """A found item waiting for review in the database, as the sources poller leaves it."""
+    store = await open_store(database)
+    try:
+        (candidate,) = await store.add_candidates([FoundItem(
+            "hkma-press", "HKMA headline in the source's words", "https://www.hkma.gov.hk/eng/news/p1",
+            datetime(2026, 11, 24, 2, 0, tzinfo=UTC), "The HKMA today...", "en", ("finance",), "hkma headline")], NOW)
+    finally:
+        await store.close()
+    return candidate.id
+
+
+def test_console_reviews_and_publishes_across_a_restart(tmp_path: Path) -> None:
+    content = Path(shutil.copytree(ROOT / "content", tmp_path / "content"))
+    database = f"sqlite:///{tmp_path}/bot.sqlite3"
+    candidate_id = asyncio.run(_queue_one_candidate(database))
+    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}, "DATABASE_URL": database,
+           "CONTENT_DIR": str(content), "CONTENT_HISTORY_DIR": str(tmp_path / "history"), "WATCH_CONTENT": "false"}
+    run = {"capture_output": True, "text": True, "cwd": ROOT, "env": env, "timeout": 60, "check": True}
+    first = subprocess.run([sys.executable, "-m", "bot"],  # type: ignore[call-overload]
+                           input=f"/review\n/review edit {candidate_id} Insurers join the sandbox | "
+                                 "Insurers may now test generative AI.\n/quit\n", **run)
+    assert "HKMA headline in the source's words" in first.stdout and "Saved your words." in first.stdout
+    assert "Insurers join the sandbox" not in (content / "updates.yaml").read_text()
+
+    second = subprocess.run([sys.executable, "-m", "bot"],  # type: ignore[call-overload]
+                            input="/review\n1\n/quit\n", **run)  # the first button: Publish
+    assert "Published: Insurers join the sandbox" in second.stdout
+    assert "- date: 2026-11-24\n" in (content / "updates.yaml").read_text()
+    assert "Insurers may now test generative AI." in (content / "updates.yaml").read_text()
 
 
 def test_bot_refuses_to_start_on_invalid_content(tmp_path: Path) -> None:

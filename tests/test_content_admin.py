@@ -481,3 +481,51 @@ async def test_watch_reports_recovery_after_a_broken_file_is_restored(counting: 
         recovered = await _next(queue)
         assert recovered.ok and recovered.diff is not None and recovered.diff.empty
         assert counting.last_error is None
+
+
+# ---- publishing one update (the review queue's Publish)
+
+
+def test_publishing_an_update_adds_it_first_and_leaves_the_rest_as_written(manager: ContentManager,
+                                                                           content: Path) -> None:
+    before = (content / "updates.yaml").read_text()
+    recorded: list[str] = []
+    title = "HKMA: sandbox #2 opens to insurers"  # characters YAML would misread unquoted
+    summary = "Insurers may now test generative AI, 生成式人工智能, under supervision."
+
+    change = manager.publish_update(date(2026, 11, 24), ["finance", "government"], title, summary,
+                                    "https://www.hkma.gov.hk/eng/news/p1", 900, recorded.append)
+
+    assert change.ok and change.path == "updates.yaml" and recorded == ["updates.yaml"]
+    after = (content / "updates.yaml").read_text()
+    assert after.startswith("updates:\n  - date: 2026-11-24\n") and after.endswith(before.removeprefix("updates:\n"))
+    newest = manager.library.catalogue.updates[0]
+    assert newest == Update(date(2026, 11, 24), ("finance", "government"), title, summary,
+                            "https://www.hkma.gov.hk/eng/news/p1")
+    assert len(_history(manager)) == 1
+
+    assert manager.rollback().ok  # /rollback undoes it
+    assert (content / "updates.yaml").read_text() == before
+    assert newest not in manager.library.catalogue.updates
+
+
+def test_a_published_update_is_validated_and_an_invalid_one_changes_nothing(manager: ContentManager,
+                                                                            content: Path) -> None:
+    files = _files(content)
+    change = manager.publish_update(date(2026, 11, 24), ["no-such-sector"], "A title", "A summary.",
+                                    "https://example.org/x", 900)
+    assert not change.ok and "no-such-sector" in "\n".join(str(e) for e in change.errors)
+    change = manager.publish_update(date(2026, 11, 24), ["finance"], "A title", "", "https://example.org/x", 900)
+    assert not change.ok
+    assert _files(content) == files and _history(manager) == []
+
+
+def test_publishing_into_an_empty_or_missing_updates_file(manager: ContentManager, content: Path) -> None:
+    (content / "updates.yaml").write_text("# news, newest first\nupdates:\n")
+    assert manager.publish_update(date(2026, 11, 24), ["finance"], "First", "The first one.",
+                                  "https://example.org/1", None).ok
+    assert (content / "updates.yaml").read_text().startswith("# news, newest first\nupdates:\n  - date: 2026-11-24\n")
+    (content / "updates.yaml").unlink()
+    assert manager.publish_update(date(2026, 11, 24), ["finance"], "Again", "Once more.",
+                                  "https://example.org/2", None).ok
+    assert [u.title for u in manager.library.catalogue.updates] == ["Again"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.candidates import CandidateState, FoundItem
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import Delivery, DigestPayload, IncomingClaim, SubscriptionRequest, SubscriptionStore
@@ -29,7 +30,7 @@ from bot.delivery import (
     TransientFailure,
 )
 from bot.digest_scheduler import MIN_IDLE_WAIT, DigestService
-from bot.store import open_store
+from bot.store import SqlStore, open_store
 
 # --- The rate limiter on a virtual clock -------------------------------------------------------------------------
 
@@ -602,6 +603,68 @@ async def test_the_retention_sweep_forgets_incoming_update_ids_after_two_days(st
     clock.advance(24 * hour)
     assert [await service.prune() for _ in range(2)] == [2, 1]
     assert await store.claim_incoming(1, "w1", clock(), 60) is IncomingClaim.NEW
+
+
+def found_item(n: int) -> FoundItem:
+    """An item found on the government's press releases."""
+    return FoundItem(source_id="gov-press-en", title=f"AI item {n}", link=f"https://www.info.gov.hk/gia/P{n}.htm",
+                     published=None, excerpt="", language="en", sections=(), title_key=f"ai item {n}")
+
+
+async def test_the_retention_sweep_expires_review_candidates_nobody_decided_on(store: SubscriptionStore) -> None:
+    assert isinstance(store, SqlStore)
+    (old,) = await store.add_candidates([found_item(1)], NOW - timedelta(days=15))
+    (recent,) = await store.add_candidates([found_item(2)], NOW - timedelta(days=13))
+    clock = Clock()
+    run = engine(store, FakeSender(), clock=clock)
+    assert await DigestService(store, run, clock, tick_seconds=60.0, candidates=store).prune() == 0  # no expiry set
+
+    service = DigestService(store, run, clock, tick_seconds=60.0, candidates=store,
+                            candidate_expiry=timedelta(days=14))
+    assert await service.prune() == 1
+    assert [await store.get_candidate(c.id) for c in (old, recent)] == [
+        replace(old, state=CandidateState.EXPIRED, decided_at=NOW), recent]
+
+
+class FakeLeadership:
+    """Leads or not, as told; remembers that it was asked."""
+
+    def __init__(self, leads: bool) -> None:
+        self.leads = leads
+        self.asked = asyncio.Event()
+
+    async def is_leader(self) -> bool:
+        self.asked.set()
+        return self.leads
+
+
+async def test_only_the_scheduler_leader_expires_review_candidates(store: SubscriptionStore) -> None:
+    assert isinstance(store, SqlStore)
+    (old,) = await store.add_candidates([found_item(1)], NOW - timedelta(days=15))
+    clock = Clock()
+
+    async def tick_once(leadership: FakeLeadership) -> None:
+        service = DigestService(store, engine(store, FakeSender(), clock=clock), clock, tick_seconds=3600.0,
+                                leadership=leadership, candidates=store, candidate_expiry=timedelta(days=14))
+        service.start()  # the first tick runs at once
+        try:
+            await asyncio.wait_for(leadership.asked.wait(), timeout=30)
+            # The leader's sweep takes a few store round trips after the question; a follower gets as long to
+            # (wrongly) sweep before it is checked.
+            for _ in range(10 if not leadership.leads else 200):
+                candidate = await store.get_candidate(old.id)
+                if candidate is None or candidate.state is not CandidateState.NEW:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await service.stop()
+
+    await tick_once(FakeLeadership(leads=False))
+    follower_saw = await store.get_candidate(old.id)
+    assert follower_saw is not None and follower_saw.state is CandidateState.NEW
+    await tick_once(FakeLeadership(leads=True))
+    leader_saw = await store.get_candidate(old.id)
+    assert leader_saw is not None and leader_saw.state is CandidateState.EXPIRED
 
 
 async def test_a_delivery_that_keeps_failing_gives_up_at_the_attempt_cap(store: SubscriptionStore) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, time
+import io
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from harness import CONTENT
 
-from bot.app import opened
+from bot.app import build_digests, opened
+from bot.console import Console, ConsoleSender, console_parts
 from bot.content import load_catalogue
 from bot.core.schedule import QuietHours
 from bot.core.services import Services, StaticContent
@@ -49,3 +51,15 @@ async def test_in_quiet_hours_only_a_scheduled_digest_makes_a_sound(tmp_path: Pa
         assert not await services.hushed(43)  # no quiet hours
     finally:
         await store.close()
+
+
+async def test_the_runtime_reviews_and_expires_candidates_in_its_one_store(tmp_path: Path) -> None:
+    base = Settings(content_dir=CONTENT, content_history_dir=tmp_path / "history", watch_content=False,
+                    database_url=f"sqlite:///{tmp_path}/bot.sqlite3")
+    for settings, expiry in ((base, timedelta(days=14)), (dataclasses.replace(base, candidate_expiry_days=0), None)):
+        async with opened(settings, lambda: NOW) as runtime:
+            assert runtime.candidates is not None and runtime.candidates is runtime.store
+            assert runtime.services.candidates is runtime.candidates  # what /review uses
+            digests = build_digests(runtime, ConsoleSender(Console(runtime.services, io.StringIO(), io.StringIO())),
+                                    lambda: NOW, console_parts)
+            assert (digests.candidates, digests.candidate_expiry) == (runtime.candidates, expiry)

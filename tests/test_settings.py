@@ -33,6 +33,16 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     assert settings.telegram_api_url == "http://127.0.0.1:8081" and not settings.console_mode
 
 
+def test_candidates_expire_after_fourteen_days_unless_configured(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text("candidate_expiry_days: 30\n")
+    assert load_settings(tmp_path / "none.yaml", {}).candidate_expiry_days == 14
+    assert load_settings(config, {}).candidate_expiry_days == 30
+    assert load_settings(config, {"CANDIDATE_EXPIRY_DAYS": "0"}).candidate_expiry_days == 0
+    with pytest.raises(SettingsError, match="CANDIDATE_EXPIRY_DAYS"):
+        load_settings(config, {"CANDIDATE_EXPIRY_DAYS": "-1"})
+
+
 def test_the_operators_contact_comes_from_the_file_or_bot_contact(tmp_path: Path) -> None:
     config = tmp_path / "settings.yaml"
     config.write_text("contact: ops@example.org\n")

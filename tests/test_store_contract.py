@@ -6,12 +6,14 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from bot.core.candidates import CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
@@ -861,3 +863,243 @@ async def test_pruning_forgets_only_old_incoming_update_ids(store: SqlStore) -> 
     assert await store.prune_incoming(cutoff, 100) == 0
     assert await store.claim_incoming(3, "w1", cutoff, LEASE) is IncomingClaim.DONE  # a recent one is kept
     assert await store.claim_incoming(1, "w1", cutoff, LEASE) is IncomingClaim.NEW  # an old one is forgotten
+
+
+# ---------------------------------------------------------------------------------------------------- review queue
+
+
+def found(n: int, source: str = "gov-press-en", *, title_key: str | None = None, language: str = "en",
+          published: datetime | None = T0 - timedelta(hours=2)) -> FoundItem:
+    """An item found on a source: its link and title_key differ by `n` unless a title_key is given."""
+    return FoundItem(source_id=source, title=f"Generative AI sandbox round {n}",
+                     link=f"https://www.info.gov.hk/gia/general/202603/02/P{n}.htm", published=published,
+                     excerpt=f"The HKMA today announced round {n}...", language=language,
+                     sections=("finance", "government"), title_key=title_key or f"generative ai sandbox round {n}")
+
+
+async def test_a_found_item_roundtrips_every_field(store: SqlStore) -> None:
+    item = found(1, published=datetime(2026, 3, 2, 9, 30, tzinfo=timezone(timedelta(hours=8))))
+    undated = replace(found(2, language="zh-Hant"), published=None, sections=())
+    added = await store.add_candidates([item, undated], T0)
+
+    assert [c.item.link for c in added] == [item.link, undated.link]
+    first = await store.get_candidate(added[0].id)
+    assert first == added[0]
+    assert first.item == replace(item, published=datetime(2026, 3, 2, 1, 30, tzinfo=UTC))
+    assert first.item.published is not None and first.item.published.tzinfo == UTC
+    assert (first.state, first.found_at, first.decided_by, first.decided_at) == (CandidateState.NEW, T0, None, None)
+    second = await store.get_candidate(added[1].id)
+    assert second is not None and second.item == undated
+    assert await store.get_candidate(added[1].id + 1000) is None
+
+
+async def test_add_candidates_skips_known_links_and_open_stories_in_the_order_given(store: SqlStore) -> None:
+    await store.add_candidates([found(1), found(2)], T0)
+
+    chinese = found(3, title_key="generative ai sandbox round 2", language="zh-Hant")  # the same story as 2
+    twice = found(4)
+    batch = [found(1), twice, chinese, found(5), twice, found(6, title_key="x"), found(7, title_key="x")]
+    added = await store.add_candidates(batch, T0 + timedelta(hours=1))
+
+    assert [c.item.link for c in added] == [found(4).link, found(5).link, found(6).link]
+    assert await store.add_candidates(batch, T0 + timedelta(hours=2)) == []
+
+
+async def test_an_item_with_an_absurdly_long_link_or_title_is_left_out_not_the_batch(store: SqlStore) -> None:
+    noise = "".join(chr(0x4E00 + (n * 7919) % 20000) for n in range(3000))  # incompressible, 9,000 bytes
+    long_link = replace(found(1), link=f"https://www.info.gov.hk/gia/{noise}.htm")
+    long_title = replace(found(2), title_key=noise)
+
+    added = await store.add_candidates([long_link, found(3), long_title], T0)
+
+    assert [c.item.link for c in added] == [found(3).link]
+    assert await store.known_links([long_link.link, found(3).link]) == {found(3).link}
+
+
+async def test_adding_the_same_items_from_two_replicas_at_once_queues_each_once(database_url: str) -> None:
+    replicas = [await open_store(database_url, single_process=False) for _ in range(3)]
+    items = [found(n) for n in range(40)]
+    try:
+        results = await asyncio.gather(*(replica.add_candidates(items, T0) for replica in replicas * 2))
+        assert sorted(c.item.link for added in results for c in added) == sorted(i.link for i in items)
+        assert await replicas[0].count_open_candidates() == {"gov-press-en": 40}
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_next_candidate_is_the_oldest_open_one_and_skips_forward(store: SqlStore) -> None:
+    assert await store.next_candidate() is None
+    first, second, third = await store.add_candidates([found(1), found(2), found(3)], T0)
+
+    assert await store.next_candidate() == first
+    assert await store.next_candidate(after_id=first.id) == second
+    assert await store.next_candidate(after_id=third.id) is None
+    assert await store.decide_candidate(first.id, CandidateState.REJECTED, 900, T0)
+    assert await store.next_candidate() == second
+
+
+async def test_a_decision_is_taken_once_and_recorded(store: SqlStore) -> None:
+    (candidate,) = await store.add_candidates([found(1)], T0)
+    decided_at = T0 + timedelta(minutes=3)
+
+    assert await store.decide_candidate(candidate.id, CandidateState.PUBLISHED, 900, decided_at)
+    assert not await store.decide_candidate(candidate.id, CandidateState.PUBLISHED, 901, decided_at)
+    assert not await store.decide_candidate(candidate.id, CandidateState.REJECTED, 901, decided_at)
+    assert not await store.decide_candidate(candidate.id + 1000, CandidateState.REJECTED, 901, decided_at)
+    decided = await store.get_candidate(candidate.id)
+    assert decided is not None
+    assert (decided.state, decided.decided_by, decided.decided_at) == (CandidateState.PUBLISHED, 900, decided_at)
+    with pytest.raises(ValueError):
+        await store.decide_candidate(candidate.id, CandidateState.EXPIRED, 900, decided_at)
+
+
+async def test_two_admins_on_several_replicas_publish_a_candidate_once(database_url: str) -> None:
+    replicas = [await open_store(database_url, single_process=False) for _ in range(3)]
+    try:
+        added = await replicas[0].add_candidates([found(n) for n in range(5)], T0)
+        outcomes = await asyncio.gather(*(
+            replica.decide_candidate(candidate.id, CandidateState.PUBLISHED, admin, T0)
+            for candidate in added for admin, replica in enumerate(replicas * 2)
+        ))
+        winners = [await replicas[1].get_candidate(candidate.id) for candidate in added]
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert outcomes.count(True) == len(added)  # one per candidate
+    assert all(c is not None and c.state is CandidateState.PUBLISHED for c in winners)
+
+
+async def test_an_admins_draft_is_kept_until_the_candidate_is_decided(store: SqlStore) -> None:
+    (candidate,) = await store.add_candidates([found(1)], T0)
+    assert candidate.draft == ReviewDraft()
+    draft = ReviewDraft("Sandbox widened to insurers", "Our own words, with a | bar.", ("finance",))
+
+    assert await store.save_draft(candidate.id, draft)
+    assert (await store.get_candidate(candidate.id)) == replace(candidate, draft=draft)
+    assert await store.save_draft(candidate.id, replace(draft, sections=()))
+    kept = await store.get_candidate(candidate.id)
+    assert kept is not None and kept.draft.sections == ()
+    assert await store.decide_candidate(candidate.id, CandidateState.REJECTED, 900, T0)
+    assert not await store.save_draft(candidate.id, ReviewDraft("late"))
+    assert not await store.save_draft(candidate.id + 1000, ReviewDraft("none"))
+
+
+async def test_a_rejected_item_is_never_offered_again(store: SqlStore) -> None:
+    (candidate,) = await store.add_candidates([found(1)], T0)
+    assert await store.decide_candidate(candidate.id, CandidateState.REJECTED, 900, T0)
+
+    assert await store.add_candidates([found(1)], T0 + timedelta(days=30)) == []
+    assert await store.next_candidate() is None
+    assert await store.count_open_candidates() == {}
+
+
+async def test_a_reopened_candidate_is_offered_again(store: SqlStore) -> None:
+    first, second = await store.add_candidates([found(1), found(2)], T0)
+    assert await store.decide_candidate(first.id, CandidateState.PUBLISHED, 900, T0)
+    await store.reopen_candidate(first.id)
+
+    reopened = await store.get_candidate(first.id)
+    assert reopened is not None
+    assert (reopened.state, reopened.decided_by, reopened.decided_at) == (CandidateState.NEW, None, None)
+    assert await store.next_candidate() == reopened
+    assert await store.decide_candidate(first.id, CandidateState.PUBLISHED, 901, T0)
+    await store.reopen_candidate(second.id)  # open already: nothing changes
+    assert await store.get_candidate(second.id) == second
+
+
+async def test_a_reopened_story_queued_again_meanwhile_stays_offered_once(store: SqlStore) -> None:
+    (english,) = await store.add_candidates([found(1, title_key="sandbox")], T0)
+    assert await store.decide_candidate(english.id, CandidateState.PUBLISHED, 900, T0)
+    (chinese,) = await store.add_candidates([found(2, title_key="sandbox", language="zh-Hant")], T0)
+
+    await store.reopen_candidate(english.id)
+
+    assert await store.next_candidate() == chinese
+    assert await store.next_candidate(after_id=chinese.id) is None
+    reopened = await store.get_candidate(english.id)
+    assert reopened is not None and reopened.state is CandidateState.EXPIRED
+
+
+async def test_expiry_ends_only_old_open_candidates(store: SqlStore) -> None:
+    (old,) = await store.add_candidates([found(1)], T0)
+    (decided,) = await store.add_candidates([found(2)], T0)
+    (recent,) = await store.add_candidates([found(3)], T0 + timedelta(days=10))
+    assert await store.decide_candidate(decided.id, CandidateState.REJECTED, 900, T0)
+    now = T0 + timedelta(days=15)
+
+    assert await store.expire_candidates(T0 + timedelta(days=1), now) == 1
+    assert await store.expire_candidates(T0 + timedelta(days=1), now) == 0
+    expired = await store.get_candidate(old.id)
+    assert expired is not None and (expired.state, expired.decided_at) == (CandidateState.EXPIRED, now)
+    rejected = await store.get_candidate(decided.id)
+    assert rejected is not None and rejected.state is CandidateState.REJECTED
+    assert await store.next_candidate() == recent
+    assert await store.add_candidates([found(1)], now) == []  # an expired link is not queued again
+
+
+async def test_open_candidates_are_counted_per_source(store: SqlStore) -> None:
+    added = await store.add_candidates([found(1), found(2, "hkma"), found(3, "hkma"), found(4, "pcpd")], T0)
+    assert await store.decide_candidate(added[3].id, CandidateState.REJECTED, 900, T0)
+    assert await store.count_open_candidates() == {"gov-press-en": 1, "hkma": 2}
+
+
+async def test_known_links_are_those_queued_in_any_state(store: SqlStore) -> None:
+    first, _ = await store.add_candidates([found(1), found(2)], T0)
+    assert await store.decide_candidate(first.id, CandidateState.REJECTED, 900, T0)
+    asked = [found(n).link for n in range(1, 4)] + [found(1).link]
+
+    assert await store.known_links(asked) == {found(1).link, found(2).link}
+    assert await store.known_links([]) == set()
+    many = [f"https://example.org/{n}" for n in range(2500)] + [found(2).link]  # more than one batch
+    assert await store.known_links(many) == {found(2).link}
+
+
+async def test_source_states_roundtrip_and_are_replaced(store: SqlStore) -> None:
+    assert await store.source_states() == {}
+    full = SourceState(source_id="hkma", etag='W/"abc"', last_modified="Mon, 02 Mar 2026 01:00:00 GMT",
+                       last_poll_at=T0, last_success_at=T0 - timedelta(hours=1), consecutive_failures=2,
+                       next_poll_at=T0 + timedelta(minutes=30), items_seen=1234, errors=7, last_error="HTTP 500")
+    await store.save_source_state(full)
+    await store.save_source_state(SourceState(source_id="pcpd"))
+    assert await store.source_states() == {"hkma": full, "pcpd": SourceState(source_id="pcpd")}
+
+    recovered = replace(full, etag=None, consecutive_failures=0, last_error=None, last_success_at=T0)
+    await store.save_source_state(recovered)
+    assert (await store.source_states())["hkma"] == recovered
+
+
+async def test_a_restart_keeps_the_queue_and_the_sources(database_url: str) -> None:
+    store = await open_store(database_url, single_process=True)
+    try:
+        first, second = await store.add_candidates([found(1), found(2)], T0)
+        assert await store.decide_candidate(first.id, CandidateState.REJECTED, 900, T0)
+        await store.save_source_state(SourceState(source_id="hkma", etag="e1", items_seen=3))
+    finally:
+        await store.close()
+
+    restarted = await open_store(database_url, single_process=True)
+    try:
+        assert await restarted.next_candidate() == second
+        assert await restarted.get_candidate(first.id) == replace(first, state=CandidateState.REJECTED,
+                                                                  decided_by=900, decided_at=T0)
+        assert (await restarted.source_states())["hkma"] == SourceState(source_id="hkma", etag="e1", items_seen=3)
+        assert await restarted.add_candidates([found(1), found(2)], T0) == []
+    finally:
+        await restarted.close()
+
+
+async def test_the_oldest_open_candidate_and_expiry_use_their_indexes(store: SqlStore) -> None:
+    await store.add_candidates([found(n) for n in range(50)], T0)
+    if store.driver.dialect.name != "sqlite":
+        pytest.skip("the plan is pinned on SQLite only (INDEXED BY); PostgreSQL plans by statistics")
+    async with store.driver.transaction(write=False) as tx:
+        plan = await tx.fetchall(
+            "EXPLAIN QUERY PLAN SELECT id FROM candidates INDEXED BY candidates_open"
+            " WHERE state = 'new' AND id > 0 ORDER BY id LIMIT 1"
+        )
+        expiry = await tx.fetchall(
+            "EXPLAIN QUERY PLAN SELECT id FROM candidates INDEXED BY candidates_open_found"
+            " WHERE state = 'new' AND found_at < ?", (T0,)
+        )
+    assert "candidates_open" in str(plan) and "candidates_open_found" in str(expiry)

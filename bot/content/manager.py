@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
+
+import yaml
 
 from bot.content.diff import ContentChange, diff_catalogues
 from bot.content.errors import ContentError, InvalidContent, Unreadable
@@ -129,6 +132,11 @@ class ContentManager:
         target = _target_for(name, text, texts)
         if isinstance(target, ContentError):
             return self._rejected([target])
+        return self._change(old, target, text, texts, record)
+
+    def _change(self, old: Catalogue, target: str, text: str, texts: Texts,
+                record: BlockingRecord | None) -> ContentChange:
+        """Validate the folder with `target` holding `text`; if valid, record, keep the history entry, write."""
         validated = self._validate({**texts, target: as_read_back(text)})
         if not isinstance(validated, Catalogue):
             return self._rejected(validated, target)
@@ -149,6 +157,31 @@ class ContentManager:
             remove(entry)
             return self._rejected([_io_error(target, exc)], target)
         return self._install(old, validated, target)
+
+    # ---- publishing one update
+
+    def publish_update(self, day: date, sections: Sequence[str], title: str, summary: str, link: str,
+                       actor: int | None, record: BlockingRecord | None = None) -> ContentChange:
+        """Add one dated update at the top of the updates file, as an upload of that file would: validated with the
+        rest, recorded (`record`) first, kept in the history for /rollback, written atomically."""
+        with self.changing:
+            try:
+                old = self.library.catalogue
+                texts = self._read()
+                if isinstance(texts, ContentError):
+                    return self._rejected([texts])
+                target = _top_file("updates", texts)
+                current = texts.get(target, "updates:\n")
+                if not isinstance(current, str):
+                    return self._rejected([ContentError(target, 1, "(file)", current.message)], target)
+                text = _with_update(current, day, sections, title, summary, link)
+                if isinstance(text, ContentError):
+                    return self._rejected([text], target)
+                log.info("publishing an update to %s for admin %s: %s", target, actor, printable_name(title))
+                return self._change(old, target, text, texts, record)
+            except Exception as exc:  # reported to the admin instead of a bare "Sorry"
+                log.exception("publishing an update failed unexpectedly")
+                return self._rejected([_unexpected(exc)])
 
     # ---- rollback
 
@@ -302,6 +335,44 @@ def _target_for(file_name: str, text: str, texts: Mapping[str, str | Unreadable]
                                                 "news (with `updates`) or the bot's description (`name`, `about`)")
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a value used twice out twice: content refuses YAML aliases."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+_UPDATES_KEY = re.compile(r"updates:[ \t]*(#.*)?")
+_ITEM = re.compile(r"([ \t]*)- ")
+
+
+def _with_update(text: str, day: date, sections: Sequence[str], title: str, summary: str,
+                 link: str) -> str | ContentError:
+    """The updates file's text with one update added first in its list, the rest left as written (comments too)."""
+    lines = text.splitlines(keepends=True)
+    key = next((n for n, line in enumerate(lines) if _UPDATES_KEY.fullmatch(line.rstrip("\r\n"))), None)
+    if key is None:
+        return ContentError("updates.yaml", 1, "updates", "cannot add an update: no `updates:` block list at the top")
+    at, indent = len(lines), "  "
+    for n in range(key + 1, len(lines)):
+        stripped = lines[n].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        item = _ITEM.match(lines[n])
+        if item is None or not item.group(1):
+            return ContentError("updates.yaml", n + 1, "updates",
+                                "cannot add an update: `updates` is not an indented block list (`  - date: ...`)")
+        at, indent = n, item.group(1)
+        break
+    entry = {"date": day, "sections": list(sections), "title": title, "summary": summary, "link": link}
+    dumped = yaml.dump([entry], Dumper=_NoAliases, sort_keys=False, allow_unicode=True, width=1_000_000,
+                       default_flow_style=None)
+    added = [indent + line + "\n" for line in dumped.splitlines()]
+    if at == len(lines) and lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return "".join(lines[:at] + added + lines[at:])
+
+
 def _section_file(section_id: str, texts: Mapping[str, str | Unreadable]) -> str | None:
     """The file that already holds this section, so a replacement lands on it whatever its name."""
     for relative in sorted(texts):
@@ -350,6 +421,13 @@ class OffLoopContentAdmin:
     def last_error(self) -> ContentChange | None:
         """The latest failed reload, if the content on disk is broken now."""
         return self.manager.last_error
+
+    async def publish_update(self, day: date, sections: Sequence[str], title: str, summary: str, link: str,
+                             actor: int | None, record: Record | None = None) -> ContentChange:
+        """Add one dated update to the updates file through the upload path: validated, recorded, kept for
+        /rollback, written atomically (and, on replicas, published to the others)."""
+        return self._done(await asyncio.to_thread(self.manager.publish_update, day, sections, title, summary, link,
+                                                  actor, _on_loop(record)))
 
     def _done(self, change: ContentChange) -> ContentChange:
         if change.ok and self._on_applied is not None:

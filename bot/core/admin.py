@@ -68,7 +68,7 @@ async def reload(request: Request, services: Services) -> Reply:
     return Reply(describe_outcome(outcome, "Reloaded."))
 
 
-class _Recorder:
+class Recorder:
     """Writes a change's audit entry before the change is applied, and afterwards whatever is still untold."""
 
     def __init__(self, services: Services, request: Request, action: str, subject: str) -> None:
@@ -102,7 +102,7 @@ async def rollback(request: Request, services: Services) -> Reply:
     manager = _content_admin(services)
     if manager is None:
         return Reply(doc("Content rollback is not available here."))
-    recorder = _Recorder(services, request, "rollback", "")
+    recorder = Recorder(services, request, "rollback", "")
     outcome = await manager.rollback(recorder.before_applying)
     await recorder.after(outcome)
     return Reply(describe_outcome(outcome, "Rolled back."))
@@ -117,7 +117,7 @@ async def upload(request: Request, services: Services) -> Reply:
         return Reply(doc("Send content files to the bot in a private chat."))
     name, data = request.attachment
     # The name is the sender's: no newline or NUL of it may reach the reply or the audit log.
-    recorder = _Recorder(services, request, "upload", f"{printable_name(name)} -> ")
+    recorder = Recorder(services, request, "upload", f"{printable_name(name)} -> ")
     outcome = await manager.upload(name, data, recorder.before_applying)
     await recorder.after(outcome)
     return Reply(describe_outcome(outcome, "Applied."))

@@ -41,6 +41,16 @@ class CandidateState(Enum):
 
 
 @dataclass(frozen=True)
+class ReviewDraft:
+    """What an admin wrote for a candidate before publishing it: their own title and summary, and the sections
+    (None: the suggested ones)."""
+
+    title: str = ""
+    summary: str = ""
+    sections: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A found item in the review queue."""
 
@@ -50,6 +60,7 @@ class Candidate:
     found_at: datetime
     decided_by: int | None = None  # the admin's user id
     decided_at: datetime | None = None
+    draft: ReviewDraft = ReviewDraft()
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,10 @@ class CandidateStore(Protocol):
                                now: datetime) -> bool:
         """Move a NEW candidate to PUBLISHED or REJECTED; False when it was not NEW any more (decided elsewhere),
         so two admins pressing Publish at once publish it once."""
+        ...
+
+    async def save_draft(self, candidate_id: int, draft: ReviewDraft) -> bool:
+        """Keep an admin's draft for a NEW candidate; False when it was not NEW any more."""
         ...
 
     async def reopen_candidate(self, candidate_id: int) -> None:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.core import admin, subscription_commands
+from bot.core import admin, review, subscription_commands
 from bot.core.catalogue import Catalogue, Section, Update
 from bot.core.document import Block, Line, Part, block, bold, doc, heading, italic, item, line, link, para
 from bot.core.messages import SORRY, Button, Reply, Request, replacing_on_button
@@ -254,6 +254,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("preview", "the digest a chat would get now", "/preview [chat id]", admin.preview, admin_only=True),
     Command("broadcast", "message every subscribed chat (after a preview)", "/broadcast <text>", admin.broadcast,
             admin_only=True),
+    Command("review", "review the items found on official sources: publish in your own words or reject",
+            "/review", review.review, admin_only=True),
     Command("upload", "send a .yaml file to update the content", "(send a .yaml document)", admin.upload,
             admin_only=True, in_menu=False),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from bot.core.catalogue import Catalogue
@@ -96,6 +96,12 @@ class ContentAdmin(Protocol):
 
     async def rollback(self, record: Record | None = None) -> ContentOutcome:
         """Undo the latest upload; `record` as for upload."""
+        ...
+
+    async def publish_update(self, day: date, sections: Sequence[str], title: str, summary: str, link: str,
+                             actor: int | None, record: Record | None = None) -> ContentOutcome:
+        """Add one dated update to the updates file as an upload of it would (validated, `record`ed first, kept
+        for /rollback); `actor` is the admin who published it."""
         ...
 
     @property

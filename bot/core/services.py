@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from bot.core.candidates import CandidateStore
 from bot.core.catalogue import Catalogue
 from bot.core.digest_composer import DigestRules
 from bot.core.messages import Chat, User
@@ -78,6 +79,7 @@ class Services:
     digest_rules: DigestRules = field(default_factory=DigestRules)
     quiet_hours_cache: QuietHoursCache = field(default_factory=QuietHoursCache)
     content_admin: ContentAdmin | None = None
+    candidates: CandidateStore | None = None  # the review queue of items found on official sources
     audit: AuditLog | None = None
     # Sets the delivery loop's wake-up event, which exists before the loop runs (see bot.app.opened).
     wake_delivery: Callable[[], None] = _no_delivery_loop

@@ -200,6 +200,55 @@ def m007_incoming_updates(d: Dialect) -> Statements:
     ]
 
 
+@migration
+def m008_candidates(d: Dialect) -> Statements:
+    """The review queue of items found on official sources, and each source's polling state."""
+    return [
+        # link is UNIQUE in every state: a rejected, published or expired item is never queued again.
+        f"""
+        CREATE TABLE candidates (
+            id {d.id_column},
+            source_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            link TEXT NOT NULL UNIQUE,
+            published {d.timestamp},
+            excerpt TEXT NOT NULL DEFAULT '',
+            language TEXT NOT NULL,
+            sections TEXT NOT NULL DEFAULT '',
+            title_key TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'published', 'rejected', 'expired')),
+            found_at {d.timestamp} NOT NULL,
+            decided_by {d.bigint},
+            decided_at {d.timestamp},
+            draft_title TEXT NOT NULL DEFAULT '',
+            draft_summary TEXT NOT NULL DEFAULT '',
+            draft_sections TEXT
+        )
+        """,
+        # One open candidate per story: the same press release from two sources, or in English and Chinese, is
+        # offered once. A constraint rather than a check, so concurrent inserts from two replicas cannot both win.
+        "CREATE UNIQUE INDEX candidates_open_title ON candidates (title_key) WHERE state = 'new' AND title_key <> ''",
+        # /review's oldest-open query walks only the open rows, in id order.
+        "CREATE INDEX candidates_open ON candidates (id) WHERE state = 'new'",
+        # The expiry sweep finds the old open rows without walking the table.
+        "CREATE INDEX candidates_open_found ON candidates (found_at) WHERE state = 'new'",
+        f"""
+        CREATE TABLE source_states (
+            source_id TEXT PRIMARY KEY,
+            etag TEXT,
+            last_modified TEXT,
+            last_poll_at {d.timestamp},
+            last_success_at {d.timestamp},
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            next_poll_at {d.timestamp},
+            items_seen {d.bigint} NOT NULL DEFAULT 0,
+            errors {d.bigint} NOT NULL DEFAULT 0,
+            last_error TEXT
+        )
+        """,
+    ]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (

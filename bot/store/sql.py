@@ -1,4 +1,4 @@
-"""SqlStore: the one SubscriptionStore, serving SQLite and PostgreSQL alike through a driver (see drivers.py)."""
+"""SqlStore: the one SubscriptionStore and CandidateStore, on SQLite and PostgreSQL alike (see drivers.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.core.candidates import Candidate, CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import Document
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
@@ -27,6 +28,7 @@ from bot.core.subscriptions import (
 from bot.store.drivers import Dialect, Driver, Row, Transaction, Write
 
 if TYPE_CHECKING:
+    from bot.core.candidates import CandidateStore
     from bot.core.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,21 @@ DELIVERY_COLUMNS = (
     "d.id, d.period, d.kind, d.status, d.attempts, d.parts_sent, d.payload, d.in_flight_at_crash, d.not_before"
 )
 _DELIVERY_WIDTH = DELIVERY_COLUMNS.count(",") + 1
+_CANDIDATE_FIELDS = (
+    "source_id", "title", "link", "published", "excerpt", "language", "sections", "title_key", "found_at",
+)
+CANDIDATE_COLUMNS = ("id, state, decided_by, decided_at, draft_title, draft_summary, draft_sections, "
+                     + ", ".join(_CANDIDATE_FIELDS))
+# Rows per multi-row candidate INSERT: 9 parameters each, well under both databases' limits.
+CANDIDATE_BATCH = 500
+_DECISIONS = (CandidateState.PUBLISHED, CandidateState.REJECTED)
+# A link or title_key longer than this (UTF-8 bytes) is not queued: PostgreSQL's btree refuses index entries over
+# about 2,700 bytes, and one hostile feed entry would otherwise fail the whole batch. No real article link is near.
+MAX_KEY_BYTES = 2000
+_SOURCE_STATE_FIELDS = (
+    "source_id", "etag", "last_modified", "last_poll_at", "last_success_at", "consecutive_failures",
+    "next_poll_at", "items_seen", "errors", "last_error",
+)
 
 
 def due_subscriptions_sql(dialect: Dialect) -> str:
@@ -123,6 +140,10 @@ def _sections(sections: Sequence[str]) -> str:
         if "," in name or not name:
             raise ValueError(f"a section name must be non-empty and without commas: {name!r}")
     return ",".join(sections)
+
+
+def _fits(found: FoundItem) -> bool:
+    return len(found.link.encode()) <= MAX_KEY_BYTES and len(found.title_key.encode()) <= MAX_KEY_BYTES
 
 
 def _encode_payload(payload: DigestPayload) -> str:
@@ -590,6 +611,183 @@ class SqlStore:
                 (_utc(received_before), limit),
             )
 
+    # ------------------------------------------------------------------------------------------- review queue
+
+    def _candidate(self, row: Row) -> Candidate:
+        (cid, state, decided_by, decided_at, draft_title, draft_summary, draft_sections, source_id, title, link,
+         published, excerpt, language, sections, title_key, found_at) = row
+        item = FoundItem(
+            source_id=source_id, title=title, link=link,
+            published=None if published is None else self.driver.decode_time(published),
+            excerpt=excerpt, language=language, sections=tuple(sections.split(",")) if sections else (),
+            title_key=title_key,
+        )
+        return Candidate(
+            id=int(cid), item=item, state=CandidateState(state), found_at=self.driver.decode_time(found_at),
+            decided_by=None if decided_by is None else int(decided_by),
+            decided_at=None if decided_at is None else self.driver.decode_time(decided_at),
+            draft=ReviewDraft(draft_title, draft_summary,
+                              None if draft_sections is None else tuple(filter(None, draft_sections.split(",")))),
+        )
+
+    async def add_candidates(self, items: Sequence[FoundItem], now: datetime) -> list[Candidate]:
+        """Queue the items not seen before (by link, whatever its state, and by title_key among open candidates);
+        returns the new candidates, in the order given. An item whose link or title_key is over MAX_KEY_BYTES is
+        left out (and logged)."""
+        now = _utc(now)
+        fitting = [found for found in items if _fits(found)]
+        if len(fitting) < len(items):
+            log.warning("not queued: %d item(s) whose link or title is over %d bytes", len(items) - len(fitting),
+                        MAX_KEY_BYTES)
+        inserted: dict[str, int] = {}
+        async with self.driver.transaction() as tx:
+            for start in range(0, len(fitting), CANDIDATE_BATCH):
+                chunk = fitting[start : start + CANDIDATE_BATCH]
+                params: list[Any] = []
+                for found in chunk:
+                    params += [found.source_id, found.title, found.link,
+                               None if found.published is None else _utc(found.published), found.excerpt,
+                               found.language, _sections(found.sections), found.title_key, now]
+                # Rows go in the order given, each skipped when it meets the link or an open title_key, including
+                # one inserted by an earlier row of the same statement or by another replica at the same moment.
+                # RETURNING's order is not promised, hence the link to map ids back.
+                rows = await tx.fetchall(
+                    f"INSERT INTO candidates ({', '.join(_CANDIDATE_FIELDS)}) VALUES "
+                    + ", ".join([f"({_placeholders(len(_CANDIDATE_FIELDS))})"] * len(chunk))
+                    + " ON CONFLICT DO NOTHING RETURNING id, link",
+                    params,
+                )
+                inserted.update((str(link), int(cid)) for cid, link in rows)
+        added: list[Candidate] = []
+        for found in fitting:
+            cid = inserted.pop(found.link, None)
+            if cid is not None:
+                item = found if found.published is None else replace(found, published=_utc(found.published))
+                added.append(Candidate(id=cid, item=item, state=CandidateState.NEW, found_at=now))
+        return added
+
+    async def get_candidate(self, candidate_id: int) -> Candidate | None:
+        """One candidate, in any state."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(f"SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE id = ?", (candidate_id,))
+        return None if row is None else self._candidate(row)
+
+    async def next_candidate(self, after_id: int | None = None) -> Candidate | None:
+        """The oldest NEW candidate (after `after_id`, to skip one), or None."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(
+                f"SELECT {CANDIDATE_COLUMNS} FROM candidates" + self.driver.dialect.indexed_by("candidates_open")
+                + " WHERE state = 'new' AND id > ? ORDER BY id LIMIT 1",
+                (0 if after_id is None else after_id,),
+            )
+        return None if row is None else self._candidate(row)
+
+    async def decide_candidate(self, candidate_id: int, state: CandidateState, actor_id: int | None,
+                               now: datetime) -> bool:
+        """Move a NEW candidate to PUBLISHED or REJECTED; False when it was not NEW any more (decided elsewhere),
+        so two admins pressing Publish at once publish it once."""
+        if state not in _DECISIONS:
+            raise ValueError(f"a candidate is decided as published or rejected, not {state.value}")
+        async with self.driver.transaction() as tx:
+            # One conditional statement: of concurrent decisions on any number of replicas, exactly one changes
+            # the row (PostgreSQL re-checks `state` after waiting for the other writer; SQLite writes one at a time).
+            changed = await tx.execute(
+                "UPDATE candidates SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = 'new'",
+                (state.value, actor_id, _utc(now), candidate_id),
+            )
+        return changed > 0
+
+    async def save_draft(self, candidate_id: int, draft: ReviewDraft) -> bool:
+        """Keep an admin's draft for a NEW candidate; False when it was not NEW any more."""
+        sections = None if draft.sections is None else _sections(draft.sections)
+        async with self.driver.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE candidates SET draft_title = ?, draft_summary = ?, draft_sections = ?"
+                " WHERE id = ? AND state = 'new'",
+                (draft.title, draft.summary, sections, candidate_id),
+            )
+        return changed > 0
+
+    async def reopen_candidate(self, candidate_id: int) -> None:
+        """Put a candidate back to NEW (its publication failed after it was claimed)."""
+        async with self.driver.transaction() as tx:
+            # While it was decided, the same story may have been queued again from another link: that one stays
+            # the open one and this one expires, as only one open candidate per title_key may exist.
+            await tx.execute(
+                "UPDATE candidates SET decided_by = NULL, decided_at = NULL, state = CASE WHEN EXISTS ("
+                " SELECT 1 FROM candidates o WHERE o.state = 'new' AND o.title_key = candidates.title_key"
+                " AND o.title_key <> '') THEN 'expired' ELSE 'new' END"
+                " WHERE id = ? AND state <> 'new'",
+                (candidate_id,),
+            )
+
+    async def expire_candidates(self, found_before: datetime, now: datetime) -> int:
+        """Expire NEW candidates found before `found_before`; returns how many."""
+        async with self.driver.transaction() as tx:
+            return await tx.execute(
+                "UPDATE candidates SET state = 'expired', decided_by = NULL, decided_at = ?"
+                " WHERE id IN (SELECT id FROM candidates" + self.driver.dialect.indexed_by("candidates_open_found")
+                + " WHERE state = 'new' AND found_at < ?)",
+                (_utc(now), _utc(found_before)),
+            )
+
+    async def count_open_candidates(self) -> dict[str, int]:
+        """NEW candidates per source id."""
+        async with self.driver.transaction(write=False) as tx:
+            rows = await tx.fetchall(
+                "SELECT source_id, COUNT(*) FROM candidates WHERE state = 'new' GROUP BY source_id"
+            )
+        return {str(source): int(count) for source, count in rows}
+
+    async def known_links(self, links: Sequence[str]) -> set[str]:
+        """Which of these links the queue holds already, in any state."""
+        known: set[str] = set()
+        unique = list(dict.fromkeys(links))
+        async with self.driver.transaction(write=False) as tx:
+            for start in range(0, len(unique), BATCH):
+                chunk = unique[start : start + BATCH]
+                rows = await tx.fetchall(
+                    f"SELECT link FROM candidates WHERE link IN ({_placeholders(len(chunk))})", chunk
+                )
+                known.update(str(link) for (link,) in rows)
+        return known
+
+    async def source_states(self) -> dict[str, SourceState]:
+        """Every source's polling state, by source id."""
+        async with self.driver.transaction(write=False) as tx:
+            rows = await tx.fetchall(f"SELECT {', '.join(_SOURCE_STATE_FIELDS)} FROM source_states")
+
+        def when(value: Any) -> datetime | None:
+            return None if value is None else self.driver.decode_time(value)
+
+        return {
+            str(source_id): SourceState(
+                source_id=str(source_id), etag=etag, last_modified=last_modified, last_poll_at=when(last_poll_at),
+                last_success_at=when(last_success_at), consecutive_failures=int(failures),
+                next_poll_at=when(next_poll_at), items_seen=int(items_seen), errors=int(errors),
+                last_error=last_error,
+            )
+            for (source_id, etag, last_modified, last_poll_at, last_success_at, failures, next_poll_at, items_seen,
+                 errors, last_error) in rows
+        }
+
+    async def save_source_state(self, state: SourceState) -> None:
+        """Create or replace a source's polling state."""
+
+        def when(value: datetime | None) -> datetime | None:
+            return None if value is None else _utc(value)
+
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _SOURCE_STATE_FIELDS[1:])
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO source_states ({', '.join(_SOURCE_STATE_FIELDS)})"
+                f" VALUES ({_placeholders(len(_SOURCE_STATE_FIELDS))})"
+                f" ON CONFLICT (source_id) DO UPDATE SET {updates}",
+                (state.source_id, state.etag, state.last_modified, when(state.last_poll_at),
+                 when(state.last_success_at), state.consecutive_failures, when(state.next_poll_at),
+                 state.items_seen, state.errors, state.last_error),
+            )
+
     # ------------------------------------------------------------------------------------------- reporting
 
     async def history(self, subscription_id: int) -> DigestHistory:
@@ -670,3 +868,4 @@ class SqlStore:
 if TYPE_CHECKING:
     # mypy checks here, once, that SqlStore implements every method of the Protocol with matching signatures.
     _conforms: type[SubscriptionStore] = SqlStore
+    _queues: type[CandidateStore] = SqlStore

@@ -1,0 +1,205 @@
+"""/review: admins go through the candidates found on official sources, one card at a time, and publish each in
+their own words or reject it.
+
+`/review` shows the oldest open candidate; its buttons run `review publish 12`, `review sections 12`,
+`review reject 12` and `review next 12`. The admin writes the title and summary with
+`/review edit 12 Sandbox opens to insurers | The HKMA and the IA let insurers test generative AI.` and may change
+the sections with `review section 12 finance` (a toggle). Publish claims the candidate once (on any replica) and
+appends the update to the updates file through the content admin, as an upload would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+from bot.core import admin
+from bot.core.candidates import Candidate, CandidateState, CandidateStore, ReviewDraft
+from bot.core.document import Document, block, bold, code, doc, heading, italic, line, link, para
+from bot.core.messages import Button, Reply, Request, replacing_on_button
+from bot.core.render import format_date
+from bot.core.services import Services
+
+EDIT_USAGE = "/review edit <id> <your title> | <your summary>"
+SECTION_BUTTONS_PER_ROW = 2
+
+
+def _queue(services: Services) -> CandidateStore | None:
+    return services.candidates
+
+
+def _id(args: tuple[str, ...]) -> int | None:
+    # ASCII digits, and few enough of them for a 64-bit column: anything else is not one of our ids.
+    word = args[1] if len(args) > 1 else ""
+    return int(word) if word.isascii() and word.isdigit() and len(word) <= 18 else None
+
+
+def _sections(candidate: Candidate) -> tuple[str, ...]:
+    draft = candidate.draft.sections
+    return candidate.item.sections if draft is None else draft
+
+
+def _day(candidate: Candidate, services: Services) -> date:
+    """The update's date: the source's, in the bot's timezone, or today when the source gave none."""
+    published = candidate.item.published
+    return (published or services.clock()).astimezone(services.zone).date()
+
+
+def card(candidate: Candidate, services: Services, intro: str = "") -> Reply:
+    """One candidate as an admin sees it: what the source said, what the admin wrote, and the decisions."""
+    found = candidate.item
+    source = found.source_id
+    when = format_date(_day(candidate, services)) if found.published is not None else "no date given"
+    facts = block(
+        heading(f"Candidate {candidate.id}"),
+        line(bold(found.title)),
+        line(f"Source: {source} · {when} · {found.language}"),
+        line(link(found.link, found.link)),
+        line("Sections: ", code(", ".join(_sections(candidate)) or "(none)")),
+    )
+    parts = [para(intro)] if intro else []
+    parts.append(facts)
+    if found.excerpt:
+        parts.append(block(line(italic("The source's words (never published as they are):")), line(found.excerpt)))
+    draft = candidate.draft
+    if draft.title or draft.summary:
+        parts.append(block(heading("Your words"), line(bold("Title: "), draft.title or "(none yet)"),
+                           line(bold("Summary: "), draft.summary or "(none yet)")))
+    else:
+        parts.append(para(f"Publishing needs your own title and summary: {EDIT_USAGE}"))
+    cid = candidate.id
+    buttons = (
+        (Button("Publish", f"review publish {cid}"), Button("Sections…", f"review sections {cid}")),
+        (Button("Edit", f"review edit {cid}"), Button("Reject", f"review reject {cid}"),
+         Button("Next", f"review next {cid}")),
+    )
+    return Reply(doc(*parts), buttons=buttons)
+
+
+def _nothing(intro: str = "") -> Reply:
+    return Reply(doc(*(para(text) for text in (intro, "No candidates to review.") if text)))
+
+
+async def _show_next(queue: CandidateStore, services: Services, after: int | None, intro: str = "") -> Reply:
+    candidate = await queue.next_candidate(after)
+    if candidate is None and after is not None:
+        candidate = await queue.next_candidate()  # past the last one: back to the oldest
+    return _nothing(intro) if candidate is None else card(candidate, services, intro)
+
+
+async def review(request: Request, services: Services) -> Reply:
+    """The review queue: a card for the oldest open candidate, and what its buttons do."""
+    queue = _queue(services)
+    if queue is None:
+        return Reply(doc("The review queue is not available here."))
+    action = request.args[0].lower() if request.args else ""
+    if not action:
+        return replacing_on_button(await _show_next(queue, services, None), request)
+    candidate_id = _id(request.args)
+    if action not in _ACTIONS or candidate_id is None:
+        return Reply(doc(para("Use /review, or its buttons."), para(f"To write your own words: {EDIT_USAGE}")))
+    candidate = await queue.get_candidate(candidate_id)
+    if candidate is None:
+        return Reply(doc(f"There is no candidate {candidate_id}."))
+    if action == "next":
+        return replacing_on_button(await _show_next(queue, services, candidate_id), request)
+    if candidate.state is not CandidateState.NEW:
+        return replacing_on_button(
+            await _show_next(queue, services, None, f"Candidate {candidate_id} is {candidate.state.value} already."),
+            request)
+    reply = await _ACTIONS[action](request, services, queue, candidate)
+    return replacing_on_button(reply, request)
+
+
+async def _edit(request: Request, services: Services, queue: CandidateStore, candidate: Candidate) -> Reply:
+    text = " ".join(request.args[2:])
+    if "|" not in text:
+        return Reply(doc(para(f"Reply with your own title and summary for candidate {candidate.id}:"),
+                         para(code(f"/review edit {candidate.id} Your title | Your summary")),
+                         para("The source's text is for reading: the bot never publishes it as it is.")))
+    title, _, summary = (part.strip() for part in text.partition("|"))
+    draft = ReviewDraft(title or candidate.draft.title, summary or candidate.draft.summary, candidate.draft.sections)
+    if not await queue.save_draft(candidate.id, draft):
+        return await _show_next(queue, services, None, f"Candidate {candidate.id} was decided meanwhile.")
+    return card(replace(candidate, draft=draft), services, "Saved your words.")
+
+
+async def _sections_menu(request: Request, services: Services, queue: CandidateStore, candidate: Candidate) -> Reply:
+    chosen = set(_sections(candidate))
+    buttons = [Button(("✓ " if section.id in chosen else "") + section.title, f"review section {candidate.id} "
+                      f"{section.id}") for section in services.content.catalogue.sections]
+    rows = [tuple(buttons[i:i + SECTION_BUTTONS_PER_ROW]) for i in range(0, len(buttons), SECTION_BUTTONS_PER_ROW)]
+    rows.append((Button("Done", f"review show {candidate.id}"),))
+    return Reply(doc(para(f"Sections of candidate {candidate.id}: tap one to add or remove it."),
+                     para(code(", ".join(sorted(chosen)) or "(none)"))), buttons=tuple(rows))
+
+
+async def _toggle_section(request: Request, services: Services, queue: CandidateStore,
+                          candidate: Candidate) -> Reply:
+    name = request.args[2].lower() if len(request.args) > 2 else ""
+    if services.content.catalogue.section(name) is None:
+        return Reply(doc(f"There is no section {name!r}."))
+    current = _sections(candidate)
+    sections = tuple(s for s in current if s != name) if name in current else (*current, name)
+    draft = replace(candidate.draft, sections=sections)
+    if not await queue.save_draft(candidate.id, draft):
+        return await _show_next(queue, services, None, f"Candidate {candidate.id} was decided meanwhile.")
+    return await _sections_menu(request, services, queue, replace(candidate, draft=draft))
+
+
+async def _show(request: Request, services: Services, queue: CandidateStore, candidate: Candidate) -> Reply:
+    return card(candidate, services)
+
+
+async def _reject(request: Request, services: Services, queue: CandidateStore, candidate: Candidate) -> Reply:
+    actor = request.user.id if request.user else None
+    if not await queue.decide_candidate(candidate.id, CandidateState.REJECTED, actor, services.clock()):
+        return await _show_next(queue, services, candidate.id, f"Candidate {candidate.id} was decided meanwhile.")
+    await admin.audit(services, request, "review:reject", f"candidate {candidate.id}: {candidate.item.link}")
+    return await _show_next(queue, services, candidate.id, f"Rejected candidate {candidate.id}.")
+
+
+async def _publish(request: Request, services: Services, queue: CandidateStore, candidate: Candidate) -> Reply:
+    draft = candidate.draft
+    missing = [name for name, value in (("title", draft.title), ("summary", draft.summary)) if not value]
+    sections = _sections(candidate)
+    if not sections:
+        missing.append("sections")
+    if missing:
+        return card(candidate, services, f"Not published: it needs your own {' and '.join(missing)} first "
+                                         f"({EDIT_USAGE}; Sections… for the sections).")
+    content_admin = services.content_admin
+    if content_admin is None:
+        return Reply(doc("Publishing is not available here."))
+    actor = request.user.id if request.user else None
+    # The claim comes first and is one conditional update: of two admins pressing Publish, on any replicas, one
+    # publishes; the other is told it was decided. If writing the update fails, the claim is given back.
+    if not await queue.decide_candidate(candidate.id, CandidateState.PUBLISHED, actor, services.clock()):
+        return await _show_next(queue, services, candidate.id, f"Candidate {candidate.id} was decided meanwhile.")
+    recorder = admin.Recorder(services, request, "review:publish", f"candidate {candidate.id} -> ")
+    try:
+        outcome = await content_admin.publish_update(_day(candidate, services), sections, draft.title,
+                                                     draft.summary, candidate.item.link, actor,
+                                                     recorder.before_applying)
+    except BaseException:
+        await queue.reopen_candidate(candidate.id)
+        raise
+    await recorder.after(outcome)
+    if not outcome.ok:
+        await queue.reopen_candidate(candidate.id)
+        return Reply(doc(para(f"Candidate {candidate.id} was not published; it stays in the queue."),
+                         *admin.describe_outcome(outcome, "").blocks))
+    done = admin.describe_outcome(outcome, f"Published: {draft.title}")
+    following = await _show_next(queue, services, candidate.id)
+    return Reply(Document(done.blocks + following.body.blocks), buttons=following.buttons)
+
+
+_ACTIONS = {
+    "edit": _edit,
+    "sections": _sections_menu,
+    "section": _toggle_section,
+    "show": _show,
+    "reject": _reject,
+    "publish": _publish,
+    "next": _show,  # handled before the state check; listed so that it is an action
+}
