@@ -332,15 +332,15 @@ def _read_watchlist(report: _Reporter, data: Any) -> Watchlist | None:
     raw = data.get("sources")
     if isinstance(raw, LineList):
         for where, item in _mappings(report, raw, "sources", raw.line):
+            raw_id = item.get("id")
+            if isinstance(raw_id, str) and raw_id.strip() in seen:
+                report.error(_line_of(item, "id"), f"{where}.id", f"duplicate source id {raw_id.strip()!r} "
+                                                                  f"(also at line {seen[raw_id.strip()]})")
+            elif isinstance(raw_id, str):
+                seen[raw_id.strip()] = _line_of(item, "id")
             source = _read_watched(report, item, where)
-            if source is None:
-                continue
-            if source.id in seen:
-                report.error(_line_of(item, "id"), f"{where}.id", f"duplicate source id {source.id!r} "
-                                                                  f"(also at line {seen[source.id]})")
-                continue
-            seen[source.id] = _line_of(item, "id")
-            sources.append(source)
+            if source is not None and source.id not in {s.id for s in sources}:
+                sources.append(source)
     elif raw is not None:
         report.error(_line_of(data, "sources"), "sources", f"must be a list, not {_kind(raw)}")
     if not keywords:
