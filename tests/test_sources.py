@@ -372,3 +372,18 @@ async def _run_cli(argv: list[str]) -> int:
 
     # The command runs its own event loop (asyncio.run); run it in a thread, as this test's loop serves the feeds.
     return await asyncio.to_thread(main, argv)
+
+
+def test_a_changed_sources_file_is_named_in_the_change_an_admin_sees() -> None:
+    from bot.content.diff import diff_catalogues
+
+    shipped = (ROOT / "content" / "sources.yaml").read_text(encoding="utf-8")
+    old = validate_texts(_content_with(shipped), base=Path("content"), now=NOW)
+    changed = shipped.replace("poll_minutes: 30", "poll_minutes: 45").replace("  - 大模型\n", "")
+    changed = changed.replace("  - id: hku-press", "  - id: hku-news")
+    new = validate_texts(_content_with(changed), base=Path("content"), now=NOW)
+    diff = diff_catalogues(old, new)
+    assert diff.sources_added == ("hku-news",) and diff.sources_removed == ("hku-press",)
+    assert diff.sources_changed == ("(rules)", "hkma-press", "sfc-press")
+    assert "sources: +1 ~3 -1" in diff.describe()
+    assert "sources" not in diff_catalogues(old, old).describe()
