@@ -185,6 +185,9 @@ def test_titles_with_html_and_scripts_become_plain_text() -> None:
     entry = parse_feed(feed.encode(), content_type="application/rss+xml", base_url="https://x/", now=NOW).entries[0]
     assert entry.title == "AI plan"
     assert entry.summary == "Body"
+    long = gov_rss([("AI " + "word " * 1000, GIA.format(3), NOW, "text " * 10_000)])
+    entry = parse_feed(long.encode(), content_type="application/rss+xml", base_url="https://x/", now=NOW).entries[0]
+    assert len(entry.title) <= 300 and entry.title.endswith("…") and len(entry.summary) <= 2_000
 
 
 def test_big5_feed_and_a_feed_lying_about_its_encoding_come_out_right() -> None:

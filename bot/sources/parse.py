@@ -18,9 +18,11 @@ from urllib.parse import urljoin
 
 import feedparser  # type: ignore[import-untyped]
 
-from bot.sources.select import Entry
+from bot.sources.select import Entry, excerpt
 
 MAX_ENTRIES = 500
+MAX_TITLE_CHARS = 300  # a real headline is far shorter; a longer "title" is a feed's mistake
+MAX_SUMMARY_CHARS = 2_000  # enough for the excerpt and the keywords; a whole article is not needed
 FUTURE_SLACK = timedelta(days=1)
 FALLBACK_ENCODINGS = ("utf-8", "big5hkscs", "gb18030")
 _SKIPPED_TAGS = frozenset({"script", "style", "noscript", "template"})
@@ -93,7 +95,7 @@ def parse_feed(data: bytes, *, content_type: str | None, base_url: str, now: dat
         raw_entries = raw_entries[:max_entries]
     untitled = unlinked = future = 0
     for raw in raw_entries:
-        title = plain_text(str(raw.get("title") or ""))
+        title = excerpt(plain_text(str(raw.get("title") or "")), MAX_TITLE_CHARS)
         link = str(raw.get("link") or "").strip()
         if not title:
             untitled += 1
@@ -107,7 +109,7 @@ def parse_feed(data: bytes, *, content_type: str | None, base_url: str, now: dat
         if published is not None and published > now + FUTURE_SLACK:
             future += 1
             published = None
-        summary = plain_text(str(raw.get("summary") or ""))
+        summary = excerpt(plain_text(str(raw.get("summary") or "")), MAX_SUMMARY_CHARS)
         result.entries.append(Entry(title=title, link=link, published=published, summary=summary))
     for count, what in ((untitled, "without a title skipped"), (unlinked, "without a link skipped"),
                         (future, "dated in the future kept undated")):
