@@ -5,6 +5,7 @@ Feeds come from a local server (tests/doubles/feed_server.py); nothing here reac
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ RULES = SourceRules(keywords=("artificial intelligence", "AI", "generative AI", 
                               "生成式人工智能", "大模型"),
                     section_keywords={"finance": ("bank", "HKMA", "銀行"), "healthcare": ("hospital", "醫院")})
 # Generous for a busy machine; only /fault/slow (which never answers in time) reaches them.
-LIMITS = FetchLimits(connect_seconds=5, read_seconds=2, total_seconds=10, max_bytes=4 * 1024 * 1024,
+LIMITS = FetchLimits(connect_seconds=5, read_seconds=3, total_seconds=20, max_bytes=4 * 1024 * 1024,
                      max_redirects=3)
 GIA = "https://www.info.gov.hk/gia/general/202612/03/P20261203004{:02d}.htm"
 
@@ -271,7 +272,7 @@ def _serve_everything(server: FeedServer) -> list[WatchedSource]:
         "slow": server.url("/fault/slow"),
         "missing": server.url("/fault/404"),
         "broken": server.url("/fault/500"),
-        "refused": "http://127.0.0.1:9/feed.xml",
+        "refused": f"http://127.0.0.1:{_closed_port()}/feed.xml",
     }
     return [_source(source_id, url, language="zh-Hant" if source_id in ("gov-zh", "ha-big5", "cuhk-liar") else "en")
             for source_id, url in paths.items()]
@@ -364,6 +365,14 @@ async def test_sources_poll_command_prints_candidates_and_stores_nothing(
     assert "AI sandbox opens" in out and GIA.format(1) in out and "Flag day" not in out
     assert _tree(tmp_path) == before  # no database, no file
     assert await _run_cli(["sources", "poll", "--source", "nope"]) == 2
+
+
+def _closed_port() -> int:
+    """A port nothing listens on: bound, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def _tree(root: Path) -> list[Path]:
