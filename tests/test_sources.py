@@ -216,7 +216,7 @@ def test_entries_without_title_or_link_are_skipped_and_future_dates_dropped() ->
     assert [(e.title, e.published) for e in parsed.entries] == [
         ("AI one", datetime(2026, 12, 3, 2, 0, tzinfo=UTC)), ("AI no date", None), ("AI from 2099", None)]
     assert parsed.problems == ["1 entry without a title skipped", "1 entry without a link skipped",
-                               "1 entry dated in the future kept undated"]
+                               "1 entry without a date kept undated", "1 entry dated in the future kept undated"]
 
 
 def test_backoff_doubles_per_failure_up_to_a_day() -> None:

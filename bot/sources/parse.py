@@ -1,9 +1,9 @@
 """A fetched feed's bytes to clean entries, with feedparser: plain-text titles, absolute links, aware UTC dates.
 
-What a feed gets wrong is counted, never raised: entries without a title or link are skipped, a date more than a
-day ahead is dropped (the item is kept, undated: a wrong date would sort it above real news), a feed of more than
-MAX_ENTRIES items is read up to that many, and bytes that are not a feed at all (an HTML page, broken XML with no
-entries) are a `ParsedFeed.error`.
+What a feed gets wrong is counted, never raised: entries without a title or link are skipped, entries without a
+date are kept undated, a date more than a day ahead is dropped (the item is kept, undated: a wrong date would sort
+it above real news), a feed of more than MAX_ENTRIES items is read up to that many, and bytes that are not a feed
+at all (an HTML page, broken XML with no entries) are a `ParsedFeed.error`.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def parse_feed(data: bytes, *, content_type: str | None, base_url: str, now: dat
     if result.total > max_entries:
         result.problems.append(f"feed has {result.total} entries; read the first {max_entries}")
         raw_entries = raw_entries[:max_entries]
-    untitled = unlinked = future = 0
+    untitled = unlinked = undated = future = 0
     for raw in raw_entries:
         title = excerpt(plain_text(str(raw.get("title") or "")), MAX_TITLE_CHARS)
         link = str(raw.get("link") or "").strip()
@@ -106,13 +106,15 @@ def parse_feed(data: bytes, *, content_type: str | None, base_url: str, now: dat
             unlinked += 1
             continue
         published = _date(raw)
-        if published is not None and published > now + FUTURE_SLACK:
+        if published is None:
+            undated += 1
+        elif published > now + FUTURE_SLACK:
             future += 1
             published = None
         summary = excerpt(plain_text(str(raw.get("summary") or "")), MAX_SUMMARY_CHARS)
         result.entries.append(Entry(title=title, link=link, published=published, summary=summary))
     for count, what in ((untitled, "without a title skipped"), (unlinked, "without a link skipped"),
-                        (future, "dated in the future kept undated")):
+                        (undated, "without a date kept undated"), (future, "dated in the future kept undated")):
         if count:
             result.problems.append(f"{count} {'entry' if count == 1 else 'entries'} {what}")
     if malformed and not result.entries:
