@@ -1,4 +1,5 @@
-"""Command line: `python -m bot` runs the bot; `python -m bot content check [DIR]` validates content."""
+"""Command line: `python -m bot` runs the bot; `content check [DIR]` validates content; `sources check [DIR]` the
+sources file; `sources poll [--source ID]` fetches the sources once and prints what would become candidates."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     content_commands = content.add_subparsers(dest="content_command", required=True)
     check = content_commands.add_parser("check", help="validate content files and print every problem")
     check.add_argument("directory", nargs="?", type=Path, default=None)
+    sources = commands.add_parser("sources", help="the official sources the bot watches (content/sources.yaml)")
+    sources_commands = sources.add_subparsers(dest="sources_command", required=True)
+    sources_check = sources_commands.add_parser("check", help="validate the sources file with the rest of content")
+    sources_check.add_argument("directory", nargs="?", type=Path, default=None)
+    sources_poll = sources_commands.add_parser("poll", help="fetch once and print what would become candidates "
+                                                            "(stores nothing)")
+    sources_poll.add_argument("--source", default=None, help="only this source id")
     args = parser.parse_args(argv)
     # python-telegram-bot 22 deprecates integer retry_after; opt into timedeltas (our sender reads both).
     os.environ.setdefault("PTB_TIMEDELTA", "true")
@@ -35,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "content":
         return check_content(args.directory or settings.content_dir)
+    if args.command == "sources":
+        from bot.sources.cli import check_sources, poll_once
+
+        if args.sources_command == "check":
+            return check_sources(args.directory or settings.content_dir)
+        return poll_once(settings.content_dir, settings.contact, args.source)
 
     from bot.app import run
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not an installed package; `pytest` (unlike `python -m pytest`) omits cwd
     sys.path.insert(0, str(ROOT))
 
-from bench import commands, content, fanout, store, webhook_flood  # noqa: E402
+from bench import commands, content, fanout, sources, store, webhook_flood  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,15 @@ def test_webhook_flood_quick_runs_and_every_post_is_refused() -> None:
                for row in result["rows"] for post in row["per_post"])
 
 
+def test_sources_quick_polls_every_feed_and_half_answer_304() -> None:
+    result = sources.main(["--quick"])
+    poll = result["poll"]
+    assert (poll["answered_304"], poll["failed"]) == (3, 0)
+    assert poll["items_read"] == 3 * 20 and poll["candidates"] == 3 * 10  # every other item is about AI
+    assert result["dedup"]["kept"] < result["dedup"]["entries"]
+
+
 def test_each_benchmark_has_one_documented_command() -> None:
     readme = (ROOT / "bench" / "README.md").read_text()
-    for name in ("fanout", "commands", "store", "content", "webhook_flood"):
+    for name in ("fanout", "commands", "store", "content", "webhook_flood", "sources"):
         assert f"python -m bench.{name}" in readme

@@ -29,6 +29,9 @@ class ContentDiff:
     updates_changed: tuple[str, ...] = ()
     updates_removed: tuple[str, ...] = ()
     about_changed: bool = False
+    sources_added: tuple[str, ...] = ()
+    sources_changed: tuple[str, ...] = ()  # a source's settings, or the keyword rules (named "(rules)")
+    sources_removed: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -40,6 +43,7 @@ class ContentDiff:
             "sections": (self.sections_added, self.sections_changed, self.sections_removed),
             "initiatives": (self.initiatives_added, self.initiatives_changed, self.initiatives_removed),
             "updates": (self.updates_added, self.updates_changed, self.updates_removed),
+            "sources": (self.sources_added, self.sources_changed, self.sources_removed),
         }
 
     def describe(self, limit: int = DESCRIBE_LIMIT) -> str:
@@ -48,6 +52,8 @@ class ContentDiff:
             return "no changes"
         parts = []
         for kind, (added, changed, removed) in self._buckets().items():
+            if kind == "sources" and not (added or changed or removed):
+                continue  # most changes are not to the sources file: keep the usual line as it was
             part = f"{kind}: +{len(added)} ~{len(changed)} -{len(removed)}"
             named = [f"{label}: {_capped(names, limit)}"
                      for label, names in (("added", added), ("changed", changed), ("removed", removed)) if names]
@@ -74,7 +80,17 @@ def diff_catalogues(old: Catalogue, new: Catalogue) -> ContentDiff:
     sections = _keyed({s.id: s for s in old.sections}, {s.id: s for s in new.sections})
     initiatives = _keyed({i.key: i for i in old.initiatives}, {i.key: i for i in new.initiatives})
     updates = _keyed({u.key: u for u in old.updates}, {u.key: u for u in new.updates})
-    return ContentDiff(*sections, *initiatives, *updates, about_changed=old.about != new.about)
+    old_sources = {s.id: s for s in old.watchlist.sources} if old.watchlist else {}
+    new_sources = {s.id: s for s in new.watchlist.sources} if new.watchlist else {}
+    sources_added, sources_changed, sources_removed = _keyed(old_sources, new_sources)
+    old_rules = old.watchlist.rules if old.watchlist else None
+    new_rules = new.watchlist.rules if new.watchlist else None
+    if old_rules is not None and new_rules is not None and (
+            old_rules.keywords != new_rules.keywords
+            or dict(old_rules.section_keywords) != dict(new_rules.section_keywords)):
+        sources_changed = ("(rules)", *sources_changed)
+    return ContentDiff(*sections, *initiatives, *updates, about_changed=old.about != new.about,
+                       sources_added=sources_added, sources_changed=sources_changed, sources_removed=sources_removed)
 
 
 @dataclass(frozen=True)

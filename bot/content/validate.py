@@ -13,7 +13,17 @@ from typing import Any
 
 from bot.content.errors import ContentError, InvalidContent, Unreadable
 from bot.content.parse import LineList, LineMap, parse_file
-from bot.core.catalogue import About, Catalogue, Initiative, Section, Source, Update
+from bot.core.catalogue import (
+    About,
+    Catalogue,
+    Initiative,
+    Section,
+    Source,
+    SourceRules,
+    Update,
+    WatchedSource,
+    Watchlist,
+)
 from bot.core.document import doc
 from bot.core.render import render_initiative, render_section_header, render_update
 from bot.tg.render import MESSAGE_LIMIT, message_length
@@ -152,6 +162,14 @@ ABOUT_FIELDS = (
     _Field("contact"), _Field("sources"),
 )
 SOURCE_FIELDS = (_Field("title"), _Field("link"))
+WATCHLIST_FIELDS = (_Field("keywords"), _Field("section_keywords", False), _Field("sources"))
+WATCHED_FIELDS = (
+    _Field("id"), _Field("name"), _Field("kind"), _Field("url"), _Field("language"),
+    _Field("sections"), _Field("poll_minutes"), _Field("keywords", False), _Field("note", False),
+)
+SOURCE_KINDS = ("rss", "atom")
+SOURCE_LANGUAGES = ("en", "zh-Hant")
+MIN_POLL_MINUTES = 15
 
 
 @dataclass
@@ -162,6 +180,7 @@ class _Pending:
     updates: list[tuple[Update, _Reporter, LineMap, str]] = field(default_factory=list)
     about: About | None = None
     declared_ids: set[str] = field(default_factory=set)  # ids of every section file, valid or not
+    watchlist: tuple[Watchlist, _Reporter, LineMap] | None = None
 
 
 def _read_section(report: _Reporter, data: Any, today: date) -> Section | None:
@@ -289,6 +308,85 @@ def _read_about(report: _Reporter, data: Any) -> About | None:
     return About(name=name, tagline=tagline, about=about, contact=contact, sources=tuple(sources))
 
 
+def _read_watchlist(report: _Reporter, data: Any) -> Watchlist | None:
+    if not isinstance(data, LineMap):
+        report.error(getattr(data, "line", 1), "(file)", f"must be a mapping, not {_kind(data)}")
+        return None
+    _check_keys(report, data, "", WATCHLIST_FIELDS)
+    keywords = _string_list(report, data, "", "keywords")
+    if "keywords" in data and not keywords and isinstance(data.get("keywords"), list):
+        report.error(_line_of(data, "keywords"), "keywords", "must list at least one keyword")
+    section_keywords: dict[str, tuple[str, ...]] = {}
+    raw_sections = data.get("section_keywords")
+    if isinstance(raw_sections, LineMap):
+        for section_id in raw_sections:
+            if section_id == "__duplicate_keys__":
+                continue
+            words = _string_list(report, raw_sections, "section_keywords", str(section_id))
+            section_keywords[str(section_id)] = tuple(w for w, _ in words)
+    elif raw_sections is not None:
+        report.error(_line_of(data, "section_keywords"), "section_keywords",
+                     f"must be a mapping, not {_kind(raw_sections)}")
+    sources: list[WatchedSource] = []
+    seen: dict[str, int] = {}
+    raw = data.get("sources")
+    if isinstance(raw, LineList):
+        for where, item in _mappings(report, raw, "sources", raw.line):
+            raw_id = item.get("id")
+            if isinstance(raw_id, str) and raw_id.strip() in seen:
+                report.error(_line_of(item, "id"), f"{where}.id", f"duplicate source id {raw_id.strip()!r} "
+                                                                  f"(also at line {seen[raw_id.strip()]})")
+            elif isinstance(raw_id, str):
+                seen[raw_id.strip()] = _line_of(item, "id")
+            source = _read_watched(report, item, where)
+            if source is not None and source.id not in {s.id for s in sources}:
+                sources.append(source)
+    elif raw is not None:
+        report.error(_line_of(data, "sources"), "sources", f"must be a list, not {_kind(raw)}")
+    if not keywords:
+        return None
+    return Watchlist(sources=tuple(sources), rules=SourceRules(
+        keywords=tuple(k for k, _ in keywords), section_keywords=MappingProxyType(section_keywords)))
+
+
+def _read_watched(report: _Reporter, item: LineMap, where: str) -> WatchedSource | None:
+    _check_keys(report, item, where, WATCHED_FIELDS)
+    source_id = _text(report, item, where, "id")
+    if source_id is not None and not SECTION_ID.match(source_id):
+        report.error(_line_of(item, "id"), f"{where}.id", "must be lowercase letters, digits and dashes (max 32)")
+        source_id = None
+    name = _text(report, item, where, "name", max_length=MAX_UPDATE_TITLE)
+    kind = _text(report, item, where, "kind")
+    if kind == "html":
+        # An HTML listing page would need a well-kept extraction library; we ship none, and never scrape by hand.
+        report.error(_line_of(item, "kind"), f"{where}.kind", "html pages are not supported: use the body's RSS "
+                                                             "or Atom feed (rss, atom)")
+        kind = None
+    elif kind is not None and kind not in SOURCE_KINDS:
+        report.error(_line_of(item, "kind"), f"{where}.kind", f"must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
+        kind = None
+    url = _link(report, item, where, "url")
+    language = _text(report, item, where, "language")
+    if language is not None and language not in SOURCE_LANGUAGES:
+        report.error(_line_of(item, "language"), f"{where}.language",
+                     f"must be one of {', '.join(SOURCE_LANGUAGES)}, got {language!r}")
+        language = None
+    sections = _string_list(report, item, where, "sections")
+    minutes = item.get("poll_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int)
+                                or minutes < MIN_POLL_MINUTES):
+        report.error(_line_of(item, "poll_minutes"), f"{where}.poll_minutes",
+                     f"must be a whole number of minutes, at least {MIN_POLL_MINUTES}, got {minutes!r}")
+        minutes = None
+    keywords = _string_list(report, item, where, "keywords")
+    note = _text(report, item, where, "note", required=False)
+    if not (source_id and name and kind and url and language and minutes):
+        return None
+    return WatchedSource(id=source_id, name=name, kind=kind, url=url, language=language,
+                         sections=tuple(s for s, _ in sections), poll_minutes=minutes,
+                         keywords=tuple(k for k, _ in keywords), note=note)
+
+
 def validate_texts(texts: Mapping[str, str | Unreadable], *, base: PurePath, now: datetime,
                    shown: str | None = None, future_updates: bool = True) -> Catalogue:
     """Validate content given as {relative path: YAML text}; raise InvalidContent listing every problem."""
@@ -321,9 +419,15 @@ def validate_texts(texts: Mapping[str, str | Unreadable], *, base: PurePath, now
             if pending.about is not None:
                 report.error(1, "(file)", "a second about file; keep one")
             pending.about = _read_about(report, data)
+        elif name in ("sources.yaml", "sources.yml"):
+            if pending.watchlist is not None:
+                report.error(1, "(file)", "a second sources file; keep one")
+            watchlist = _read_watchlist(report, data)
+            if watchlist is not None and isinstance(data, LineMap):
+                pending.watchlist = (watchlist, report, data)
         else:
-            report.error(1, "(file)", "unexpected content file: put sections in sections/, "
-                                      "news in updates.yaml, and the bot's description in about.yaml")
+            report.error(1, "(file)", "unexpected content file: put sections in sections/, news in updates.yaml, "
+                                      "the bot's description in about.yaml and watched sources in sources.yaml")
     catalogue = _cross_check(pending, errors, prefix, texts, now)
     if errors or catalogue is None:
         if not errors:
@@ -365,6 +469,7 @@ def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
         if message_length(doc(render_update(update))) > MESSAGE_LIMIT:
             report.error(item.line, f"{where}.summary", f"renders to more than {MESSAGE_LIMIT} characters")
     _check_cut_links(pending)
+    _check_watchlist_sections(pending)
     if pending.about is None and not any(PurePosixPath(p).name.startswith("about.") for p in texts):
         errors.append(ContentError(f"{prefix}/about.yaml" if prefix else "about.yaml", 0, "(file)",
                                    "missing about.yaml"))
@@ -382,7 +487,29 @@ def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
         assert isinstance(text, str)  # an unreadable file is an error, and errors return before this
         digest.update(relative.encode() + b"\0" + text.encode() + b"\0")
     return Catalogue(sections=sections, updates=updates, about=pending.about, version=digest.hexdigest()[:12],
-                     loaded_at=now, by_name=MappingProxyType(lookup))
+                     loaded_at=now, by_name=MappingProxyType(lookup),
+                     watchlist=pending.watchlist[0] if pending.watchlist else None)
+
+
+def _check_watchlist_sections(pending: _Pending) -> None:
+    """Every section a source or a section keyword names must exist."""
+    if pending.watchlist is None:
+        return
+    watchlist, report, data = pending.watchlist
+    known = pending.declared_ids
+    raw_sections = data.get("section_keywords")
+    for section_id in watchlist.rules.section_keywords:
+        if section_id not in known:
+            line = raw_sections.key_lines.get(section_id, data.line) if isinstance(raw_sections, LineMap) else data.line
+            report.error(line, f"section_keywords.{section_id}", f"no section with id {section_id!r}")
+    raw = data.get("sources")
+    for index, item in enumerate(raw if isinstance(raw, LineList) else []):
+        if not isinstance(item, LineMap) or not isinstance(item.get("sections"), list):
+            continue
+        for section_id in item["sections"]:
+            if isinstance(section_id, str) and section_id.strip() not in known:
+                report.error(_line_of(item, "sections"), f"sources[{index}].sections",
+                             f"no section with id {section_id.strip()!r}")
 
 
 def _check_cut_links(pending: _Pending) -> None:

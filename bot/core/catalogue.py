@@ -76,6 +76,45 @@ class About:
 
 
 @dataclass(frozen=True)
+class WatchedSource:
+    """An official source the bot polls for news, from content/sources.yaml.
+
+    `{id: hkma-press, name: HKMA press releases, kind: rss, url: https://www.hkma.gov.hk/...xml, language: en,
+    sections: [finance], poll_minutes: 30}` is `WatchedSource("hkma-press", "HKMA press releases", "rss", ...)`.
+    """
+
+    id: str
+    name: str
+    kind: str  # "rss" or "atom"
+    url: str
+    language: str  # "en" or "zh-Hant"
+    sections: tuple[str, ...]  # suggested for every item of this source
+    poll_minutes: int
+    keywords: tuple[str, ...] = ()  # extra AI keywords for this source only
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceRules:
+    """Which items are about AI (keywords, English and Chinese) and which sections they suggest."""
+
+    keywords: tuple[str, ...]
+    section_keywords: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    """The sources file: the sources and the rules that pick candidates from them."""
+
+    sources: tuple[WatchedSource, ...]
+    rules: SourceRules
+
+    def source(self, source_id: str) -> WatchedSource | None:
+        """One source by id."""
+        return next((source for source in self.sources if source.id == source_id), None)
+
+
+@dataclass(frozen=True)
 class Catalogue:
     """All content, validated; never mutated after loading."""
 
@@ -85,6 +124,7 @@ class Catalogue:
     version: str
     loaded_at: datetime
     by_name: Mapping[str, Section] = field(default_factory=lambda: MappingProxyType({}))
+    watchlist: Watchlist | None = None  # content/sources.yaml, when there is one
 
     def section(self, name: str) -> Section | None:
         """Find a section by id or alias, case-insensitively."""
