@@ -8,8 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from bot.content import InvalidContent, load_catalogue
-from bot.core.ports import utc_now
+from bot.content.check import checked_catalogue
 from bot.settings import SettingsError, load_settings
 
 
@@ -57,12 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_content(directory: Path) -> int:
     """Validate a content directory; print every error as file:line: key: message (also: updates after tomorrow)."""
-    try:
-        catalogue = load_catalogue(directory, now=utc_now(), future_updates=False)
-    except InvalidContent as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} problem(s) in {directory}", file=sys.stderr)
+    catalogue = checked_catalogue(directory)
+    if catalogue is None:
         return 1
     print(f"{directory}: OK — {len(catalogue.sections)} sections, {len(catalogue.initiatives)} initiatives, "
           f"{len(catalogue.updates)} updates (version {catalogue.version})")

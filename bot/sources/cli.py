@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from bot.content import InvalidContent, load_catalogue
+from bot.content.check import checked_catalogue
 from bot.core.catalogue import Catalogue
 from bot.core.ports import utc_now
 from bot.sources.fetch import feed_session
@@ -15,12 +15,8 @@ from bot.sources.poll import PollResult, poll_sources
 
 def check_sources(directory: Path) -> int:
     """Validate content (the sources file with the sections it names); print every error; 1 if any."""
-    try:
-        catalogue = load_catalogue(directory, now=utc_now(), future_updates=False)
-    except InvalidContent as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} problem(s) in {directory}", file=sys.stderr)
+    catalogue = checked_catalogue(directory)
+    if catalogue is None:
         return 1
     if catalogue.watchlist is None:
         print(f"{directory}: no sources.yaml", file=sys.stderr)
@@ -34,11 +30,8 @@ def check_sources(directory: Path) -> int:
 
 def poll_once(directory: Path, contact: str, only: str | None) -> int:
     """Fetch every source (or one) now and print what would become candidates; stores nothing."""
-    try:
-        catalogue = load_catalogue(directory, now=utc_now())
-    except InvalidContent as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+    catalogue = checked_catalogue(directory, future_updates=True)
+    if catalogue is None:
         return 1
     watchlist = catalogue.watchlist
     if watchlist is None:
