@@ -66,7 +66,8 @@ async def updates_per_second(updates: int, latency: float) -> dict[str, Any]:
     """The whole bot answering `updates` queued commands against the double with `latency`."""
     with DoubleProcess(latency=latency) as double, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(telegram_token=Secret(double.token), telegram_api_url=double.api_url, content_dir=CONTENT,
-                            content_history_dir=Path(tmp) / "history", watch_content=False, log_level="WARNING",
+                            content_history_dir=Path(tmp) / "history", watch_content=False, watch_sources=False,
+                            log_level="WARNING",
                             database_url=f"sqlite:///{tmp}/bot.sqlite3", tick_seconds=15.0)
         async with opened(settings) as runtime, telegram_running(runtime):
             await asyncio.sleep(0.2)  # let the start-up calls (getMe, setMyCommands) finish

@@ -135,7 +135,7 @@ async def _memory_child(count: int) -> dict[str, Any]:
         await store.close()
         rss_empty = _rss_mb()
         settings = Settings(content_dir=CONTENT, content_history_dir=Path(tmp) / "history", database_url=url,
-                            tick_seconds=0.2, watch_content=False)
+                            tick_seconds=0.2, watch_content=False, watch_sources=False)
         async with opened(settings) as runtime:
             digests = build_digests(runtime, NullSender(), lambda: datetime.now(UTC), html_parts)
             digests.start()

@@ -57,7 +57,8 @@ class BotProcess:
                     "WEBHOOK_URL": "https://bot.example.test/telegram", "WEBHOOK_SECRET": SECRET,
                     "PORT": str(self.port), "WEBHOOK_LISTEN": "127.0.0.1",
                     "DATABASE_URL": f"sqlite:///{data}/bot.sqlite3", "CONTENT_DIR": str(CONTENT),
-                    "CONTENT_HISTORY_DIR": str(data / "history"), "WATCH_CONTENT": "false", "LOG_LEVEL": "WARNING"}
+                    "CONTENT_HISTORY_DIR": str(data / "history"), "WATCH_CONTENT": "false",
+                    "WATCH_SOURCES": "false", "LOG_LEVEL": "WARNING"}
         self.log = data / "bot.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

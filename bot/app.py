@@ -34,6 +34,8 @@ from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
+from bot.sources.fetch import feed_session
+from bot.sources.rounds import NotifyAdmin, SourcePolling
 from bot.store import is_postgres, open_store
 from bot.store.cluster import GlobalPacer, SchedulerLeadership, process_id
 from bot.store.snapshots import snapshot_store
@@ -117,8 +119,9 @@ def build_services(settings: Settings, content: ContentLibrary, store: Subscript
                     wake_delivery=wake_delivery, candidates=candidates)
 
 
-def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render) -> DigestService:
-    """The delivery engine and the scheduler tick for this process."""
+def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render,
+                  notify_admin: NotifyAdmin | None = None) -> DigestService:
+    """The delivery engine, the scheduler tick and (on the leader) the polling of official sources."""
     settings = runtime.settings
     services = runtime.services
 
@@ -139,9 +142,15 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Re
                             now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
     expiry = timedelta(days=settings.candidate_expiry_days) if settings.candidate_expiry_days else None
+    polling = None
+    if settings.watch_sources and runtime.candidates is not None:
+        polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
+                                admin_ids=services.admin_ids, notify=notify_admin,
+                                hushed=lambda chat_id: services.hushed(chat_id))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
-                         wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry)
+                         wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
+                         polling=polling)
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -194,13 +203,16 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
 
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime, sender: Sender, render: Render, notify: Callable[[Document], Awaitable[None]],
-                  clock: WallClock) -> AsyncIterator[DigestService]:
+                  clock: WallClock, notify_admin: NotifyAdmin | None = None) -> AsyncIterator[DigestService]:
     """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
-    the digests (scheduler tick and delivery loop) and the content watcher; stop them in reverse."""
+    the digests (scheduler tick, delivery loop, sources polling) and the content watcher; stop them in reverse.
+
+    `notify` tells every admin (content changes); `notify_admin` one admin (new review candidates, sent to each admin
+    outside their own quiet hours)."""
     if runtime.sync is not None:
         await runtime.sync.start()  # takes the published content before anything is answered
     try:
-        digests = runtime.digests = build_digests(runtime, sender, clock, render)
+        digests = runtime.digests = build_digests(runtime, sender, clock, render, notify_admin)
         digests.start()
         try:
             runtime.start_watching(notify)
@@ -224,17 +236,20 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
     async with application:
         await attach_telegram(runtime, application)
 
+        async def notify_admin(admin_id: int, message: Document) -> None:
+            try:
+                await send_reply(application, Chat(admin_id), Reply(message))
+            except TelegramError as exc:
+                log.warning("could not notify admin %s: %s", admin_id, exc)
+
         async def notify_admins(message: Document) -> None:
             for admin_id in sorted(settings.admin_ids):
-                try:
-                    await send_reply(application, Chat(admin_id), Reply(message))
-                except TelegramError as exc:
-                    log.warning("could not notify admin %s: %s", admin_id, exc)
+                await notify_admin(admin_id, message)
 
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        async with sender, running(runtime, sender, html_parts, notify_admins, clock), \
+        async with sender, running(runtime, sender, html_parts, notify_admins, clock, notify_admin), \
                 _receiving_updates(runtime, application, clock):
             await application.start()
             try:
@@ -290,7 +305,12 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
                 async def notify_console(message: Document) -> None:
                     console.show(message)
 
-                async with running(runtime, ConsoleSender(console), console_parts, notify_console, clock):
+                async def notify_console_admin(admin_id: int, message: Document) -> None:
+                    if admin_id == CONSOLE_USER.id:  # the other admins are not at this terminal
+                        console.show(message)
+
+                async with running(runtime, ConsoleSender(console), console_parts, notify_console, clock,
+                                   notify_console_admin):
                     freeze_startup_objects()
                     await console.run()
                 return 0

@@ -50,6 +50,18 @@ class Leadership(Protocol):
         ...
 
 
+class PollingRound(Protocol):
+    """One polling round of the official sources (bot.sources.rounds.SourcePolling)."""
+
+    async def round(self) -> int:
+        """Poll the due sources and queue what is new; returns how many candidates were added."""
+        ...
+
+    async def close(self) -> None:
+        """Release the HTTP session."""
+        ...
+
+
 class Closeable(Protocol):
     """A resource the digest service closes when it stops (a leadership lock, a shared pacer)."""
 
@@ -75,7 +87,8 @@ class DigestService:
                  idle_seconds: float = 5.0, batch: int = ENQUEUE_BATCH, leadership: Leadership | None = None,
                  closing: Sequence[Closeable] = (), retention: timedelta | None = None,
                  prune_batch: int = PRUNE_BATCH, wake: asyncio.Event | None = None,
-                 candidates: CandidateStore | None = None, candidate_expiry: timedelta | None = None) -> None:
+                 candidates: CandidateStore | None = None, candidate_expiry: timedelta | None = None,
+                 polling: PollingRound | None = None) -> None:
         self.store = store
         self.engine = engine
         self.clock = clock
@@ -98,6 +111,10 @@ class DigestService:
         # Review candidates nobody decided on expire after this (None: they wait forever); swept with the rest.
         self.candidates = candidates
         self.candidate_expiry = candidate_expiry
+        # The leader polls the official sources in a task of its own: a slow feed never holds up the tick, and a
+        # round still running when the next tick comes is left to finish instead of starting a second one.
+        self.polling = polling
+        self._poll_task: asyncio.Task[None] | None = None
 
     async def tick(self) -> int:
         """Enqueue every due digest (in batches, through the store's index); wake the sender if any."""
@@ -155,6 +172,22 @@ class DigestService:
             await self.prune()
         except Exception:
             log.exception("deleting old deliveries failed; the next tick retries")
+        self.start_polling_round()
+
+    def start_polling_round(self) -> asyncio.Task[None] | None:
+        """Start a polling round in the background unless one is running (or polling is off); returns its task."""
+        if self.polling is None or self._stop.is_set():
+            return None
+        if self._poll_task is not None and not self._poll_task.done():
+            return None
+        self._poll_task = asyncio.create_task(self._poll_safely(self.polling), name="sources-poll")
+        return self._poll_task
+
+    async def _poll_safely(self, polling: PollingRound) -> None:
+        try:
+            await polling.round()
+        except Exception:
+            log.exception("polling the official sources failed; the next tick retries")
 
     async def _deliver_forever(self) -> None:
         while not self._stop.is_set():
@@ -204,6 +237,16 @@ class DigestService:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         self._stop.set()
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+            self._poll_task = None
+        if self.polling is not None:
+            try:
+                await self.polling.close()
+            except Exception:
+                log.exception("closing the sources' HTTP session failed")
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task

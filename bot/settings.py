@@ -52,6 +52,7 @@ class Settings:
     content_dir: Path = Path("content")
     content_history_dir: Path = Path("data/content-history")
     watch_content: bool = True
+    watch_sources: bool = True  # the scheduler leader polls content/sources.yaml's feeds for review candidates
     log_level: str = "INFO"
     admin_ids: frozenset[int] = frozenset()
     contact: str = ""  # how users reach the operator (@username, email or URL), shown by /about
@@ -91,6 +92,7 @@ ENVIRONMENT: dict[str, str] = {
     "content_dir": "CONTENT_DIR",
     "content_history_dir": "CONTENT_HISTORY_DIR",
     "watch_content": "WATCH_CONTENT",
+    "watch_sources": "WATCH_SOURCES",
     "log_level": "LOG_LEVEL",
     "admin_ids": "BOT_ADMIN_IDS",
     "contact": "BOT_CONTACT",
@@ -183,6 +185,7 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         webhook_listen=str(raw.get("webhook_listen", "0.0.0.0")),
         digest_spotlight=_flag(raw, "digest_spotlight"),
         watch_content=_flag(raw, "watch_content"),
+        watch_sources=_flag(raw, "watch_sources"),
         shared_rate_limit=_flag(raw, "shared_rate_limit"),
         content_history_dir=Path(str(raw.get("content_history_dir", "data/content-history"))),
         **numbers,

@@ -37,7 +37,8 @@ def e2e_settings(fake: FakeBotApi, tmp_path: Path, **overrides: Any) -> Settings
     base = Settings(telegram_token=Secret(fake.token), telegram_api_url=fake.api_url, content_dir=CONTENT,
                     database_url=f"sqlite:///{tmp_path}/bot.sqlite3", tick_seconds=0.05,
                     messages_per_second=1000.0, private_chat_interval=0.0, group_messages_per_minute=0,
-                    lease_seconds=5.0, admin_ids=frozenset({900}))
+                    lease_seconds=5.0, admin_ids=frozenset({900}),
+                    watch_sources=False)  # no test reaches the network: polling tests serve feeds locally
     return replace(base, **overrides)
 
 

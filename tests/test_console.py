@@ -93,7 +93,8 @@ def test_console_reviews_and_publishes_across_a_restart(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/bot.sqlite3"
     candidate_id = asyncio.run(_queue_one_candidate(database))
     env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}, "DATABASE_URL": database,
-           "CONTENT_DIR": str(content), "CONTENT_HISTORY_DIR": str(tmp_path / "history"), "WATCH_CONTENT": "false"}
+           "CONTENT_DIR": str(content), "CONTENT_HISTORY_DIR": str(tmp_path / "history"), "WATCH_CONTENT": "false",
+           "WATCH_SOURCES": "false"}
     run = {"capture_output": True, "text": True, "cwd": ROOT, "env": env, "timeout": 60, "check": True}
     first = subprocess.run([sys.executable, "-m", "bot"],  # type: ignore[call-overload]
                            input=f"/review\n/review edit {candidate_id} Insurers join the sandbox | "
@@ -139,7 +140,8 @@ def test_bot_refuses_to_start_on_unreadable_or_hostile_content(tmp_path: Path, d
 
 
 async def test_once_started_the_bot_keeps_its_start_up_objects_out_of_full_collections(tmp_path: Path) -> None:
-    settings = Settings(content_dir=ROOT / "content", database_url=f"sqlite:///{tmp_path}/bot.sqlite3")
+    settings = Settings(content_dir=ROOT / "content", database_url=f"sqlite:///{tmp_path}/bot.sqlite3",
+                        watch_sources=False)
     gc.unfreeze()
     out = io.StringIO()
     try:

@@ -55,7 +55,8 @@ async def subscribe_everyone(database_url: str) -> None:
 def bot_environment(fake: FakeBotApi, tmp_path: Path, database_url: str) -> dict[str, str]:
     return {**os.environ, "TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.api_url,
             "DATABASE_URL": database_url, "CONTENT_DIR": str(CONTENT), "CONTENT_HISTORY_DIR": str(tmp_path / "h"),
-            "WATCH_CONTENT": "false", "DIGEST_TICK_SECONDS": "0.2", "SEND_MESSAGES_PER_SECOND": "150",
+            "WATCH_CONTENT": "false",
+            "WATCH_SOURCES": "false", "DIGEST_TICK_SECONDS": "0.2", "SEND_MESSAGES_PER_SECOND": "150",
             "SEND_PRIVATE_CHAT_INTERVAL": "0", "SEND_GROUP_MESSAGES_PER_MINUTE": "0",
             "SEND_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT), "SEND_LEASE_SECONDS": "30", "LOG_LEVEL": "INFO"}
 

@@ -46,6 +46,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     content = tmp_path / "content"
     shutil.copytree(CONTENT, content)
     settings = Settings(content_dir=content, content_history_dir=tmp_path / "history", watch_content=False,
+                        watch_sources=False,
                         database_url=f"sqlite:///{tmp_path}/bot.sqlite3",
                         admin_ids=frozenset({ADMIN, CONSOLE_ADMIN}))
     async with opened(settings, FakeClock()) as runtime:

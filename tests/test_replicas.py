@@ -146,6 +146,7 @@ async def test_three_replicas_survive_a_killed_replica_and_a_killed_leader(fake:
         env = {**os.environ, "TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.api_url,
                "DATABASE_URL": database_url, "CONTENT_DIR": str(content),
                "CONTENT_HISTORY_DIR": str(tmp_path / name / "history"), "WATCH_CONTENT": "false",
+               "WATCH_SOURCES": "false",
                "WEBHOOK_URL": WEBHOOK_URL, "WEBHOOK_SECRET": SECRET, "WEBHOOK_LISTEN": "127.0.0.1",
                "PORT": str(free_port()), "DIGEST_TICK_SECONDS": "0.5",
                "SEND_MESSAGES_PER_SECOND": str(CEILING), "SEND_PRIVATE_CHAT_INTERVAL": "0",

@@ -29,6 +29,7 @@ def test_services_cannot_be_changed_once_built() -> None:
 
 async def test_a_front_ends_services_share_the_runtimes_quiet_hours_and_delivery_wake(tmp_path: Path) -> None:
     settings = Settings(content_dir=CONTENT, content_history_dir=tmp_path / "history", watch_content=False,
+                        watch_sources=False,
                         database_url=f"sqlite:///{tmp_path}/bot.sqlite3")
     async with opened(settings, lambda: NOW) as runtime:
         front_end = runtime.services_for(bot_username="hk_ai_pulse_bot")
@@ -55,6 +56,7 @@ async def test_in_quiet_hours_only_a_scheduled_digest_makes_a_sound(tmp_path: Pa
 
 async def test_the_runtime_reviews_and_expires_candidates_in_its_one_store(tmp_path: Path) -> None:
     base = Settings(content_dir=CONTENT, content_history_dir=tmp_path / "history", watch_content=False,
+                        watch_sources=False,
                     database_url=f"sqlite:///{tmp_path}/bot.sqlite3")
     for settings, expiry in ((base, timedelta(days=14)), (dataclasses.replace(base, candidate_expiry_days=0), None)):
         async with opened(settings, lambda: NOW) as runtime:

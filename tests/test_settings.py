@@ -43,6 +43,16 @@ def test_candidates_expire_after_fourteen_days_unless_configured(tmp_path: Path)
         load_settings(config, {"CANDIDATE_EXPIRY_DAYS": "-1"})
 
 
+def test_sources_are_watched_unless_watch_sources_is_false(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text("watch_sources: false\n")
+    assert load_settings(tmp_path / "none.yaml", {}).watch_sources
+    assert not load_settings(config, {}).watch_sources
+    assert load_settings(config, {"WATCH_SOURCES": "true"}).watch_sources
+    with pytest.raises(SettingsError, match="WATCH_SOURCES"):
+        load_settings(config, {"WATCH_SOURCES": "maybe"})
+
+
 def test_the_operators_contact_comes_from_the_file_or_bot_contact(tmp_path: Path) -> None:
     config = tmp_path / "settings.yaml"
     config.write_text("contact: ops@example.org\n")

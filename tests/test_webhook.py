@@ -105,7 +105,7 @@ async def test_a_replica_restarting_while_updates_arrive_loses_none(fake: FakeBo
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.api_url, "WEBHOOK_URL": URL,
            "WEBHOOK_SECRET": SECRET, "PORT": str(port), "WEBHOOK_LISTEN": "127.0.0.1",
            "DATABASE_URL": f"sqlite:///{tmp_path}/bot.sqlite3", "CONTENT_DIR": str(CONTENT),
-           "CONTENT_HISTORY_DIR": str(tmp_path / "history"), "WATCH_CONTENT": "false"}
+           "CONTENT_HISTORY_DIR": str(tmp_path / "history"), "WATCH_CONTENT": "false", "WATCH_SOURCES": "false"}
 
     async def start() -> asyncio.subprocess.Process:
         with (tmp_path / "bot.log").open("ab") as log:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
+from bot.core.candidates import SourceState
 from bot.core.digest_composer import compose_digest
-from bot.core.document import Document, block, bold, code, doc, heading, italic, line, para, pre
+from bot.core.document import Block, Document, block, bold, code, doc, heading, italic, line, para, pre
 from bot.core.messages import Button, Reply, Request, replacing_on_button
 from bot.core.numbers import chat_id as chat_id_from
 from bot.core.ports import ContentAdmin, ContentOutcome
@@ -14,6 +16,7 @@ from bot.core.services import Services
 from bot.core.subscriptions import DigestPayload
 
 MAX_ERRORS_SHOWN = 20
+MAX_SOURCE_ERROR_CHARS = 80  # a source's last error in /status: enough to see what broke, short enough for 20 sources
 # The largest content file an admin may upload; front ends refuse larger files before downloading them.
 MAX_UPLOAD_BYTES = 256 * 1024
 
@@ -152,7 +155,34 @@ async def status(request: Request, services: Services) -> Reply:
             lines.append(line(f"Last broadcast ({sent_at:%Y-%m-%d %H:%M}): "
                               f"{stats.last_broadcast_sent} delivered, {stats.last_broadcast_failed} failed."))
     await audit(services, request, "status")
-    return Reply(doc(block(*lines)))
+    sources = await _sources_status(services)
+    return Reply(doc(block(*lines), *([sources] if sources is not None else [])))
+
+
+async def _sources_status(services: Services) -> Block | None:
+    """One line per watched source: last poll, last success, items seen, open candidates, errors, last error."""
+    watchlist = services.content.catalogue.watchlist
+    store = services.candidates
+    if watchlist is None or store is None:
+        return None
+    states = await store.source_states()
+    open_counts = await store.count_open_candidates()
+
+    def when(moment: datetime | None) -> str:
+        return f"{moment.astimezone(services.zone):%m-%d %H:%M}" if moment is not None else "never"
+
+    lines = [heading(f"Sources ({sum(open_counts.values())} candidate(s) to /review)")]
+    for source in watchlist.sources:
+        state = states.get(source.id) or SourceState(source.id)
+        text = (f"polled {when(state.last_poll_at)}, ok {when(state.last_success_at)}, {state.items_seen} items, "
+                f"{open_counts.get(source.id, 0)} open, {state.errors} error(s)")
+        if state.last_error:
+            error = " ".join(state.last_error.split())
+            if len(error) > MAX_SOURCE_ERROR_CHARS:
+                error = error[:MAX_SOURCE_ERROR_CHARS - 1] + "…"
+            text += f"; last: {error}"
+        lines.append(line(code(source.id), ": ", text))
+    return block(*lines)
 
 
 async def preview(request: Request, services: Services) -> Reply:
