@@ -43,13 +43,15 @@ def _source(source_id: str, url: str, language: str = "en", sections: tuple[str,
 # --- the sources file ---------------------------------------------------------------------------------------------
 
 
-def test_shipped_sources_file_is_valid_and_names_every_body_of_the_issue() -> None:
+def test_shipped_sources_file_is_valid_and_names_the_bodies_with_a_documented_feed() -> None:
+    # Only feeds whose address was found documented are shipped (the others are listed in the file's comment, to
+    # be added once confirmed): a guessed URL would be polled for real.
     catalogue = load_catalogue(ROOT / "content", now=NOW, future_updates=False)
     assert catalogue.watchlist is not None
     ids = {source.id for source in catalogue.watchlist.sources}
-    for body in ("gov-press-en", "gov-press-zh", "dpo", "itc", "hkma", "sfc", "pcpd", "cyberport", "hkstp", "hkpc",
-                 "hku", "cuhk", "hkust", "polyu", "cityu", "ha-"):
+    for body in ("gov-press-en", "gov-press-zh", "hkma", "sfc", "pcpd", "hku"):
         assert any(source_id.startswith(body) for source_id in ids), body
+    assert all(source.url.startswith("https://") for source in catalogue.watchlist.sources)
     assert all(source.poll_minutes >= 15 for source in catalogue.watchlist.sources)
     assert {"AI", "人工智能"} <= set(catalogue.watchlist.rules.keywords)
 
@@ -109,7 +111,7 @@ sources:
 def test_sources_check_command_passes_the_shipped_file_and_fails_a_broken_one(tmp_path: Path,
                                                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sources", "check", str(ROOT / "content")]) == 0
-    assert "16 sources" in capsys.readouterr().out
+    assert "6 sources" in capsys.readouterr().out
     broken = tmp_path / "content"
     for relative, text in _content_with("keywords: [AI]\nsources:\n  - id: x\n    kind: rss\n").items():
         (broken / relative).parent.mkdir(parents=True, exist_ok=True)
