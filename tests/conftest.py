@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 import pytest
 from doubles import FakeBotApi
+from doubles.feed_server import FeedServer
 from hypothesis import HealthCheck, settings
 
 from bot.store import SqlStore, open_store
@@ -48,6 +49,17 @@ PG_UNAVAILABLE = "PostgreSQL not available: set DATABASE_URL_TEST or install pos
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file of the test's own (created on first open)."""
     return f"sqlite:///{tmp_path / 'store' / 'bot.sqlite3'}"
+
+
+@pytest.fixture
+async def feeds() -> AsyncIterator[FeedServer]:
+    """The local feed server (official sources' feeds and their faults), on 127.0.0.1."""
+    server = FeedServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 @pytest.fixture

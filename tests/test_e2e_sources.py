@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,16 +28,6 @@ def feed(*extra: tuple[str, str, datetime, str]) -> str:
                      "The Government today launched a sandbox for <b>generative AI</b> in hospitals."),
                     (OTHER_TITLE, "https://www.info.gov.hk/gia/general/202611/24/P2.htm", PUBLISHED,
                      "A trade mission visited Bangkok."), *extra])
-
-
-@pytest.fixture
-async def feeds() -> AsyncIterator[FeedServer]:
-    server = FeedServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 @pytest.fixture

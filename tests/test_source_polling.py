@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from doubles.feed_server import FeedServer, gov_rss
 from harness import CONTENT
 
@@ -96,16 +94,6 @@ async def test_the_leaders_round_runs_in_the_background_and_never_overlaps_itsel
     assert polling.started == 2  # once it finished, the next tick starts the next round
     await leader.stop()
     assert polling.closed
-
-
-@pytest.fixture
-async def feeds() -> AsyncIterator[FeedServer]:
-    server = FeedServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 @dataclass

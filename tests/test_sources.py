@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from doubles.feed_server import HUGE_BYTES, FeedServer, atom, gov_rss
 
 from bot.__main__ import main
 from bot.content import InvalidContent, load_catalogue
@@ -21,7 +22,6 @@ from bot.sources.fetch import FeedFetcher, FetchLimits, feed_session, user_agent
 from bot.sources.parse import parse_feed, plain_text
 from bot.sources.poll import backoff, poll_sources
 from bot.sources.select import Entry, KeywordMatcher, Selector, canonical_url, title_key
-from tests.doubles.feed_server import HUGE_BYTES, FeedServer, atom, gov_rss
 
 ROOT = Path(__file__).parent.parent
 NOW = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
