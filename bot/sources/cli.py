@@ -11,6 +11,7 @@ from bot.core.catalogue import Catalogue
 from bot.core.ports import utc_now
 from bot.sources.fetch import feed_session
 from bot.sources.poll import PollResult, poll_sources
+from bot.sources.select import content_links
 
 
 def check_sources(directory: Path) -> int:
@@ -58,7 +59,7 @@ def poll_once(directory: Path, contact: str, only: str | None) -> int:
 
 async def _poll(catalogue: Catalogue, contact: str, only: str | None) -> PollResult:
     assert catalogue.watchlist is not None
-    known = [update.link for update in catalogue.updates] + [item.link for item in catalogue.initiatives]
+    known = content_links(catalogue)
     async with feed_session(contact) as fetcher:
         return await poll_sources(catalogue.watchlist, {}, utc_now(), fetcher, known_links=known, only=only,
                                   everything=True)

@@ -20,6 +20,7 @@ from bot.core.document import Document, doc
 from bot.core.ports import ContentSource, WallClock
 from bot.sources.fetch import FeedFetcher
 from bot.sources.poll import poll_sources
+from bot.sources.select import content_links
 
 log = logging.getLogger(__name__)
 NOTICE_INTERVAL = timedelta(hours=1)
@@ -78,7 +79,7 @@ class SourcePolling:
         assert catalogue.watchlist is not None
         now = self.clock()
         states = await self.candidates.source_states()
-        known = [update.link for update in catalogue.updates] + [item.link for item in catalogue.initiatives]
+        known = content_links(catalogue)
         result = await poll_sources(catalogue.watchlist, states, now, await self._opened_fetcher(),
                                     known_links=known)
         for state in result.states.values():

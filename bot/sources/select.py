@@ -16,7 +16,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.core.candidates import FoundItem
-from bot.core.catalogue import SourceRules, WatchedSource
+from bot.core.catalogue import Catalogue, SourceRules, WatchedSource
 
 EXCERPT_CHARS = 300
 TRACKING_PARAMS = frozenset({
@@ -104,6 +104,11 @@ class Selector:
                     sections=self.suggest_sections(source, text), title_key=key,
                 ))
         return found
+
+
+def content_links(catalogue: Catalogue) -> list[str]:
+    """Every link content/ already has (updates and initiatives): an item found there is not offered again."""
+    return [update.link for update in catalogue.updates] + [item.link for item in catalogue.initiatives]
 
 
 def canonical_url(url: str) -> str:
