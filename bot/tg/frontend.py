@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from telegram import (
     BotCommand,
@@ -34,6 +35,7 @@ from bot.core.document import doc
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.services import Services
+from bot.logs import log_context
 from bot.tg.downloads import download_capped
 from bot.tg.render import html_parts
 from bot.tg.sender import NO_PREVIEW
@@ -139,9 +141,9 @@ class TelegramFrontEnd:
             return
         if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
-        reply = await dispatch(request, self.services)
+        reply = await self._dispatch("message", request)
         if reply.body:
-            await send_reply(context.application, chat, reply)
+            await self._send(context.application, chat, reply)
 
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A document in a private chat: an admin's content upload (others are refused before any download)."""
@@ -168,9 +170,9 @@ class TelegramFrontEnd:
                 await send_reply(context.application, chat, too_big)
                 return
             attachment = (document.file_name or "upload.yaml", data)
-        reply = await dispatch(Request("upload", (), chat, user, attachment=attachment), self.services)
+        reply = await self._dispatch("document", Request("upload", (), chat, user, attachment=attachment))
         if reply.body:
-            await send_reply(context.application, chat, reply)
+            await self._send(context.application, chat, reply)
 
     async def on_my_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """The bot was added to, removed from or blocked in a chat (Telegram's my_chat_member update)."""
@@ -181,11 +183,13 @@ class TelegramFrontEnd:
         chat = Chat(id=tg_chat.id, kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
         change = MembershipChange(chat, present=is_present(changed.new_chat_member),
                                   was_present=is_present(changed.old_chat_member))
+        log_context(chat=chat.id)
+        self.services.metrics.update_handled("my_chat_member", "")
         reply = await membership_changed(change, self.services)
         if not reply.body:
             return
         try:
-            await send_reply(context.application, chat, reply)
+            await self._send(context.application, chat, reply)
         except TelegramError as exc:  # e.g. a group where members (the bot too) may not write
             log.info("could not greet chat %s: %s", chat.id, exc)
 
@@ -200,13 +204,30 @@ class TelegramFrontEnd:
         if request is None:
             await query.answer()
             return
-        reply = await dispatch(request, self.services)
+        reply = await self._dispatch("callback_query", request)
         await query.answer(text=reply.notice)
         if not reply.body:
             return
         if reply.replace and message is not None and await self._edit(query, reply):
+            self.services.metrics.reply_sent()
             return
-        await send_reply(context.application, chat, reply)
+        await self._send(context.application, chat, reply)
+
+    async def _dispatch(self, kind: str, request: Request) -> Reply:
+        """Run the request's command, counted and timed for the metrics; name it in this update's log lines."""
+        found = find_command(request.command)
+        command = found.name if found is not None else "unknown"  # a label from the table, never a user's word
+        log_context(chat=request.chat.id, command=command)
+        started = time.perf_counter()
+        reply = await dispatch(request, self.services)
+        self.services.metrics.reply_built(time.perf_counter() - started)
+        self.services.metrics.update_handled(kind, command)
+        return reply
+
+    async def _send(self, application: Application, chat: Chat, reply: Reply) -> None:  # type: ignore[type-arg]
+        """Send a reply and count it."""
+        await send_reply(application, chat, reply)
+        self.services.metrics.reply_sent()
 
     async def _edit(self, query: CallbackQuery, reply: Reply) -> bool:
         parts = html_parts(reply.body)
