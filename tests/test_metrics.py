@@ -235,3 +235,47 @@ def test_the_metrics_token_is_read_from_the_environment_only(tmp_path: Path) -> 
     with pytest.raises(SettingsError, match="METRICS_PORT"):
         load_settings(tmp_path / "none.yaml", {"METRICS_PORT": "70000"})
     assert not load_settings(tmp_path / "none.yaml", {"METRICS_ENABLED": "false"}).metrics_enabled
+
+
+async def test_the_engines_counters_match_its_report_for_every_outcome(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from test_delivery import FAST, Clock, Composer, Crash, FakeSender, subscribe
+
+    from bot.delivery import ChatGone, ChatMoved, DeliveryEngine, PermanentFailure, TransientFailure
+    from bot.store import open_store
+
+    url = f"sqlite:///{tmp_path}/bot.sqlite3"
+    first = await open_store(url)
+    await subscribe(first, 1, 2, 3, 4, -555, 6)
+    dying = FakeSender()
+    dying.script(6, None, Crash("power cut while part 2 was on the wire"))
+    for chat in (1, 2, 3, 4, -555):
+        dying.script(chat, Crash("not this run"))
+    with pytest.raises(Crash):
+        await DeliveryEngine(first, dying, FAST, worker_id="dead", compose=Composer(parts=2), now=Clock()).run_once()
+    await first.close()
+
+    store = await open_store(url)  # 6 resumes as a possible duplicate
+    try:
+        sender = FakeSender()
+        sender.always(2, ChatGone("Forbidden: bot was blocked by the user"))
+        sender.always(3, PermanentFailure("Bad Request: message is too long"))
+        sender.script(4, TransientFailure("Internal Server Error", 500))
+        sender.always(-555, ChatMoved(-100_555))
+        metrics = PrometheusMetrics("test:1")
+        engine = DeliveryEngine(store, sender, FAST, worker_id="w", compose=Composer(parts=2), now=Clock(),
+                                metrics=metrics, platform="telegram")
+        report = await engine.run_once()
+    finally:
+        await store.close()
+    found = samples(metrics.exposition().decode())
+    counted = {outcome: value(found, "hkaipulse_deliveries_total", platform="telegram", kind="digest",
+                              outcome=outcome) for outcome in ("sent", "failed", "retried", "deactivated", "migrated",
+                                                               "possible_duplicate")}
+    expected = asdict(report)
+    assert counted == {"sent": expected["sent"], "failed": expected["failed"], "retried": expected["retried"],
+                       "deactivated": expected["deactivated"], "migrated": expected["migrated"],
+                       "possible_duplicate": expected["possible_duplicates"]}
+    assert counted == {"sent": 3, "failed": 2, "retried": 1, "deactivated": 1, "migrated": 1, "possible_duplicate": 1}
+    assert value(found, "hkaipulse_platform_errors_total", platform="telegram", status="5xx") == 1
