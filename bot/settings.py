@@ -195,6 +195,9 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     if webhook_url and not webhook_url.startswith("https://"):
         raise SettingsError(f"webhook_url / WEBHOOK_URL must be an https:// URL (Telegram requires TLS), "
                             f"got {webhook_url!r}")
+    if webhook_url and numbers.get("metrics_port", 0) == numbers.get("port", Settings.port):
+        raise SettingsError("metrics_port / METRICS_PORT must differ from PORT: the webhook server on PORT serves "
+                            "/metrics already (leave METRICS_PORT at 0)")
     secret = str(raw.get("webhook_secret", ""))
     if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
         raise SettingsError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")

@@ -235,6 +235,9 @@ def test_the_metrics_token_is_read_from_the_environment_only(tmp_path: Path) -> 
     with pytest.raises(SettingsError, match="METRICS_PORT"):
         load_settings(tmp_path / "none.yaml", {"METRICS_PORT": "70000"})
     assert not load_settings(tmp_path / "none.yaml", {"METRICS_ENABLED": "false"}).metrics_enabled
+    with pytest.raises(SettingsError, match="must differ from PORT"):
+        load_settings(tmp_path / "none.yaml", {"WEBHOOK_URL": "https://bot.example.test/hook", "PORT": "9000",
+                                               "METRICS_PORT": "9000"})
 
 
 async def test_the_engines_counters_match_its_report_for_every_outcome(tmp_path: Path) -> None:
