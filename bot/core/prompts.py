@@ -1,5 +1,5 @@
-"""Questions the bot asks and the answers that complete them: a Reply may carry a Prompt (bot.core.messages), and the user's reply to
-that message runs the prompt's command with the reply's text as its answer.
+"""Questions the bot asks and the answers that complete them: a Reply may carry a Prompt (bot.core.messages), and
+the user's reply to that message runs the prompt's command with the reply's text as its answer.
 
 Pressing Edit on candidate 42 sends a message with `Prompt("review edit 42", ...)`; the Telegram front end sends it
 with a forced reply and keeps `(chat, message id) -> OpenPrompt("review edit 42", user 900, asked_at)` in the store

@@ -628,8 +628,9 @@ class SqlStore:
     async def find_prompt(self, chat_id: int, message_id: int) -> OpenPrompt | None:
         """The prompt sent as that message, if it was one and is still remembered."""
         async with self.driver.transaction(write=False) as tx:
-            row = await tx.fetchone("SELECT action, user_id, asked_at FROM prompts WHERE chat_id = ? AND message_id = ?",
-                                    (chat_id, message_id))
+            row = await tx.fetchone(
+                "SELECT action, user_id, asked_at FROM prompts WHERE chat_id = ? AND message_id = ?",
+                (chat_id, message_id))
         if row is None:
             return None
         return OpenPrompt(str(row[0]), None if row[1] is None else int(row[1]), self.driver.decode_time(row[2]))
