@@ -14,6 +14,7 @@ from typing import Any
 from bot.content.errors import ContentError, InvalidContent, Unreadable
 from bot.content.parse import LineList, LineMap, parse_file
 from bot.core.catalogue import (
+    UPDATE_TITLE_LIMIT,
     About,
     Catalogue,
     Initiative,
@@ -30,7 +31,7 @@ from bot.tg.render import MESSAGE_LIMIT, message_length
 
 SECTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_TITLE = 40
-MAX_UPDATE_TITLE = 120
+MAX_UPDATE_TITLE = UPDATE_TITLE_LIMIT
 EARLIEST_YEAR = 1950
 
 

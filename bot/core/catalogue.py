@@ -40,6 +40,9 @@ class Section:
     initiatives: tuple[Initiative, ...]
 
 
+UPDATE_TITLE_LIMIT = 120  # characters of an update's title: the validator's limit, and /review edit's
+
+
 @dataclass(frozen=True)
 class Update:
     """A dated item of news, the stuff digests are made of."""
