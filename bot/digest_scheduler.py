@@ -151,16 +151,16 @@ class DigestService:
             if deliveries:
                 log.info("deleted %d finished deliveries older than %s", deliveries, self.retention)
         incoming = await self.store.prune_incoming(now - INCOMING_RETENTION, self.prune_batch)
-        if self.prompts is not None:
-            incoming += await self.prompts.prune_prompts(now - PROMPT_RETENTION, self.prune_batch)
+        prompts = 0 if self.prompts is None else await self.prompts.prune_prompts(now - PROMPT_RETENTION,
+                                                                                    self.prune_batch)
         expired = 0
         if self.candidates is not None and self.candidate_expiry is not None:
             expired = await self.candidates.expire_candidates(now - self.candidate_expiry, now)
             if expired:
                 log.info("expired %d review candidate(s) undecided for %s", expired, self.candidate_expiry)
-        if max(deliveries, incoming) < self.prune_batch:
+        if max(deliveries, incoming, prompts) < self.prune_batch:
             self._next_prune_at = now + PRUNE_INTERVAL
-        return deliveries + incoming + expired
+        return deliveries + incoming + prompts + expired
 
     def wake(self) -> None:
         """Ask the delivery loop to look for work now (after a tick or a broadcast)."""
