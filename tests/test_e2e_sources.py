@@ -216,6 +216,9 @@ async def test_in_a_group_only_the_admin_who_pressed_edit_answers_the_prompt(
         [_, prompt] = await fake.wait_for("sendMessage", count=2, chat_id=group)
         # The admin is mentioned, so that the selective forced reply opens their reply field and nobody else's.
         assert prompt["text"].startswith("<a href=\"tg://user?id=900\">Ada</a>:")
+        [sent] = [r.result for r in fake.requests if r.method == "sendMessage" and r.ok
+                  and r.result["message_id"] == sent_message_ids(fake, group)[-1] and r.result["chat"]["id"] == group]
+        assert sent["entities"][0]["type"] == "text_mention" and sent["entities"][0]["user"]["id"] == ADMIN
         prompt_id = sent_message_ids(fake, group)[-1]
 
         fake.push_update(fake.reply_update("Hijacked\nNot an admin's words.", reply_to_message_id=prompt_id,

@@ -176,6 +176,9 @@ def _check_value(types: Iterable[str], value: Any, path: str) -> list[str]:
     return best or []
 
 
+_TG_USER = re.compile(r"tg://user\?id=(\d{1,20})")
+
+
 def _check_force_reply(markup: JSONDict) -> None:
     """A ForceReply as the spec describes it: force_reply is True; the placeholder 1-64 characters; selective a
     Boolean; no field the type does not have."""
@@ -427,7 +430,12 @@ class _TelegramHTMLParser(HTMLParser):
         if length <= 0:
             return
         entity: JSONDict = {"type": _ALLOWED_TAGS[tag], "offset": top.offset, "length": length}
-        if tag == "a":
+        if tag == "a" and (mentioned := _TG_USER.fullmatch(top.attrs["href"])):
+            # As Telegram does: a link to tg://user?id=N mentions that user (how a bot names someone without a
+            # username, e.g. the person a selective ForceReply is meant for).
+            entity["type"] = "text_mention"
+            entity["user"] = {"id": int(mentioned.group(1)), "is_bot": False, "first_name": "User"}
+        elif tag == "a":
             entity["url"] = top.attrs["href"]
         elif tag == "pre" and top.language:
             entity["language"] = top.language
