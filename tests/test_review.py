@@ -269,6 +269,15 @@ async def test_one_line_changes_the_title_and_a_leading_bar_the_summary(
     assert stored is not None
     assert (stored.draft.title, stored.draft.summary) == ("Better title", "Better summary of my own.")
 
+    await answer(services, prompt, "| Summary on\ntwo lines.")
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None and (stored.draft.title, stored.draft.summary) == ("Better title",
+                                                                                 "Summary on two lines.")
+    await answer(services, prompt, "Sandbox | phase two\nInsurers join it.")  # with a line break, | is the title's
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None
+    assert (stored.draft.title, stored.draft.summary) == ("Sandbox | phase two", "Insurers join it.")
+
 
 async def test_an_answer_copying_the_source_or_over_the_limits_is_refused_and_asked_again(
         services: Services, sqlite_store: SqlStore) -> None:

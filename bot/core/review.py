@@ -145,13 +145,17 @@ def _ask_for_words(candidate: Candidate, problem: str = "") -> Reply:
 def _words(text: str) -> tuple[str, str]:
     """An admin's answer as (title, summary), either possibly empty (kept as it was).
 
-    `Title | Summary` and `Title` newline `Summary` give both; a single line gives the title; `| Summary` gives the
-    summary. Line breaks inside the summary become spaces, as the content validator would make them.
+    `Title` newline `Summary` and `Title | Summary` give both (with a line break, a `|` belongs to the title); a
+    single line gives the title; `| Summary` gives the summary. Line breaks inside the summary become spaces, as
+    the content validator would make them.
     """
-    if "|" in text:
-        title, _, summary = text.partition("|")
+    text = text.strip()
+    if text.startswith("|"):
+        title, summary = "", text[1:]
+    elif "\n" in text:
+        title, _, summary = text.partition("\n")
     else:
-        title, _, summary = text.strip().partition("\n")
+        title, _, summary = text.partition("|")
     return " ".join(title.split()), " ".join(summary.split())
 
 
