@@ -72,6 +72,11 @@ def test_only_the_telegram_front_end_and_the_composition_root_import_telegram() 
     assert offenders("only bot.tg and bot.app", ("telegram",), ("bot.tg", "bot.app")) == []
 
 
+def test_only_the_page_reader_imports_the_html_library() -> None:
+    # Pages are read one way, with declared selectors; the content validator asks bot.sources.page about them.
+    assert offenders("only bot.sources.page", ("selectolax",), ("bot.sources.page",)) == []
+
+
 BOT = Path(__file__).parent.parent / "bot"
 # Path methods, and os/shutil/tempfile functions, that create, change or delete files.
 WRITING_METHODS = {"write_text", "write_bytes", "unlink", "rmdir", "mkdir", "touch", "symlink_to", "hardlink_to",

@@ -64,6 +64,7 @@ def test_sources_quick_polls_every_feed_and_half_answer_304() -> None:
     assert (poll["answered_304"], poll["failed"]) == (3, 0)
     assert poll["items_read"] == 3 * 20 and poll["candidates"] == 3 * 10  # every other item is about AI
     assert result["dedup"]["kept"] < result["dedup"]["entries"]
+    assert result["page"]["read"] == result["page"]["items"] == 50
 
 
 def test_each_benchmark_has_one_documented_command() -> None:

@@ -15,6 +15,7 @@ from telegram import (
     Bot,
     ChatMemberAdministrator,
     ChatMemberOwner,
+    ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -183,6 +184,39 @@ async def test_callback_data_limits(fake: FakeBotApi, bot: Bot) -> None:
     assert status == 400
     assert "Text buttons are unallowed" in body["description"]
     assert len(fake.sent_messages()) == 1
+
+
+async def test_force_reply_shapes_are_checked_against_the_spec(fake: FakeBotApi, bot: Bot) -> None:
+    sent = await bot.send_message(chat_id=1001, text="Your words?",
+                                  reply_markup=ForceReply(selective=True, input_field_placeholder="Title"))
+    assert sent.reply_markup is None  # a Message echoes only an inline keyboard
+    assert fake.sent_messages()[0]["reply_markup"] == {"force_reply": True, "selective": True,
+                                                       "input_field_placeholder": "Title"}
+    bad = {
+        "placeholder too long": {"force_reply": True, "input_field_placeholder": "x" * 65},
+        "placeholder empty": {"force_reply": True, "input_field_placeholder": ""},
+        "force_reply false": {"force_reply": False},
+        "selective not a Boolean": {"force_reply": True, "selective": "yes"},
+        "unknown field": {"force_reply": True, "selectiv": True},
+    }
+    for case, markup in bad.items():
+        status, _ = await raw_post(fake, "sendMessage", json={"chat_id": 1001, "text": "t", "reply_markup": markup})
+        assert status == 400, case
+    with pytest.raises(BadRequest, match="inline keyboard markup"):
+        await bot.edit_message_text("Edited", chat_id=1001, message_id=sent.message_id,
+                                    reply_markup=ForceReply())  # type: ignore[arg-type]
+    assert len(fake.sent_messages()) == 1
+
+
+async def test_a_reply_update_carries_the_message_it_replies_to(fake: FakeBotApi, bot: Bot) -> None:
+    sent = await bot.send_message(chat_id=GROUP_ID, text="Your words?", reply_markup=ForceReply(selective=True))
+    update = Update.de_json({"update_id": 1, **fake.reply_update(
+        "Mine", reply_to_message_id=sent.message_id, chat_id=GROUP_ID, user_id=900, chat_type="supergroup")}, bot)
+    assert update.message is not None and update.message.reply_to_message is not None
+    assert update.message.reply_to_message.message_id == sent.message_id
+    assert update.message.reply_to_message.from_user is not None and update.message.reply_to_message.from_user.is_bot
+    with pytest.raises(ValueError, match="no message"):
+        fake.reply_update("Mine", reply_to_message_id=sent.message_id + 99, chat_id=GROUP_ID)
 
 
 async def test_unknown_method_and_case_insensitivity(fake: FakeBotApi) -> None:

@@ -176,6 +176,27 @@ def _check_value(types: Iterable[str], value: Any, path: str) -> list[str]:
     return best or []
 
 
+_TG_USER = re.compile(r"tg://user\?id=(\d{1,20})")
+
+
+def _check_force_reply(markup: JSONDict) -> None:
+    """A ForceReply as the spec describes it: force_reply is True; the placeholder 1-64 characters; selective a
+    Boolean; no field the type does not have."""
+    known = {f["name"]: f for f in _spec().types["ForceReply"]["fields"]}
+    unknown = sorted(set(markup) - set(known))
+    if unknown:
+        raise _ApiError(400, f"Bad Request: can't parse reply keyboard markup JSON object: unknown field {unknown[0]}")
+    if markup.get("force_reply") is not True:
+        raise _ApiError(400, 'Bad Request: field "force_reply" of the ForceReply must be True')
+    for name, spec_field in known.items():
+        if name in markup and spec_field["types"] == ["Boolean"] and not isinstance(markup[name], bool):
+            raise _ApiError(400, f'Bad Request: field "{name}" of the ForceReply must be of type Boolean')
+    if "input_field_placeholder" in markup:
+        placeholder = markup["input_field_placeholder"]
+        if not isinstance(placeholder, str) or not 1 <= len(placeholder) <= 64:
+            raise _ApiError(400, "Bad Request: input field placeholder must be 1-64 characters long")
+
+
 def missing_required_fields(type_name: str, obj: Any, path: str = "") -> list[str]:
     """List the paths of required spec fields missing in ``obj`` (recursively); empty means valid."""
     types = _spec().types
@@ -409,7 +430,12 @@ class _TelegramHTMLParser(HTMLParser):
         if length <= 0:
             return
         entity: JSONDict = {"type": _ALLOWED_TAGS[tag], "offset": top.offset, "length": length}
-        if tag == "a":
+        if tag == "a" and (mentioned := _TG_USER.fullmatch(top.attrs["href"])):
+            # As Telegram does: a link to tg://user?id=N mentions that user (how a bot names someone without a
+            # username, e.g. the person a selective ForceReply is meant for).
+            entity["type"] = "text_mention"
+            entity["user"] = {"id": int(mentioned.group(1)), "is_bot": False, "first_name": "User"}
+        elif tag == "a":
             entity["url"] = top.attrs["href"]
         elif tag == "pre" and top.language:
             entity["language"] = top.language
@@ -1073,6 +1099,26 @@ class FakeBotApi:
         msg["text"] = text
         return {"message": msg}
 
+    def reply_update(
+        self,
+        text: str,
+        *,
+        reply_to_message_id: int,
+        chat_id: int = 1001,
+        user_id: int = 1001,
+        chat_type: str | None = None,
+        title: str | None = None,
+        first_name: str = "Ada",
+    ) -> dict[str, Any]:
+        """Build a text message Update that replies to message ``reply_to_message_id`` of the chat (as sent)."""
+        update = self.text_update(text, chat_id=chat_id, user_id=user_id, chat_type=chat_type, title=title,
+                                  first_name=first_name)
+        replied = self._messages.get((chat_id, reply_to_message_id))
+        if replied is None:
+            raise ValueError(f"no message {reply_to_message_id} in chat {chat_id} to reply to")
+        update["message"]["reply_to_message"] = copy.deepcopy(replied)
+        return update
+
     def callback_update(
         self,
         data: str,
@@ -1368,14 +1414,20 @@ class FakeBotApi:
         return text, (parsed or None)
 
     @staticmethod
-    def _inline_markup(markup: Any) -> JSONDict | None:
-        """Validate reply_markup; return it if it is an inline keyboard (echoed in Message)."""
+    def _inline_markup(markup: Any, *, inline_only: bool = False) -> JSONDict | None:
+        """Validate reply_markup; return it if it is an inline keyboard (echoed in Message). Edits (`inline_only`)
+        take only an inline keyboard, as the spec types their reply_markup."""
         if markup is None:
             return None
         if not isinstance(markup, dict):
             raise _ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
         if "inline_keyboard" not in markup:
-            if any(k in markup for k in ("keyboard", "remove_keyboard", "force_reply")):
+            if inline_only:
+                raise _ApiError(400, "Bad Request: can't parse inline keyboard markup JSON object")
+            if "force_reply" in markup:
+                _check_force_reply(markup)
+                return None
+            if any(k in markup for k in ("keyboard", "remove_keyboard")):
                 return None
             raise _ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
         rows = markup["inline_keyboard"]
@@ -1457,12 +1509,12 @@ class FakeBotApi:
     async def _edit_message_text(self, p: JSONDict, call: _Call) -> Any:
         if p.get("inline_message_id"):
             self._parse_text(p.get("text"), p.get("parse_mode"), p.get("entities"))
-            self._inline_markup(p.get("reply_markup"))
+            self._inline_markup(p.get("reply_markup"), inline_only=True)
             return True
         if p.get("chat_id") in (None, "") or p.get("message_id") is None:
             raise _ApiError(400, "Bad Request: message identifier is not specified")
         text, entities = self._parse_text(p.get("text"), p.get("parse_mode"), p.get("entities"))
-        markup = self._inline_markup(p.get("reply_markup"))
+        markup = self._inline_markup(p.get("reply_markup"), inline_only=True)
         msg = self._bot_message(p, "edit")
         if msg.get("text") == text and msg.get("entities") == entities and msg.get("reply_markup") == markup:
             raise _ApiError(400, _NOT_MODIFIED)
@@ -1477,7 +1529,7 @@ class FakeBotApi:
         return copy.deepcopy(msg)
 
     async def _edit_message_reply_markup(self, p: JSONDict, call: _Call) -> Any:
-        markup = self._inline_markup(p.get("reply_markup"))
+        markup = self._inline_markup(p.get("reply_markup"), inline_only=True)
         if p.get("inline_message_id"):
             return True
         msg = self._bot_message(p, "edit")
