@@ -10,6 +10,7 @@ import pytest
 
 from bot.content import load_catalogue
 from bot.core.catalogue import Section
+from bot.core.commands import dispatch
 from bot.core.document import Document, Style
 from bot.core.inline import (
     BODY_CHARS,
@@ -23,9 +24,11 @@ from bot.core.inline import (
     language_for,
     page_start,
 )
+from bot.core.messages import Chat, Request, User
 from bot.core.search import index_of
+from bot.core.services import Services, StaticContent
 from bot.tg.inline import article, deep_link
-from bot.tg.render import MESSAGE_LIMIT, message_length, text_length
+from bot.tg.render import MESSAGE_LIMIT, message_length, render_html, text_length
 
 CONTENT = Path(__file__).parent.parent / "content"
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -145,3 +148,15 @@ def test_a_section_without_a_title_still_gets_a_card() -> None:
     bare = Section("x", 1, "", (), "", (), (), ())
     result = article(card(SHIPPED, bare), "hk_ai_pulse_bot").to_dict()
     assert result["title"] and result["input_message_content"]["message_text"]
+
+
+@pytest.mark.parametrize(("bot_username", "user_id", "usage", "setup"), [
+    ("hk_ai_pulse_bot", 5, True, False), ("hk_ai_pulse_bot", 900, True, True), ("", 900, False, False)])
+async def test_help_says_how_to_search_from_any_chat_and_admins_how_to_switch_it_on(
+        bot_username: str, user_id: int, usage: bool, setup: bool) -> None:
+    services = Services(content=StaticContent(SHIPPED), clock=lambda: NOW,  # type: ignore[arg-type]
+                        bot_username=bot_username, admin_ids=frozenset({900}))
+    reply = await dispatch(Request("help", chat=Chat(user_id), user=User(user_id)), services)
+    text = render_html(reply.body)
+    assert ("<code>@hk_ai_pulse_bot finance</code>" in text) is usage
+    assert ("/setinline" in text and "@BotFather" in text) is setup
