@@ -100,7 +100,13 @@ async def test_an_empty_query_pages_through_the_latest_updates(fake: FakeBotApi,
 async def test_a_query_that_matches_nothing_gets_a_valid_empty_answer(fake: FakeBotApi, tmp_path: Path) -> None:
     async with running_bot(fake, e2e_settings(fake, tmp_path)):
         answer = await ask(fake, "zzqxv")
-    assert answer["results"] == [] and answer["next_offset"] == ""
+        assert answer["results"] == [] and answer["next_offset"] == ""
+        # The button above the empty list opens the bot: /start with its payload is the welcome with every sector.
+        fake.push_update(fake.command_update(f"/start {answer['button']['start_parameter']}", chat_id=612,
+                                             user_id=612))
+        [sent] = await fake.wait_for("sendMessage", chat_id=612, timeout=WAIT)
+    buttons = [b["callback_data"] for row in sent["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == [f"sector {section.id}" for section in CATALOGUE.sections]
 
 
 async def test_the_longest_query_and_odd_characters_are_answered(fake: FakeBotApi, tmp_path: Path) -> None:
@@ -123,6 +129,7 @@ async def test_chinese_text_gets_a_valid_answer(fake: FakeBotApi, tmp_path: Path
         assert answer["results"] == []  # the content is English only today: no Chinese word is indexed
     else:
         assert answer["results"]
+    assert ("button" in answer) is not answer["results"]  # the way into the bot shows only above an empty list
 
 
 async def test_the_card_button_opens_its_sector_in_the_bot(fake: FakeBotApi, tmp_path: Path) -> None:

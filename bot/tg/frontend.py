@@ -37,7 +37,7 @@ from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.services import Services
 from bot.tg.downloads import download_capped
-from bot.tg.inline import CACHE_SECONDS, articles
+from bot.tg.inline import CACHE_SECONDS, articles, results_button
 from bot.tg.render import html_parts
 from bot.tg.sender import NO_PREVIEW
 
@@ -228,7 +228,8 @@ class TelegramFrontEnd:
             page, results, cache_time = InlinePage((), None), [], 0  # an empty answer, not cached: try again soon
         try:
             # Personal: the cards follow the user's language, so one user's cached answer must not reach another.
-            await query.answer(results, cache_time=cache_time, is_personal=True, next_offset=page.next_offset or "")
+            await query.answer(results, cache_time=cache_time, is_personal=True, next_offset=page.next_offset or "",
+                               button=results_button(page, query.offset))
         except TelegramError as exc:  # e.g. the query expired (Telegram waits about ten seconds for an answer)
             log.info("could not answer inline query: %s", exc)
 

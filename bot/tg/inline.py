@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import re
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InlineQueryResultArticle, InputTextMessageContent
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InlineQueryResultsButton,
+    InputTextMessageContent,
+)
 from telegram.constants import ParseMode
 
 from bot.core.inline import Card, InlinePage
@@ -17,6 +23,8 @@ CACHE_SECONDS = 120
 # What /start accepts as a deep-link payload (Bot API: 1-64 characters of A-Z, a-z, 0-9, _ and -).
 _START_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 OPEN_LABEL = "Open in HK AI Pulse"
+# Above an empty list: a way into the bot. /start with a payload that names no sector is the plain welcome.
+NOTHING_FOUND = InlineQueryResultsButton("Nothing found: browse the sectors in the bot", start_parameter="browse")
 
 
 def deep_link(bot_username: str, section_id: str) -> str | None:
@@ -43,3 +51,8 @@ def article(card: Card, bot_username: str) -> InlineQueryResultArticle:
 def articles(page: InlinePage, bot_username: str) -> list[InlineQueryResultArticle]:
     """Every card of a page, as articles."""
     return [article(card, bot_username) for card in page.cards]
+
+
+def results_button(page: InlinePage, offset: str) -> InlineQueryResultsButton | None:
+    """The button above the results: only when a first page found nothing, so the user still has somewhere to go."""
+    return NOTHING_FOUND if not page.cards and not offset else None
