@@ -25,6 +25,7 @@ from telegram.ext import (
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
@@ -32,11 +33,13 @@ from telegram.ext import (
 from bot.core.admin import MAX_UPLOAD_BYTES
 from bot.core.commands import COMMANDS, dispatch, find_command
 from bot.core.document import Document, doc, line, link
+from bot.core.inline import InlinePage, inline_page, language_for
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
 from bot.tg.downloads import download_capped
+from bot.tg.inline import CACHE_SECONDS, articles, results_button
 from bot.tg.render import html_parts
 from bot.tg.sender import NO_PREVIEW
 
@@ -45,7 +48,8 @@ log = logging.getLogger(__name__)
 NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 
 # What the handlers below take; polling and setWebhook ask Telegram for exactly these.
-UPDATE_TYPES = (Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER)
+UPDATE_TYPES = (Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER,
+                Update.INLINE_QUERY)
 _PRESENT = frozenset({ChatMember.MEMBER, ChatMember.ADMINISTRATOR, ChatMember.OWNER})
 
 _KINDS = {
@@ -141,6 +145,7 @@ class TelegramFrontEnd:
         application.add_handler(MessageHandler(
             filters.Document.ALL & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, self.on_document))
         application.add_handler(CallbackQueryHandler(self.on_button))
+        application.add_handler(InlineQueryHandler(self.on_inline_query))
         application.add_handler(ChatMemberHandler(self.on_my_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_error_handler(self.on_error)
 
@@ -263,6 +268,26 @@ class TelegramFrontEnd:
         if reply.replace and message is not None and await self._edit(query, reply):
             return
         await self._send(context, chat, reply, request.user)
+
+    async def on_inline_query(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`@OurBot finance` typed in any chat: a page of cards, in the user's language, with the next offset."""
+        query = update.inline_query
+        if query is None:
+            return
+        language = language_for(query.from_user.language_code)
+        try:
+            page = inline_page(self.services.content.catalogue, query.query, query.offset, language)
+            results = articles(page, context.bot.username or "")
+            cache_time = CACHE_SECONDS
+        except Exception:
+            log.exception("inline query %r failed", query.query[:64])
+            page, results, cache_time = InlinePage((), None), [], 0  # an empty answer, not cached: try again soon
+        try:
+            # Personal: the cards follow the user's language, so one user's cached answer must not reach another.
+            await query.answer(results, cache_time=cache_time, is_personal=True, next_offset=page.next_offset or "",
+                               button=results_button(page, query.offset))
+        except TelegramError as exc:  # e.g. the query expired (Telegram waits about ten seconds for an answer)
+            log.info("could not answer inline query: %s", exc)
 
     async def _edit(self, query: CallbackQuery, reply: Reply) -> bool:
         parts = html_parts(reply.body)
