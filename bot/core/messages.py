@@ -56,6 +56,7 @@ class Request:
     from_button: bool = False
     attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
     addressed: bool = False  # the command named its bot (`/sector@OurBot`): in a group, meant for us
+    language: str = "en"  # the chat's language, "en" or "zh-Hant": content is shown in it where translated
 
     @property
     def text(self) -> str:

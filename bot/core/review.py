@@ -180,7 +180,7 @@ async def _publish(request: Request, services: Services, queue: CandidateStore, 
     try:
         outcome = await content_admin.publish_update(_day(candidate, services), sections, draft.title,
                                                      draft.summary, candidate.item.link, actor,
-                                                     recorder.before_applying)
+                                                     recorder.before_applying, language=candidate.item.language)
     except BaseException:
         await queue.reopen_candidate(candidate.id)
         raise
