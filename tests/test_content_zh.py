@@ -146,10 +146,11 @@ def test_the_same_rules_hold_in_chinese_with_their_place() -> None:
 
 
 def test_a_translation_must_be_a_mapping_and_not_in_the_items_own_language() -> None:
-    found = problems(texts(updates_yaml=UPDATES.replace("    link: https://example.org/second\n",
-                                                       "    link: https://example.org/second\n"
-                                                       "    zh-Hant:\n      title: 又一個\n      summary: 重複。\n")
-                           .replace("    zh-Hant:\n      title: 生成式", "    zh-Hant: 生成式\n    x:\n      title: 生成式")))
+    chinese_twice = UPDATES.replace("    link: https://example.org/second\n", "    link: https://example.org/second\n"
+                                    "    zh-Hant:\n      title: 又一個\n      summary: 重複。\n")
+    first = "    zh-Hant:\n      title: 生成式人工智能沙盒推出\n      summary: 金管局推出沙盒。\n"
+    not_a_mapping = chinese_twice.replace(first, "    zh-Hant: 生成式人工智能沙盒推出\n")
+    found = problems(texts(updates_yaml=not_a_mapping))
     assert any("updates[0].zh-Hant: must be a mapping of translated fields, not str" in e for e in found)
     assert any("updates[1].zh-Hant: the text is in zh-Hant already; a translation goes under en" in e for e in found)
 
@@ -267,13 +268,9 @@ def test_chinese_and_simplified_searches_find_what_the_english_search_finds(engl
     assert set(top_english) & set(_found(traditional)[:3]), (top_english, _found(traditional))
 
 
-def test_search_replies_show_content_in_the_readers_language() -> None:
-    async def run() -> tuple[str, str]:
-        english = await ask("search 人工智能 金融", ENGLISH)
-        chinese = await ask("search 人工智能 金融", CHINESE)
-        return html(english), html(chinese)
-    import asyncio
-    english, chinese = asyncio.run(run())
+async def test_search_replies_show_content_in_the_readers_language() -> None:
+    english = html(await ask("search 人工智能 金融", ENGLISH))
+    chinese = html(await ask("search 人工智能 金融", CHINESE))
     assert "AI in finance" in english and "人工智能與金融" in chinese
 
 

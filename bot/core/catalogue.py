@@ -64,6 +64,11 @@ class Section:
         return replace(shown, initiatives=tuple(one.in_language(language) for one in self.initiatives),
                        translations=())
 
+    def header_in(self, language: str) -> Section:
+        """Only the title, aliases, summary and key points in `language` (or as written): cheaper than
+        in_language for a title or a header, but its initiatives are not to be read (a translation has none)."""
+        return _translated(self, language)
+
 
 @dataclass(frozen=True)
 class Update:

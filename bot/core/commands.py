@@ -48,7 +48,7 @@ class Command:
 
 def _title(section: Section, language: str) -> str:
     """A section's title in the reader's language (its English one when not translated)."""
-    return section.in_language(language).title
+    return section.header_in(language).title
 
 
 def _sector_buttons(catalogue: Catalogue, language: str = ENGLISH,

@@ -54,7 +54,7 @@ def render_initiative(initiative: Initiative, language: str = ENGLISH) -> Block:
 
 def render_section_header(section: Section, language: str = ENGLISH) -> Document:
     """Title, summary and key points of a section, in the reader's language."""
-    shown = section.in_language(language)
+    shown = section.header_in(language)
     return doc(para(bold(shown.title), *fallback_mark(shown.language, language)), para(shown.summary),
                block(heading("Key points"), *(item(point) for point in shown.key_points)))
 
