@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import CONTENT, print_table
+from bench.common import CONTENT, print_table, write_results
 from bot.content import load_catalogue
 from bot.core.catalogue import Catalogue, Initiative, Section, Update
 from bot.core.chinese import bigrams
@@ -82,8 +82,8 @@ def timed(catalogue: Catalogue, tokeniser: Callable[[str], list[str]],
     return index, build_ms, statistics.median(samples)
 
 
-def main() -> None:
-    """Score each tokeniser and print the table."""
+def main() -> list[dict[str, Any]]:
+    """Score each tokeniser, print the table and return its rows."""
     queries = yaml.safe_load(QUERIES.read_text())["queries"]
     catalogue = load_catalogue(CONTENT, now=datetime.now(UTC))
     tokenisers: dict[str, Callable[[str], list[str]]] = {"character bigrams": bigrams, **_jieba()}
@@ -104,6 +104,8 @@ def main() -> None:
     title = (f"{len(queries)} labelled queries ({', '.join(f'{k}: {n}' for k, n in counts.items() if k != 'all')}), "
              f"top {TOP}")
     print_table(title, rows, list(rows[0]))
+    write_results("search_zh", "search_zh", {"queries": len(queries), "rows": rows})
+    return rows
 
 
 if __name__ == "__main__":
