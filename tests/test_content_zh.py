@@ -309,3 +309,11 @@ async def ask(text: str, language: str) -> object:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=False)
+
+
+def test_a_change_to_a_translation_alone_is_reported_as_a_change() -> None:
+    from bot.content.diff import diff_catalogues
+    old = load(texts())
+    new = load(texts(sections__finance_yaml=FINANCE.replace("銀行試行金融科技。", "銀行可試行金融科技。")))
+    diff = diff_catalogues(old, new)
+    assert diff.describe() and "Fintech Supervisory Sandbox" in diff.describe()
