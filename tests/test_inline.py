@@ -80,10 +80,17 @@ def test_an_offset_past_the_end_gives_an_empty_last_page() -> None:
     assert page.cards == () and page.next_offset is None
 
 
-def test_nothing_matching_and_chinese_text_give_an_empty_page() -> None:
-    for query in ("zzqxv", "人工智能", "香港 金融科技", "🤖"):
+def test_nothing_matching_gives_an_empty_page() -> None:
+    for query in ("zzqxv", "🤖", "鼴鼠"):
         page = inline_page(SHIPPED, query, "", language_for("zh-hk"))
         assert page.cards == () and page.next_offset is None
+
+
+def test_chinese_text_finds_cards_in_the_readers_language_with_one_id_per_item() -> None:
+    chinese = inline_page(SHIPPED, "人工智能 金融", "", "zh-Hant")
+    english = inline_page(SHIPPED, "人工智能 金融", "", "en")
+    assert chinese.cards and [c.id for c in chinese.cards] == [c.id for c in english.cards]
+    assert chinese.cards[0].title != english.cards[0].title
 
 
 def test_the_query_is_cleaned_like_a_command_and_cut_at_256_characters() -> None:

@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.core import admin, review, subscription_commands
-from bot.core.catalogue import Catalogue, Section, Update
+from bot.core.catalogue import ENGLISH, Catalogue, Section, Update
+from bot.core.chinese import to_traditional
 from bot.core.document import Block, Line, Part, block, bold, code, doc, heading, italic, item, line, link, para
 from bot.core.messages import SORRY, Button, Reply, Request, replacing_on_button
 from bot.core.numbers import whole_number
-from bot.core.render import format_date, render_initiative, render_section_header, render_update
+from bot.core.render import fallback_mark, format_date, render_initiative, render_section_header, render_update
 from bot.core.search import index_of
 from bot.core.services import Services
 
@@ -45,24 +46,31 @@ class Command:
 # --- replies shared by several commands --------------------------------------------------------
 
 
-def _sector_buttons(catalogue: Catalogue, per_row: int = 2) -> tuple[tuple[Button, ...], ...]:
-    buttons = [Button(section.title, f"sector {section.id}") for section in catalogue.sections]
+def _title(section: Section, language: str) -> str:
+    """A section's title in the reader's language (its English one when not translated)."""
+    return section.header_in(language).title
+
+
+def _sector_buttons(catalogue: Catalogue, language: str = ENGLISH,
+                    per_row: int = 2) -> tuple[tuple[Button, ...], ...]:
+    buttons = [Button(_title(section, language), f"sector {section.id}") for section in catalogue.sections]
     return tuple(tuple(buttons[i:i + per_row]) for i in range(0, len(buttons), per_row))
 
 
-def _sections_reply(catalogue: Catalogue, intro: Block | None = None) -> Reply:
-    listing = block(heading("Sectors"),
-                    *(item(bold(section.title), f" — /sector {section.id}") for section in catalogue.sections))
+def _sections_reply(catalogue: Catalogue, intro: Block | None = None, language: str = ENGLISH) -> Reply:
+    listing = block(heading("Sectors"), *(item(bold(_title(section, language)), f" — /sector {section.id}")
+                                         for section in catalogue.sections))
     return Reply(doc(intro or Block(()), listing, para("Tap a sector, or type /sector followed by its name.")),
-                 buttons=_sector_buttons(catalogue))
+                 buttons=_sector_buttons(catalogue, language))
 
 
-def _section_reply(catalogue: Catalogue, section: Section, intro: Line | None = None) -> Reply:
-    parts: list[Part] = [intro or line(), render_section_header(section)]
+def _section_reply(catalogue: Catalogue, section: Section, intro: Line | None = None,
+                   language: str = ENGLISH) -> Reply:
+    parts: list[Part] = [intro or line(), render_section_header(section, language)]
     updates = catalogue.updates_for(section.id)[:SECTION_UPDATES_SHOWN]
     if updates:
         # The heading sits on the first update's block, as it always has.
-        first, *rest = (render_update(u) for u in updates)
+        first, *rest = (render_update(u, language) for u in updates)
         parts.extend([Block((heading("Latest"), *first.lines)), *rest])
     if section.initiatives:
         parts.append(para(f"{len(section.initiatives)} initiatives: /initiatives {section.id}"))
@@ -70,7 +78,7 @@ def _section_reply(catalogue: Catalogue, section: Section, intro: Line | None = 
     if section.initiatives:
         rows.append((Button(f"Initiatives ({len(section.initiatives)})", f"initiatives {section.id}"),))
     related = [catalogue.section(name) for name in section.related]
-    related_buttons = tuple(Button(r.title, f"sector {r.id}") for r in related if r is not None)
+    related_buttons = tuple(Button(_title(r, language), f"sector {r.id}") for r in related if r is not None)
     if related_buttons:
         rows.append(related_buttons)
     rows.append((Button("« All sectors", "sectors"),))
@@ -79,7 +87,7 @@ def _section_reply(catalogue: Catalogue, section: Section, intro: Line | None = 
 
 def resolve_section(catalogue: Catalogue, name: str) -> tuple[Section | None, list[Section]]:
     """Find the section a user meant: exact id/alias, else a sure near miss, else candidates to offer."""
-    wanted = name.strip().lower().lstrip("/")
+    wanted = to_traditional(name.strip().lower().lstrip("/"))
     exact = catalogue.section(wanted)
     if exact is not None:
         return exact, []
@@ -113,12 +121,12 @@ async def start(request: Request, services: Services) -> Reply:
     if request.args:
         section, _ = resolve_section(catalogue, request.args[0])
         if section is not None:
-            return _section_reply(catalogue, section)
-    about = catalogue.about
+            return _section_reply(catalogue, section, language=request.language)
+    about = catalogue.about.in_language(request.language)
     intro = doc(para(bold(about.name), f": {about.tagline}"),
                 block("Pick a sector below, or try:", "/latest — the newest updates",
                       "/search <words> — search everything", "/help — all commands"))
-    return Reply(intro, buttons=_sector_buttons(catalogue))
+    return Reply(intro, buttons=_sector_buttons(catalogue, request.language))
 
 
 async def help_(request: Request, services: Services) -> Reply:
@@ -146,47 +154,51 @@ def _inline_help(bot_username: str, is_admin: bool) -> Block:
 
 async def sectors(request: Request, services: Services) -> Reply:
     """The list of sections, as buttons."""
-    return replacing_on_button(_sections_reply(services.content.catalogue), request)
+    return replacing_on_button(_sections_reply(services.content.catalogue, language=request.language), request)
 
 
 async def sector(request: Request, services: Services) -> Reply:
     """One section: by id, alias or a near miss; no argument lists them all."""
     catalogue = services.content.catalogue
+    language = request.language
     if not request.args:
-        return replacing_on_button(_sections_reply(catalogue, para("Which sector? For example: /sector finance")),
-                                   request)
+        return replacing_on_button(_sections_reply(catalogue, para("Which sector? For example: /sector finance"),
+                                                   language), request)
     wanted = request.text
     section, candidates = resolve_section(catalogue, wanted)
     if section is not None:
         exact = catalogue.section(wanted) is not None
-        intro = None if exact else line(italic(f"Showing {section.title} (closest to “{wanted}”)."))
-        return replacing_on_button(_section_reply(catalogue, section, intro), request)
+        intro = None if exact else line(italic(f"Showing {_title(section, language)} (closest to “{wanted}”)."))
+        return replacing_on_button(_section_reply(catalogue, section, intro, language), request)
     if candidates:
-        buttons = tuple((Button(c.title, f"sector {c.id}"),) for c in candidates)
+        buttons = tuple((Button(_title(c, language), f"sector {c.id}"),) for c in candidates)
         return Reply(doc(f"No sector called “{wanted}”. Did you mean:"), buttons=buttons)
-    return _sections_reply(catalogue, para(f"No sector called “{wanted}”."))
+    return _sections_reply(catalogue, para(f"No sector called “{wanted}”."), language)
 
 
 async def initiatives(request: Request, services: Services) -> Reply:
     """The named initiatives of one section, or all of them grouped by section (the front end splits long replies)."""
     catalogue = services.content.catalogue
+    language = request.language
     if request.args:
         section, candidates = resolve_section(catalogue, request.text)
         if section is None:
             hint = ", ".join(f"/initiatives {c.id}" for c in candidates) or "/sectors"
             return Reply(doc(f"No sector called “{request.text}”. Try {hint}."))
+        title = _title(section, language)
         if not section.initiatives:
-            return Reply(doc(para(bold(section.title), " lists no initiatives yet.")),
-                         buttons=((Button("« " + section.title, f"sector {section.id}"),),))
-        body = doc(heading(section.title + ": initiatives"), *(render_initiative(one) for one in section.initiatives))
-        return replacing_on_button(Reply(body, buttons=((Button("« " + section.title, f"sector {section.id}"),),)),
+            return Reply(doc(para(bold(title), " lists no initiatives yet.")),
+                         buttons=((Button("« " + title, f"sector {section.id}"),),))
+        body = doc(heading(title + ": initiatives"),
+                   *(render_initiative(one, language) for one in section.initiatives))
+        return replacing_on_button(Reply(body, buttons=((Button("« " + title, f"sector {section.id}"),),)),
                                    request)
     groups: list[Block] = []
     for each in catalogue.sections:
         if each.initiatives:
             # The heading shares a block with the first item so a split never leaves it alone at a part's end.
-            first, *rest = (render_initiative(one) for one in each.initiatives)
-            groups.append(Block((line(bold(each.title), f" (/initiatives {each.id})"), *first.lines)))
+            first, *rest = (render_initiative(one, language) for one in each.initiatives)
+            groups.append(Block((line(bold(_title(each, language)), f" (/initiatives {each.id})"), *first.lines)))
             groups.extend(rest)
     return Reply(doc(*groups) if groups else doc("No initiatives yet."))
 
@@ -200,18 +212,22 @@ async def search(request: Request, services: Services) -> Reply:
     hits = index_of(catalogue).search(query, limit=SEARCH_RESULTS)
     if not hits:
         return Reply(doc(f"Nothing matches “{query}”. Try fewer or other words, or browse /sectors."))
+    language = request.language
     lines = [heading(f"Results for “{query}”")]
     for hit in hits:
-        found = hit.item
-        if isinstance(found, Update):
-            lines.append(item(f"{format_date(found.date)} · ", link(found.title, found.link)))
-        elif isinstance(found, Section):
-            lines.append(item("Sector: ", bold(found.title), f" — /sector {found.id}"))
+        if isinstance(hit.item, Update):
+            update = hit.item.in_language(language)
+            lines.append(item(f"{format_date(update.date)} · ", link(update.title, update.link),
+                              *fallback_mark(update.language, language)))
+        elif isinstance(hit.item, Section):
+            lines.append(item("Sector: ", bold(_title(hit.item, language)), f" — /sector {hit.item.id}"))
         else:
+            found = hit.item.in_language(language)
             year = f" ({found.year})" if found.year else ""
-            section_title = catalogue.section(found.section_id)
-            where = f" · {section_title.title}" if section_title else ""
-            lines.append(item(link(found.name, found.link), f"{year} — {found.body}{where}"))
+            section = catalogue.section(found.section_id)
+            where = f" · {_title(section, language)}" if section else ""
+            lines.append(item(link(found.name, found.link), f"{year} — {found.body}{where}",
+                              *fallback_mark(found.language, language)))
     return Reply(doc(block(*lines)))
 
 
@@ -227,13 +243,13 @@ async def latest(request: Request, services: Services) -> Reply:
     updates = services.content.catalogue.updates[:count]
     if not updates:
         return Reply(doc("No updates yet."))
-    return Reply(doc(heading("Latest updates"), *(render_update(u) for u in updates)))
+    return Reply(doc(heading("Latest updates"), *(render_update(u, request.language) for u in updates)))
 
 
 async def about(request: Request, services: Services) -> Reply:
     """What the bot is, where its facts come from, and how to reach the admins."""
     catalogue = services.content.catalogue
-    info = catalogue.about
+    info = catalogue.about.in_language(request.language)
     counts = (f"{len(catalogue.sections)} sectors, {len(catalogue.initiatives)} initiatives, "
               f"{len(catalogue.updates)} updates")
     # The content says how to get in touch; who to write to belongs to the deployment (BOT_CONTACT), not the content.

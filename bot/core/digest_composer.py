@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.core.catalogue import Catalogue, Initiative, Update
+from bot.core.catalogue import ENGLISH, Catalogue, Initiative, Update
 from bot.core.document import Block, Document, Line, bold, doc, heading, italic, line, para
 from bot.core.render import format_date, render_initiative, render_update
 from bot.core.subscriptions import DigestHistory, DigestPayload, Subscription
@@ -65,13 +65,13 @@ def _built(key: tuple[object, ...], build: Callable[[], Document]) -> Document:
 
 
 def compose_digest(subscription: Subscription, catalogue: Catalogue, now: datetime, history: DigestHistory,
-                   rules: DigestRules = DigestRules()) -> DigestPayload | None:
-    """The digest a subscription gets at `now`, as a document (each front end renders and splits it); None when
-    there is nothing to send."""
+                   rules: DigestRules = DigestRules(), language: str = ENGLISH) -> DigestPayload | None:
+    """The digest a subscription gets at `now`, as a document (each front end renders and splits it), its content
+    in `language` where translated; None when there is nothing to send."""
     local_day = now.astimezone(subscription.schedule.zone)
 
     def title() -> Line:
-        return heading(f"{catalogue.about.name} digest · {local_day:%a} {format_date(local_day)}")
+        return heading(f"{catalogue.about.in_language(language).name} digest · {local_day:%a} {format_date(local_day)}")
 
     footer = para(italic("Change it with /settings · stop with /unsubscribe"))
     updates = new_updates(subscription, catalogue, now, history, rules)
@@ -83,9 +83,10 @@ def compose_digest(subscription: Subscription, catalogue: Catalogue, now: dateti
             count = f"{len(updates)} new update{'s' if len(updates) != 1 else ''}"
             more = (para(f"… and {len(updates) - len(shown)} more: /latest {min(len(updates), 20)}")
                     if len(updates) > len(shown) else Block(()))
-            return doc(Block((title(), line(count))), *(render_update(update) for update in shown), more, footer)
+            return doc(Block((title(), line(count))), *(render_update(update, language) for update in shown), more,
+                       footer)
 
-        message = _built((catalogue.version, local_day.date(), len(updates), keys), updates_message)
+        message = _built((catalogue.version, local_day.date(), len(updates), keys, language), updates_message)
         return DigestPayload(message=message, update_keys=keys)
     if not (rules.spotlight_when_empty and subscription.spotlight):
         return None
@@ -96,8 +97,8 @@ def compose_digest(subscription: Subscription, catalogue: Catalogue, now: dateti
 
     def spotlight_message() -> Document:
         nothing_new = "No new updates in your sectors yet." if first else "Nothing new since your last digest."
-        return doc(Block((title(), line(f"{nothing_new} ", bold("Spotlight"), ":"))), render_initiative(initiative),
-                   footer)
+        return doc(Block((title(), line(f"{nothing_new} ", bold("Spotlight"), ":"))),
+                   render_initiative(initiative, language), footer)
 
-    message = _built((catalogue.version, local_day.date(), initiative.key, first), spotlight_message)
+    message = _built((catalogue.version, local_day.date(), initiative.key, first, language), spotlight_message)
     return DigestPayload(message=message, spotlight_key=initiative.key)

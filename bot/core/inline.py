@@ -77,8 +77,7 @@ def inline_page(catalogue: Catalogue, query: str, offset: str = "", language: st
                 page_size: int = PAGE_SIZE) -> InlinePage:
     """The cards for one inline query at one offset: search hits for words, the latest updates for nothing.
 
-    `language` picks the language of the cards once the content has one ("en" or "zh-Hant"); today the content
-    is English only and every language gets it.
+    `language` ("en" or "zh-Hant") is the language of the cards: each item in its translation, or as written.
     """
     start = page_start(offset)
     wanted = inline_query_text(query)
@@ -90,28 +89,33 @@ def inline_page(catalogue: Catalogue, query: str, offset: str = "", language: st
         items = list(catalogue.updates[:start + page_size + 1])
     page = items[start:start + page_size]
     more = len(items) > start + page_size
-    return InlinePage(tuple(card(catalogue, found) for found in page), str(start + page_size) if more else None)
+    return InlinePage(tuple(card(catalogue, found, language) for found in page),
+                      str(start + page_size) if more else None)
 
 
-def card(catalogue: Catalogue, found: Section | Initiative | Update) -> Card:
-    """The card of one section, initiative or update."""
+def card(catalogue: Catalogue, found: Section | Initiative | Update, language: str = DEFAULT_LANGUAGE) -> Card:
+    """The card of one section, initiative or update, in its translation into `language` or as written. Its id
+    comes from the item as written, so one item has one id in every language."""
     if isinstance(found, Section):
+        found = found.header_in(language)
         body = doc(block(bold(found.title), _short(found.summary, BODY_CHARS),
                          italic("Key points, initiatives and the latest updates: open it in the bot.")))
         return Card(_card_id("s", found.id), _short(found.title, TITLE_CHARS),
                     _short(f"Sector · {found.summary}", DESCRIPTION_CHARS), body, found.id)
     if isinstance(found, Initiative):
+        key, found = found.key, found.in_language(language)
         year = f" ({found.year})" if found.year else ""
         section = catalogue.section(found.section_id)
-        where = f" · {section.title}" if section else ""
+        where = f" · {section.header_in(language).title}" if section else ""
         body = doc(block(line(bold(found.name), f"{year} — {found.body}"),
                          line(_short(found.description, BODY_CHARS), " ", link("Source", found.link))))
-        return Card(_card_id("i", found.key), _short(found.name + year, TITLE_CHARS),
+        return Card(_card_id("i", key), _short(found.name + year, TITLE_CHARS),
                     _short(f"{found.body}{where} · {found.description}", DESCRIPTION_CHARS), body, found.section_id)
+    key, found = found.key, found.in_language(language)
     when = format_date(found.date)
     body = doc(block(line(bold(when), " · ", bold(found.title)),
                      line(_short(found.summary, BODY_CHARS), " ", link("Read more", found.link))))
-    return Card(_card_id("u", found.key), _short(found.title, TITLE_CHARS),
+    return Card(_card_id("u", key), _short(found.title, TITLE_CHARS),
                 _short(f"{when} · {found.summary}", DESCRIPTION_CHARS), body,
                 found.sections[0] if found.sections else "")
 

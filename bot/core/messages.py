@@ -58,6 +58,7 @@ class Request:
     attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
     addressed: bool = False  # the command named its bot (`/sector@OurBot`): in a group, meant for us
     answer: str | None = None  # the text of a reply to a prompt this command asked (line breaks kept)
+    language: str = "en"  # the chat's language, "en" or "zh-Hant": content is shown in it where translated
 
     @property
     def text(self) -> str:

@@ -6,10 +6,15 @@ import unicodedata
 from datetime import date
 from typing import TYPE_CHECKING
 
-from bot.core.document import Block, Document, block, bold, doc, heading, italic, item, line, link, para
+from bot.core.catalogue import CHINESE, ENGLISH
+from bot.core.document import Block, Document, Inline, block, bold, doc, heading, italic, item, line, link, para
 
 if TYPE_CHECKING:
     from bot.core.catalogue import Initiative, Section, Update
+
+# Shown beside content that has no translation into the reader's language, keyed by the reader's language: the
+# reader sees the text in the language it was written in, and knows why.
+FALLBACK_MARKS = {ENGLISH: "(in Chinese only)", CHINESE: "（只有英文版）"}
 
 MAX_NAME_LENGTH = 80  # characters of an uploaded file's name shown in replies and logs
 
@@ -31,21 +36,32 @@ def format_date(day: date) -> str:
     return f"{day.day} {day:%b %Y}"
 
 
-def render_initiative(initiative: Initiative) -> Block:
-    """One initiative: name (year), body, description, source link, caveat."""
-    year = f" ({initiative.year})" if initiative.year else ""
-    return block(item(bold(initiative.name), f"{year} — {initiative.body}"),
-                 line(initiative.description, " ", link("Source", initiative.link)),
-                 line(italic(f"Note: {initiative.note}")) if initiative.note else line())
+def fallback_mark(shown_language: str, language: str) -> tuple[Inline, ...]:
+    """`(" ", italic("(in Chinese only)"))` when text in `shown_language` is shown to a reader of `language`."""
+    if shown_language == language:
+        return ()
+    return " ", italic(FALLBACK_MARKS.get(language, FALLBACK_MARKS[ENGLISH]))
 
 
-def render_section_header(section: Section) -> Document:
-    """Title, summary and key points of a section."""
-    return doc(para(bold(section.title)), para(section.summary),
-               block(heading("Key points"), *(item(point) for point in section.key_points)))
+def render_initiative(initiative: Initiative, language: str = ENGLISH) -> Block:
+    """One initiative in the reader's language: name (year), body, description, source link, caveat."""
+    shown = initiative.in_language(language)
+    year = f" ({shown.year})" if shown.year else ""
+    return block(item(bold(shown.name), f"{year} — {shown.body}", *fallback_mark(shown.language, language)),
+                 line(shown.description, " ", link("Source", shown.link)),
+                 line(italic(f"Note: {shown.note}")) if shown.note else line())
 
 
-def render_update(update: Update) -> Block:
-    """One dated update with its link."""
-    return block(line(bold(format_date(update.date)), " · ", bold(update.title)),
-                 line(update.summary, " ", link("Read more", update.link)))
+def render_section_header(section: Section, language: str = ENGLISH) -> Document:
+    """Title, summary and key points of a section, in the reader's language."""
+    shown = section.header_in(language)
+    return doc(para(bold(shown.title), *fallback_mark(shown.language, language)), para(shown.summary),
+               block(heading("Key points"), *(item(point) for point in shown.key_points)))
+
+
+def render_update(update: Update, language: str = ENGLISH) -> Block:
+    """One dated update with its link, in the reader's language."""
+    shown = update.in_language(language)
+    return block(line(bold(format_date(shown.date)), " · ", bold(shown.title),
+                      *fallback_mark(shown.language, language)),
+                 line(shown.summary, " ", link("Read more", shown.link)))

@@ -17,7 +17,7 @@ from datetime import date
 
 from bot.core import admin
 from bot.core.candidates import Candidate, CandidateState, CandidateStore, ReviewDraft
-from bot.core.catalogue import UPDATE_TITLE_LIMIT, Update
+from bot.core.catalogue import LANGUAGES, UPDATE_TITLE_LIMIT, Update
 from bot.core.document import (
     MESSAGE_TEXT_LIMIT,
     Block,
@@ -175,8 +175,10 @@ def _problem_with(draft: ReviewDraft, candidate: Candidate, services: Services) 
     if summary and (_same_text(summary, found.title) or summary == excerpt
                     or (len(summary) >= VERBATIM_RUN and summary in excerpt)):
         return "The summary copies the source's text: write it in your own words."
-    update = Update(_day(candidate, services), _sections(candidate), draft.title, draft.summary, found.link)
-    length = _text_length(render_update(update))
+    update = Update(_day(candidate, services), _sections(candidate), draft.title, draft.summary, found.link,
+                    language=found.language)
+    # Readers of either language see it (the other with the untranslated mark), as the validator measures it.
+    length = max(_text_length(render_update(update, language)) for language in LANGUAGES)
     if length > MESSAGE_TEXT_LIMIT:
         return (f"The update would be {length} characters long; one message holds {MESSAGE_TEXT_LIMIT}. "
                 "Shorten the summary.")
@@ -259,7 +261,7 @@ async def _publish(request: Request, services: Services, queue: CandidateStore, 
     try:
         outcome = await content_admin.publish_update(_day(candidate, services), sections, draft.title,
                                                      draft.summary, candidate.item.link, actor,
-                                                     recorder.before_applying)
+                                                     recorder.before_applying, language=candidate.item.language)
     except BaseException:
         await queue.reopen_candidate(candidate.id)
         raise

@@ -289,7 +289,7 @@ async def digest(request: Request, services: Services, store: SubscriptionStore)
                          "/subscribe to get it regularly.", await _preview_for_new(request, services)))
     history = await store.history(subscription.id)
     payload = compose_digest(subscription, services.content.catalogue, services.clock(), history,
-                             services.digest_rules)
+                             services.digest_rules, request.language)
     if payload is None:
         return Reply(doc("Nothing new for your next digest yet."))
     return Reply(doc(para(italic("Preview of your next digest:")), payload.message or doc()))
@@ -301,7 +301,8 @@ async def _preview_for_new(request: Request, services: Services) -> Document:
     draft = Subscription(id=0, chat_id=request.chat.id, thread_id=request.chat.thread_id,
                          chat_kind=request.chat.kind, schedule=choice.schedule, sections=(), active=False,
                          created_at=now, next_due_at=choice.schedule.next_after(now))
-    payload = compose_digest(draft, services.content.catalogue, now, DigestHistory(), services.digest_rules)
+    payload = compose_digest(draft, services.content.catalogue, now, DigestHistory(), services.digest_rules,
+                             request.language)
     return (payload.message or doc()) if payload else doc("Nothing to show yet.")
 
 
