@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.console import CONSOLE_USER, Console, ConsoleSender, console_parts
+from bot.console import CONSOLE_USER, Console, ConsoleSender, console_parts, language_from_environment
 from bot.content import ContentLibrary, InvalidContent
 from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
@@ -146,7 +147,8 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Re
     if settings.watch_sources and runtime.candidates is not None:
         polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
                                 admin_ids=services.admin_ids, notify=notify_admin,
-                                hushed=lambda chat_id: services.hushed(chat_id))
+                                hushed=lambda chat_id: services.hushed(chat_id),
+                                language_of=lambda chat_id: services.chat_language(chat_id))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
                          wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
@@ -293,14 +295,15 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
 
 
 async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console: bool = False,
-                stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+                stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, language: str | None = None) -> int:
     """Run the bot until SIGTERM/SIGINT (Telegram) or end of input (console). Returns the exit status."""
     try:
         async with opened(settings, clock) as runtime:
             if force_console or settings.console_mode:
                 # The person at the terminal is the admin.
                 runtime.services = runtime.services_for(admin_ids=settings.admin_ids | {CONSOLE_USER.id})
-                console = Console(runtime.services, stdin, stdout)
+                console = Console(runtime.services, stdin, stdout,
+                                  language or language_from_environment(os.environ))
 
                 async def notify_console(message: Document) -> None:
                     console.show(message)
@@ -346,10 +349,10 @@ def webhook_secret(settings: Settings) -> Secret:
     return settings.webhook_secret or Secret(derive_secret(settings.telegram_token.reveal()))
 
 
-def run(settings: Settings, *, force_console: bool = False) -> int:
-    """Configure logging and serve; the process's exit status."""
+def run(settings: Settings, *, force_console: bool = False, language: str | None = None) -> int:
+    """Configure logging and serve; the process's exit status. `language` is the console's (else from LANG)."""
     secrets = [settings.telegram_token, webhook_secret(settings)] if settings.telegram_token else []
     configure_logging(settings.log_level, secrets)
     if force_console or settings.console_mode:
         logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable
-    return asyncio.run(serve(settings, force_console=force_console))
+    return asyncio.run(serve(settings, force_console=force_console, language=language))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from bot.core.document import Document
+from bot.core.i18n import N_
 
 CALLBACK_DATA_LIMIT = 64
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -56,6 +57,7 @@ class Request:
     from_button: bool = False
     attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
     addressed: bool = False  # the command named its bot (`/sector@OurBot`): in a group, meant for us
+    language: str = "en"  # the chat's language ("en" or "zh-Hant"), filled in by the front end
 
     @property
     def text(self) -> str:
@@ -91,8 +93,8 @@ class Reply:
 
 
 NO_REPLY = Reply(Document())
-# What every front end says when answering failed on our side (the failure itself goes to the log).
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+# What every front end says (translated) when answering failed on our side (the failure itself goes to the log).
+SORRY = N_("Sorry, something went wrong on my side. Please try again in a moment.")
 
 
 @dataclass(frozen=True)

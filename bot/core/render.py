@@ -7,6 +7,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from bot.core.document import Block, Document, block, bold, doc, heading, italic, item, line, link, para
+from bot.core.i18n import ENGLISH, translator
 
 if TYPE_CHECKING:
     from bot.core.catalogue import Initiative, Section, Update
@@ -26,26 +27,30 @@ def printable_name(name: str) -> str:
     return cleaned if len(cleaned) <= MAX_NAME_LENGTH else f"{cleaned[:MAX_NAME_LENGTH - 21]}…{cleaned[-20:]}"
 
 
-def format_date(day: date) -> str:
-    """A date as every reply shows it: `25 Feb 2025` (no leading zero, whatever the platform's strftime)."""
-    return f"{day.day} {day:%b %Y}"
+def format_date(day: date, language: str = ENGLISH) -> str:
+    """A date as every reply shows it: `25 Feb 2025` (no leading zero, whatever the platform's strftime),
+    `2025年2月25日` in Chinese."""
+    return translator(language).format_day(day)
 
 
-def render_initiative(initiative: Initiative) -> Block:
+def render_initiative(initiative: Initiative, language: str = ENGLISH) -> Block:
     """One initiative: name (year), body, description, source link, caveat."""
+    tr = translator(language)
     year = f" ({initiative.year})" if initiative.year else ""
     return block(item(bold(initiative.name), f"{year} — {initiative.body}"),
-                 line(initiative.description, " ", link("Source", initiative.link)),
-                 line(italic(f"Note: {initiative.note}")) if initiative.note else line())
+                 line(initiative.description, " ", link(tr.gettext("Source"), initiative.link)),
+                 line(italic(tr.gettext("Note: %(note)s", note=initiative.note))) if initiative.note else line())
 
 
-def render_section_header(section: Section) -> Document:
+def render_section_header(section: Section, language: str = ENGLISH) -> Document:
     """Title, summary and key points of a section."""
+    tr = translator(language)
     return doc(para(bold(section.title)), para(section.summary),
-               block(heading("Key points"), *(item(point) for point in section.key_points)))
+               block(heading(tr.gettext("Key points")), *(item(point) for point in section.key_points)))
 
 
-def render_update(update: Update) -> Block:
+def render_update(update: Update, language: str = ENGLISH) -> Block:
     """One dated update with its link."""
-    return block(line(bold(format_date(update.date)), " · ", bold(update.title)),
-                 line(update.summary, " ", link("Read more", update.link)))
+    tr = translator(language)
+    return block(line(bold(format_date(update.date, language)), " · ", bold(update.title)),
+                 line(update.summary, " ", link(tr.gettext("Read more"), update.link)))
