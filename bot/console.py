@@ -62,7 +62,8 @@ def render_reply(reply: Reply, tr: Translator | None = None) -> tuple[str, list[
         text = f"({reply.notice})\n{text}"
     if buttons:
         choices = "\n".join(f"  [{number}] {button.label}" for number, button in enumerate(buttons, 1))
-        text = f"{text}\n\n{tr.gettext('Choose a number:')}\n{choices}"
+        prompt = tr.gettext("Choose a number:")
+        text = f"{text}\n\n{prompt}\n{choices}"
     return text, buttons
 
 

@@ -114,3 +114,19 @@ def test_the_chinese_catalogue_is_the_one_the_bot_loads() -> None:
     assert translator(CHINESE).ngettext("%(count)s new update", "%(count)s new updates", 3) == "3 則新動態"
     assert translator("en").gettext("Sectors") == "Sectors"
     assert translator("klingon").language == "en"
+
+
+def test_no_message_hides_inside_an_f_string() -> None:
+    """pybabel extract does not look inside f-strings: a message there would never reach the catalogue."""
+    import ast
+
+    hidden = []
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.JoinedStr):
+                hidden += [f"{path.relative_to(ROOT)}:{call.lineno}" for call in ast.walk(node)
+                           if isinstance(call, ast.Call) and isinstance(call.func, (ast.Attribute, ast.Name))
+                           and (call.func.attr if isinstance(call.func, ast.Attribute) else call.func.id)
+                           in ("gettext", "ngettext", "N_", "_")
+                           and call.args and isinstance(call.args[0], ast.Constant)]
+    assert hidden == []
