@@ -4,16 +4,23 @@ Application, the Chinese command menu, /language across a restart, and a group's
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 from doubles.fake_bot_api import FakeBotApi
-from harness import FakeClock, e2e_settings, running_bot, sent_message_ids, texts
+from harness import CONTENT, FakeClock, e2e_settings, running_bot, sent_message_ids, texts
 
 from bot.core.commands import COMMANDS
 from bot.core.i18n import CHINESE, translator
 
 GROUP = -100888
+NEW_UPDATE = """  - date: 2025-04-16
+    sections: [healthcare]
+    title: Test hospital pilots an AI triage assistant
+    summary: A made-up update used only by this test.
+    link: https://example.org/triage
+"""
 ADMIN, MEMBER = 21, 22
 
 
@@ -111,3 +118,18 @@ async def test_a_group_s_digest_follows_the_group_s_language(fake: FakeBotApi, t
     assert "Digital Policy Office issues Generative AI" in digest["text"]  # content stays as written (part B)
     assert "digest · Wed 16 Apr 2025" in english["text"] and "1 new update" in english["text"]
     assert len(texts(fake, GROUP)) == 5
+
+
+async def test_admins_read_the_review_and_reload_notices_in_their_own_language(fake: FakeBotApi,
+                                                                               tmp_path: Path) -> None:
+    content = Path(shutil.copytree(CONTENT, tmp_path / "content"))
+    settings = e2e_settings(fake, tmp_path, content_dir=content, admin_ids=frozenset({900, 901}))
+    async with running_bot(fake, settings) as runtime:
+        await runtime.store.set_chat_language(900, CHINESE)  # admin 900 chose Chinese; 901 never wrote
+        await asyncio.sleep(0.5)  # the watcher is up
+        updates = content / "updates.yaml"
+        updates.write_text(updates.read_text().replace("updates:\n", "updates:\n" + NEW_UPDATE, 1))
+        [chinese] = await fake.wait_for("sendMessage", chat_id=900, timeout=10)
+        [english] = await fake.wait_for("sendMessage", chat_id=901, timeout=10)
+    assert "已重新載入內容。" in chinese["text"] and "內容版本" in chinese["text"]
+    assert "Content reloaded." in english["text"] and "Content version" in english["text"]
