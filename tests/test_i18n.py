@@ -183,3 +183,16 @@ def test_the_shared_digest_cache_keeps_languages_apart() -> None:
     assert "digest · Wed 25 Nov 2026" in parts(english)[0]
     assert "摘要 · 2026年11月25日 星期三" in parts(chinese)[0] and "digest ·" not in parts(chinese)[0]
     assert chinese.message is not None and "則新動態" in text(Reply(chinese.message))
+
+
+class FailingLanguageStore:
+    async def get_chat_language(self, chat_id: int) -> str | None:
+        raise ConnectionError("the database is gone")
+
+
+async def test_a_failing_store_answers_in_the_sender_s_language_and_keeps_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    services = dataclasses.replace(services_with(None), subscriptions=FailingLanguageStore())  # type: ignore[arg-type]
+    assert await services.chat_language(PRIVATE.id, "zh-hk") == CHINESE
+    assert await services.chat_language(PRIVATE.id, "en") == ENGLISH  # not cached: the next one is asked again
+    assert "could not read or keep the language of chat 7" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from bot.core.messages import Chat, User
 from bot.core.ports import AuditLog, ChatAdmins, ContentAdmin, ContentSource, WallClock
 from bot.core.schedule import QuietHours
 from bot.core.subscriptions import SubscriptionStore
+
+log = logging.getLogger(__name__)
 
 QUIET_HOURS_TTL = 60.0  # seconds a replica trusts its cached copy of a chat's quiet hours
 LANGUAGE_TTL = 60.0  # the same for a chat's language (another replica's /language shows here within a minute)
@@ -137,12 +140,16 @@ class Services:
             return cached
         if self.subscriptions is None:
             return language_from_code(language_code)
-        stored = await self.subscriptions.get_chat_language(chat_id)
-        if stored is None:
-            if language_code is None:  # no first contact yet (a channel post says nothing): English, not kept
-                return ENGLISH
-            stored = language_from_code(language_code)
-            await self.subscriptions.set_chat_language(chat_id, stored)
+        try:
+            stored = await self.subscriptions.get_chat_language(chat_id)
+            if stored is None:
+                if language_code is None:  # no first contact yet (a channel post says nothing): English, not kept
+                    return ENGLISH
+                stored = language_from_code(language_code)
+                await self.subscriptions.set_chat_language(chat_id, stored)
+        except Exception:  # the store is failing: answer in the sender's language now, decide nothing for later
+            log.exception("could not read or keep the language of chat %s", chat_id)
+            return language_from_code(language_code)
         language = known_language(stored)
         self.remember_language(chat_id, language)
         return language
