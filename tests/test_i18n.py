@@ -75,6 +75,7 @@ def test_dates_are_localised_and_times_stay_24_hour() -> None:
     assert zh.day_and_time(datetime(2025, 2, 25, 21, 5)) == "2月25日 星期二 21:05"
     assert en.format_day(date(2025, 2, 5)) == "5 Feb 2025"  # English stays as it was
     assert en.day_and_time(datetime(2025, 2, 25, 21, 5)) == "Tue 25 Feb 21:05"
+    assert (zh.number(12345), en.number(1234567)) == ("12,345", "1,234,567")
     weekly = Schedule(Cadence.WEEKLY, time(18, 0), "Asia/Hong_Kong", weekday=4)
     assert describe_schedule(weekly, zh) == "每週星期五 18:00（Asia/Hong_Kong）"
     assert describe_schedule(weekly, en) == weekly.describe()

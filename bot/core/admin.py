@@ -159,12 +159,13 @@ async def status(request: Request, services: Services) -> Reply:
         stats = await store.delivery_stats()
         when = (f"{next_due.astimezone(services.zone):%Y-%m-%d %H:%M %Z}" if next_due
                 else tr.gettext("none scheduled"))
-        lines.append(line(tr.gettext("Active subscriptions: %(active)s. Next digest run: %(when)s.", active=active,
-                                     when=when)))
+        lines.append(line(tr.gettext("Active subscriptions: %(active)s. Next digest run: %(when)s.",
+                                     active=tr.number(active), when=when)))
         lines.append(line(tr.gettext("Deliveries: %(pending)s pending, %(sending)s sending, %(sent)s sent, "
                                      "%(failed)s failed, %(duplicates)s possible duplicate(s).",
-                                     pending=stats.pending, sending=stats.sending, sent=stats.sent,
-                                     failed=stats.failed, duplicates=stats.possible_duplicates)))
+                                     pending=tr.number(stats.pending), sending=tr.number(stats.sending),
+                                     sent=tr.number(stats.sent), failed=tr.number(stats.failed),
+                                     duplicates=tr.number(stats.possible_duplicates))))
         if stats.last_period is not None:
             lines.append(line(tr.gettext("Last digest round (%(when)s): %(sent)s delivered, %(failed)s failed.",
                                          when=f"{stats.last_period.astimezone(services.zone):%Y-%m-%d %H:%M}",

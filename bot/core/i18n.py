@@ -20,6 +20,7 @@ from babel.dates import format_date as babel_format_date
 from babel.dates import format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 
 ENGLISH = "en"
 CHINESE = "zh-Hant"
@@ -91,8 +92,8 @@ class Translator:
         return f"{format_skeleton('MMMd', moment, locale=self.locale)} {self.weekday(moment)} {moment:%H:%M}"
 
     def number(self, value: int) -> str:
-        """A count with the language's digit grouping: `1,234`."""
-        return f"{value:,}"
+        """A count with the language's digit grouping (Babel's): `12,345` in both languages."""
+        return format_decimal(value, locale=self.locale)
 
 
 def catalogue_path(language: str, suffix: str) -> Path:
