@@ -77,13 +77,13 @@ class Translator:
         """A date as every reply shows it: `25 Feb 2025`, `2025年2月25日`."""
         if self.language == ENGLISH:
             return f"{day.day} {day:%b %Y}"  # no leading zero, whatever the platform's strftime
-        return babel_format_date(day, "long", locale=self.locale)
+        return _babel_date(_day_of(day), "long", self.locale)
 
     def weekday(self, day: date) -> str:
         """The day of the week: `Mon`, `星期一`."""
         if self.language == ENGLISH:
             return f"{day:%a}"
-        return babel_format_date(day, "EEEE", locale=self.locale)
+        return _babel_date(_day_of(day), "EEEE", self.locale)
 
     def day_and_time(self, moment: datetime) -> str:
         """A coming moment in a chat's own timezone, 24-hour: `Tue 25 Feb 09:00`, `2月25日 星期二 09:00`."""
@@ -94,6 +94,16 @@ class Translator:
     def number(self, value: int) -> str:
         """A count with the language's digit grouping (Babel's): `12,345` in both languages."""
         return format_decimal(value, locale=self.locale)
+
+
+def _day_of(moment: date) -> date:
+    return moment.date() if isinstance(moment, datetime) else moment
+
+
+# Babel takes tens of microseconds a date; a reply shows the same few dates again and again.
+@functools.lru_cache(maxsize=4096)
+def _babel_date(day: date, pattern: str, locale: str) -> str:
+    return babel_format_date(day, pattern, locale=locale)
 
 
 def catalogue_path(language: str, suffix: str) -> Path:
