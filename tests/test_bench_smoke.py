@@ -34,7 +34,8 @@ def test_fanout_quick_delivers_every_digest_exactly_once_with_and_without_faults
 
 def test_commands_quick_builds_every_reply_and_answers_every_update() -> None:
     result = commands.main(["--quick"])
-    assert [row["command"] for row in result["reply_build"]] == list(commands.COMMANDS)
+    assert [(row["language"], row["command"]) for row in result["reply_build"]] == [
+        (language, command) for language in commands.LANGUAGES for command in commands.COMMANDS]
     assert all(row["replies"] == row["updates"] for row in result["end_to_end"])
 
 
