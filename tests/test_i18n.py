@@ -197,3 +197,15 @@ async def test_a_failing_store_answers_in_the_sender_s_language_and_keeps_nothin
     assert await services.chat_language(PRIVATE.id, "zh-hk") == CHINESE
     assert await services.chat_language(PRIVATE.id, "en") == ENGLISH  # not cached: the next one is asked again
     assert "could not read or keep the language of chat 7" in caplog.text
+
+
+async def test_a_group_added_by_a_chinese_speaker_is_greeted_in_chinese_and_keeps_it(sqlite_store: SqlStore) -> None:
+    from bot.core.membership import membership_changed
+    from bot.core.messages import MembershipChange
+
+    services = services_with(sqlite_store)
+    hello = await membership_changed(MembershipChange(GROUP, present=True, was_present=False), services, "zh-TW")
+    assert "你好！我是" in html(hello) and "/subscribe@hk_ai_pulse_bot" in html(hello)
+    assert await sqlite_store.get_chat_language(GROUP.id) == CHINESE
+    other = Chat(-1009, ChatKind.GROUP)
+    assert "Hello! I'm" in html(await membership_changed(MembershipChange(other, True, False), services, "en"))
