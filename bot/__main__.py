@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run what it asks for; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bot", description="HK AI Pulse Telegram bot")
     parser.add_argument("--config", type=Path, default=None, help="settings file (default config/settings.yaml)")
+    parser.add_argument("--lang", choices=LANGUAGES, default=None,
+                        help="the console's language (default: from LANG, e.g. zh_HK.UTF-8 gives zh-Hant)")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the bot: Telegram when TELEGRAM_BOT_TOKEN is set, else the console")
     commands.add_parser("console", help="run the bot in this terminal, whatever the settings")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bot.app import run
 
-    return run(settings, force_console=args.command == "console")
+    return run(settings, force_console=args.command == "console", language=args.lang)
 
 
 def check_content(directory: Path, language: str | None = None) -> int:

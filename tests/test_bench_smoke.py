@@ -40,7 +40,8 @@ def test_search_zh_scores_every_tokeniser_on_every_labelled_query() -> None:
 
 def test_commands_quick_builds_every_reply_and_answers_every_update() -> None:
     result = commands.main(["--quick"])
-    assert [row["command"] for row in result["reply_build"]] == list(commands.COMMANDS)
+    assert [(row["language"], row["command"]) for row in result["reply_build"]] == [
+        (language, command) for language in commands.LANGUAGES for command in commands.COMMANDS]
     assert all(row["replies"] == row["updates"] for row in result["end_to_end"])
 
 

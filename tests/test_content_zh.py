@@ -17,7 +17,7 @@ from bot.core.catalogue import CHINESE, ENGLISH, Catalogue
 from bot.core.commands import dispatch
 from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.messages import Chat, Request, User
-from bot.core.render import FALLBACK_MARKS, render_initiative, render_update
+from bot.core.render import fallback_text, render_initiative, render_update
 from bot.core.schedule import Cadence, Schedule
 from bot.core.search import index_of
 from bot.core.services import Services, StaticContent
@@ -113,7 +113,7 @@ def test_a_translated_item_renders_in_chinese_and_keeps_its_link_and_year() -> N
     sandbox = catalogue.sections[0].initiatives[0]
     shown = html(_reply(render_initiative(sandbox, CHINESE)))
     assert "金融科技監管沙盒" in shown and "(2016) — 香港金融管理局" in shown and "https://example.org/fss" in shown
-    assert FALLBACK_MARKS[CHINESE] not in shown
+    assert fallback_text(CHINESE) not in shown
     assert "Fintech Supervisory Sandbox" in html(_reply(render_initiative(sandbox, ENGLISH)))
 
 
@@ -197,14 +197,14 @@ def test_a_chinese_only_update_is_shown_to_english_readers_in_chinese_with_a_mar
     second = next(u for u in load(texts()).updates if u.language == CHINESE)
     english = html(_reply(render_update(second, ENGLISH)))
     chinese = html(_reply(render_update(second, CHINESE)))
-    assert "金管局公布第二期沙盒參與者名單" in english and FALLBACK_MARKS[ENGLISH] in english
-    assert FALLBACK_MARKS[ENGLISH] not in chinese and FALLBACK_MARKS[CHINESE] not in chinese
+    assert "金管局公布第二期沙盒參與者名單" in english and fallback_text(ENGLISH) in english
+    assert fallback_text(ENGLISH) not in chinese and fallback_text(CHINESE) not in chinese
 
 
 def test_an_english_only_item_is_shown_to_chinese_readers_with_a_marker() -> None:
     genai = load(texts()).sections[0].initiatives[1]
     shown = html(_reply(render_initiative(genai, CHINESE)))
-    assert "GenA.I. Sandbox" in shown and FALLBACK_MARKS[CHINESE] in shown
+    assert "GenA.I. Sandbox" in shown and fallback_text(CHINESE) in shown
 
 
 # --- commands: names, replies, digests --------------------------------------------------------------
@@ -224,7 +224,7 @@ async def test_every_sector_reply_fits_one_message_in_chinese() -> None:
         reply = await ask(f"sector {section.id}", CHINESE)
         assert section.in_language(CHINESE).title in html(reply)
         assert message_length(reply.body) <= MESSAGE_LIMIT
-        assert all(FALLBACK_MARKS[CHINESE] not in line for line in html(reply).splitlines())
+        assert all(fallback_text(CHINESE) not in line for line in html(reply).splitlines())
 
 
 async def test_every_digest_part_fits_in_chinese() -> None:
@@ -233,11 +233,11 @@ async def test_every_digest_part_fits_in_chinese() -> None:
         subscription = Subscription(id=7, chat_id=5, thread_id=None, chat_kind=Chat(5).kind,
                                     schedule=Schedule(Cadence.DAILY, time(9), "Asia/Hong_Kong"), sections=sections,
                                     active=True, created_at=NOW, next_due_at=NOW)
-        payload = compose_digest(subscription, SHIPPED, NOW, DigestHistory(), rules, CHINESE)
+        payload = compose_digest(replace(subscription, language=CHINESE), SHIPPED, NOW, DigestHistory(), rules)
         if payload is None:
             continue
         assert all(0 < text_length(part) <= MESSAGE_LIMIT for part in parts(payload))
-        english = compose_digest(subscription, SHIPPED, NOW, DigestHistory(), rules, ENGLISH)
+        english = compose_digest(replace(subscription, language=ENGLISH), SHIPPED, NOW, DigestHistory(), rules)
         assert english is not None and english.message != payload.message  # not the cached English one
 
 

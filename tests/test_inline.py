@@ -12,6 +12,7 @@ from bot.content import load_catalogue
 from bot.core.catalogue import Section
 from bot.core.commands import dispatch
 from bot.core.document import Document, Style
+from bot.core.i18n import language_from_code
 from bot.core.inline import (
     BODY_CHARS,
     DESCRIPTION_CHARS,
@@ -21,7 +22,6 @@ from bot.core.inline import (
     card,
     inline_page,
     inline_query_text,
-    language_for,
     page_start,
 )
 from bot.core.messages import Chat, Request, User
@@ -44,14 +44,6 @@ def every_page(query: str, language: str = "en") -> list[list[str]]:
         if page.next_offset is None:
             return pages
         offset = page.next_offset
-
-
-@pytest.mark.parametrize(("tag", "language"), [
-    ("zh-hk", "zh-Hant"), ("zh-HK", "zh-Hant"), ("zh-tw", "zh-Hant"), ("zh-hant", "zh-Hant"), ("zh", "zh-Hant"),
-    ("zh_TW", "zh-Hant"), ("zh-hans", "en"), ("zh-cn", "en"), ("en", "en"), ("fr", "en"), ("", "en"), (None, "en"),
-])
-def test_a_users_language_tag_picks_traditional_chinese_or_english(tag: str | None, language: str) -> None:
-    assert language_for(tag) == language
 
 
 def test_pages_hold_every_hit_in_the_searchs_order_exactly_once() -> None:
@@ -82,7 +74,7 @@ def test_an_offset_past_the_end_gives_an_empty_last_page() -> None:
 
 def test_nothing_matching_gives_an_empty_page() -> None:
     for query in ("zzqxv", "🤖", "鼴鼠"):
-        page = inline_page(SHIPPED, query, "", language_for("zh-hk"))
+        page = inline_page(SHIPPED, query, "", language_from_code("zh-hk"))
         assert page.cards == () and page.next_offset is None
 
 

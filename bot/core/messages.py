@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from bot.core.document import Document
+from bot.core.i18n import N_
 
 CALLBACK_DATA_LIMIT = 64
 PLACEHOLDER_LIMIT = 64  # Telegram's limit on a reply field's placeholder, in characters
@@ -114,8 +115,8 @@ class Reply:
 
 
 NO_REPLY = Reply(Document())
-# What every front end says when answering failed on our side (the failure itself goes to the log).
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+# What every front end says (translated) when answering failed on our side (the failure itself goes to the log).
+SORRY = N_("Sorry, something went wrong on my side. Please try again in a moment.")
 
 
 @dataclass(frozen=True)

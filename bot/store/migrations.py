@@ -269,6 +269,15 @@ def m009_prompts(d: Dialect) -> Statements:
     ]
 
 
+@migration
+def m010_chat_language(d: Dialect) -> Statements:
+    """Each chat's language ("en", "zh-Hant"): NULL until its first contact sets it from the user's language_code.
+
+    Numbered 010: 009 is taken by a change developed at the same time.
+    """
+    return ["ALTER TABLE chat_settings ADD COLUMN language TEXT"]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (
