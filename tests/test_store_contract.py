@@ -16,6 +16,7 @@ import pytest
 from bot.core.candidates import CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
+from bot.core.prompts import OpenPrompt
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscriptions import (
     Delivery,
@@ -162,6 +163,44 @@ async def test_quiet_hours_roundtrip(store: SqlStore) -> None:
 
     await store.set_quiet_hours(100, None)
     assert await store.get_quiet_hours(100) is None
+
+
+async def test_chat_language_roundtrip_beside_quiet_hours(store: SqlStore) -> None:
+    assert await store.get_chat_language(100) is None  # no first contact yet
+    await store.set_chat_language(100, "zh-Hant")
+    assert await store.get_chat_language(100) == "zh-Hant"
+    assert await store.get_chat_language(200) is None
+
+    overnight = QuietHours(time(22, 0), time(7, 30), "Asia/Hong_Kong")
+    await store.set_quiet_hours(100, overnight)  # one row per chat: neither setting overwrites the other
+    await store.set_quiet_hours(100, None)
+    assert await store.get_chat_language(100) == "zh-Hant"
+    await store.set_quiet_hours(300, overnight)
+    await store.set_chat_language(300, "en")
+    assert (await store.get_quiet_hours(300), await store.get_chat_language(300)) == (overnight, "en")
+
+
+async def test_subscriptions_and_claimed_digests_carry_the_chat_s_language(store: SqlStore) -> None:
+    saved = await store.save_subscription(req(100), T0 - timedelta(hours=1))
+    assert saved.language == "en"  # a chat that never set one reads English
+    await store.set_chat_language(100, "zh-Hant")
+    assert (await store.get_subscription(100, None)).language == "zh-Hant"  # type: ignore[union-attr]
+    assert (await store.save_subscription(req(100), T0 - timedelta(hours=1))).language == "zh-Hant"
+    await store.save_subscription(req(200), T0 - timedelta(hours=1))
+    assert await store.enqueue_due(T0, 10) == 2
+
+    deliveries = await store.claim_deliveries("w", T0, LEASE, 10)
+    claimed = {delivery.subscription.chat_id: delivery.subscription.language for delivery in deliveries}
+
+    assert claimed == {100: "zh-Hant", 200: "en"}
+
+
+async def test_a_group_s_language_moves_with_it_to_the_supergroup(store: SqlStore) -> None:
+    await store.save_subscription(req(-100, kind=ChatKind.GROUP), T0)
+    await store.set_chat_language(-100, "zh-Hant")
+    await store.migrate_chat(-100, -1001)
+    assert await store.get_chat_language(-1001) == "zh-Hant"
+    assert (await store.get_subscription(-1001, None)).language == "zh-Hant"  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------------------------------- scheduling
@@ -1124,3 +1163,31 @@ async def test_the_oldest_open_candidate_and_expiry_use_their_indexes(store: Sql
             " WHERE state = 'new' AND found_at < ?", (T0,)
         )
     assert "candidates_open" in str(plan) and "candidates_open_found" in str(expiry)
+
+
+# ---------------------------------------------------------------------------------------------------- prompts
+
+
+async def test_a_prompt_is_found_by_chat_and_message_and_a_second_save_replaces_it(store: SqlStore) -> None:
+    asked = OpenPrompt("review edit 42", 900, datetime(2026, 3, 2, 9, 30, tzinfo=timezone(timedelta(hours=8))))
+    await store.save_prompt(-1001234567890, 77, asked)
+
+    found_again = await store.find_prompt(-1001234567890, 77)
+    assert found_again == replace(asked, asked_at=datetime(2026, 3, 2, 1, 30, tzinfo=UTC))
+    assert found_again is not None and found_again.asked_at.tzinfo == UTC
+    assert await store.find_prompt(-1001234567890, 78) is None  # another message of the chat
+    assert await store.find_prompt(77, 77) is None  # the same message id in another chat
+
+    await store.save_prompt(-1001234567890, 77, OpenPrompt("review edit 43", None, T0))
+    assert await store.find_prompt(-1001234567890, 77) == OpenPrompt("review edit 43", None, T0)
+
+
+async def test_old_prompts_are_pruned_in_batches_and_recent_ones_kept(store: SqlStore) -> None:
+    for message_id, asked_at in ((1, T0 - timedelta(days=9)), (2, T0 - timedelta(days=8)), (3, T0)):
+        await store.save_prompt(100, message_id, OpenPrompt("review edit 1", 900, asked_at))
+    cutoff = T0 - timedelta(days=7)
+    assert await store.prune_prompts(cutoff, 1) == 1  # the limit holds
+    assert await store.prune_prompts(cutoff, 100) == 1
+    assert await store.prune_prompts(cutoff, 100) == 0
+    assert await store.prune_prompts(cutoff, 0) == 0
+    assert [await store.find_prompt(100, m) is not None for m in (1, 2, 3)] == [False, False, True]

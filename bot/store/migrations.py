@@ -249,6 +249,35 @@ def m008_candidates(d: Dialect) -> Statements:
     ]
 
 
+@migration
+def m009_prompts(d: Dialect) -> Statements:
+    """The prompts the bot sent (Edit's "reply with your words"), so that a reply to one is understood on any
+    replica and after a restart."""
+    return [
+        f"""
+        CREATE TABLE prompts (
+            chat_id {d.bigint} NOT NULL,
+            message_id {d.bigint} NOT NULL,
+            action TEXT NOT NULL,
+            user_id {d.bigint},
+            asked_at {d.timestamp} NOT NULL,
+            PRIMARY KEY (chat_id, message_id)
+        )
+        """,
+        # The retention sweep deletes the oldest prompts without walking the table.
+        "CREATE INDEX prompts_asked ON prompts (asked_at)",
+    ]
+
+
+@migration
+def m010_chat_language(d: Dialect) -> Statements:
+    """Each chat's language ("en", "zh-Hant"): NULL until its first contact sets it from the user's language_code.
+
+    Numbered 010: 009 is taken by a change developed at the same time.
+    """
+    return ["ALTER TABLE chat_settings ADD COLUMN language TEXT"]
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bot.core.candidates import Candidate, CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import Document
 from bot.core.messages import ChatKind
+from bot.core.prompts import OpenPrompt
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscriptions import (
     Delivery,
@@ -30,6 +31,7 @@ from bot.store.drivers import Dialect, Driver, Row, Transaction, Write
 
 if TYPE_CHECKING:
     from bot.core.candidates import CandidateStore
+    from bot.core.prompts import PromptStore
     from bot.core.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,10 @@ _SUBSCRIPTION_FIELDS = (
     "id", "chat_id", "thread_id", "chat_kind", "cadence", "weekday", "at_time", "timezone",
     "sections", "spotlight", "active", "created_at", "next_due_at",
 )
-SUBSCRIPTION_COLUMNS = ", ".join(f"s.{name}" for name in _SUBSCRIPTION_FIELDS)
+# The chat's language comes with every subscription read (kept in chat_settings, one per chat): digests go out in it.
+CHAT_LANGUAGE = "(SELECT c.language FROM chat_settings c WHERE c.chat_id = s.chat_id)"
+SUBSCRIPTION_COLUMNS = ", ".join(f"s.{name}" for name in _SUBSCRIPTION_FIELDS) + f", {CHAT_LANGUAGE}"
+_SUBSCRIPTION_WIDTH = len(_SUBSCRIPTION_FIELDS) + 1
 DELIVERY_COLUMNS = (
     "d.id, d.period, d.kind, d.status, d.attempts, d.parts_sent, d.payload, d.in_flight_at_crash, d.not_before"
 )
@@ -188,7 +193,7 @@ class SqlStore:
 
     def _subscription(self, row: Row, start: int = 0) -> Subscription:
         (sid, chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,
-         created_at, next_due_at) = row[start : start + len(_SUBSCRIPTION_FIELDS)]
+         created_at, next_due_at, language) = row[start : start + _SUBSCRIPTION_WIDTH]
         return Subscription(
             id=int(sid),
             chat_id=int(chat_id),
@@ -200,6 +205,7 @@ class SqlStore:
             created_at=self.driver.decode_time(created_at),
             next_due_at=self.driver.decode_time(next_due_at),
             spotlight=bool(spotlight),
+            language=language or "en",
         )
 
     def _delivery(self, row: Row) -> Delivery:
@@ -240,8 +246,9 @@ class SqlStore:
                     request.spotlight, now, now, schedule.next_after(now),
                 ),
             )
-        assert row is not None  # INSERT ... RETURNING always yields the row
-        return self._subscription(row)
+            assert row is not None  # INSERT ... RETURNING always yields the row
+            language = await tx.fetchone("SELECT language FROM chat_settings WHERE chat_id = ?", (request.chat_id,))
+        return self._subscription((*row, language[0] if language else None))
 
     async def get_subscription(self, chat_id: int, thread_id: int | None) -> Subscription | None:
         """The subscription of a chat or forum topic, active or not."""
@@ -351,6 +358,21 @@ class SqlStore:
         if row is None or row[0] is None:
             return None
         return QuietHours(time.fromisoformat(row[0]), time.fromisoformat(row[1]), row[2])
+
+    async def set_chat_language(self, chat_id: int, language: str) -> None:
+        """Keep a chat's language ("en", "zh-Hant"); its subscriptions' digests go out in it."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO chat_settings (chat_id, language) VALUES (?, ?)"
+                " ON CONFLICT (chat_id) DO UPDATE SET language = excluded.language",
+                (chat_id, language),
+            )
+
+    async def get_chat_language(self, chat_id: int) -> str | None:
+        """A chat's language, or None before its first contact set one."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone("SELECT language FROM chat_settings WHERE chat_id = ?", (chat_id,))
+        return None if row is None or row[0] is None else str(row[0])
 
     async def count_active(self) -> int:
         """Number of active subscriptions."""
@@ -625,6 +647,40 @@ class SqlStore:
                 (_utc(received_before), limit),
             )
 
+    # ------------------------------------------------------------------------------------------- prompts
+
+    async def save_prompt(self, chat_id: int, message_id: int, prompt: OpenPrompt) -> None:
+        """Remember the prompt sent as message `message_id` in chat `chat_id` (a second save replaces it)."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO prompts (chat_id, message_id, action, user_id, asked_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (chat_id, message_id) DO UPDATE SET action = excluded.action,"
+                " user_id = excluded.user_id, asked_at = excluded.asked_at",
+                (chat_id, message_id, prompt.action, prompt.user_id, _utc(prompt.asked_at)),
+            )
+
+    async def find_prompt(self, chat_id: int, message_id: int) -> OpenPrompt | None:
+        """The prompt sent as that message, if it was one and is still remembered."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(
+                "SELECT action, user_id, asked_at FROM prompts WHERE chat_id = ? AND message_id = ?",
+                (chat_id, message_id))
+        if row is None:
+            return None
+        return OpenPrompt(str(row[0]), None if row[1] is None else int(row[1]), self.driver.decode_time(row[2]))
+
+    async def prune_prompts(self, asked_before: datetime, limit: int) -> int:
+        """Forget up to `limit` prompts asked before `asked_before`; returns how many."""
+        if limit <= 0:
+            return 0
+        async with self.driver.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM prompts WHERE (chat_id, message_id) IN (SELECT chat_id, message_id FROM prompts"
+                + self.driver.dialect.indexed_by("prompts_asked") +
+                " WHERE asked_at < ? LIMIT ?)",
+                (_utc(asked_before), limit),
+            )
+
     # ------------------------------------------------------------------------------------------- review queue
 
     def _candidate(self, row: Row) -> Candidate:
@@ -883,3 +939,4 @@ if TYPE_CHECKING:
     # mypy checks here, once, that SqlStore implements every method of the Protocol with matching signatures.
     _conforms: type[SubscriptionStore] = SqlStore
     _queues: type[CandidateStore] = SqlStore
+    _prompts: type[PromptStore] = SqlStore
