@@ -29,17 +29,18 @@ from bot.core.digest_composer import DigestRules
 from bot.core.document import Document
 from bot.core.i18n import ENGLISH, Translator, translator
 from bot.core.messages import Chat, Reply
-from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
+from bot.core.ports import NO_METRICS, ChatAdmins, ContentAdmin, Metrics, WallClock, utc_now
 from bot.core.prompts import PromptStore
 from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
-from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
+from bot.delivery import DEFAULT_PLATFORM, DeliveryEngine, RateLimiter, RateLimits, Render, Sender
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
+from bot.metrics import GaugeReading, PrometheusMetrics, metrics_route, metrics_server, seconds_since
 from bot.settings import Secret, Settings
 from bot.sources.fetch import feed_session
 from bot.sources.rounds import NotifyAdmin, SourcePolling
-from bot.store import is_postgres, open_store
+from bot.store import SqlStore, is_postgres, open_store
 from bot.store.cluster import GlobalPacer, SchedulerLeadership, process_id
 from bot.store.snapshots import snapshot_store
 from bot.tg.admins import TelegramChatAdmins
@@ -52,6 +53,7 @@ from bot.tg.webhook import derive_secret, webhook_server
 log = logging.getLogger(__name__)
 
 CONCURRENT_UPDATES = 32
+TELEGRAM = "telegram"  # the platform label of this front end's deliveries
 
 
 # A message for the admins, written once per language: each admin reads it in their private chat's language.
@@ -97,6 +99,7 @@ class Runtime:
     watcher: asyncio.Task[None] | None = None
     stop_watching: asyncio.Event | None = None
     candidates: CandidateStore | None = None  # the review queue (the same SqlStore as `store`)
+    metrics: PrometheusMetrics | None = None  # this process's registry (None: METRICS_ENABLED=false)
 
     def services_for(self, *, bot_username: str = "", chat_admins: ChatAdmins | None = None,
                      admin_ids: frozenset[int] | None = None) -> Services:
@@ -128,17 +131,17 @@ class Runtime:
 def build_services(settings: Settings, content: ContentLibrary, store: SubscriptionStore | None,
                    clock: WallClock = utc_now, *, content_admin: ContentAdmin | None = None,
                    wake_delivery: Callable[[], None], candidates: CandidateStore | None = None,
-                   prompts: PromptStore | None = None) -> Services:
+                   prompts: PromptStore | None = None, metrics: Metrics = NO_METRICS) -> Services:
     """The services every command gets, complete; a front end derives its own with Runtime.services_for."""
     rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
     return Services(content=content, clock=clock, admin_ids=settings.admin_ids, operator_contact=settings.contact,
                     subscriptions=store, default_timezone=settings.timezone, digest_rules=rules,
                     quiet_hours_cache=QuietHoursCache(), content_admin=content_admin, audit=store,
-                    wake_delivery=wake_delivery, candidates=candidates, prompts=prompts)
+                    wake_delivery=wake_delivery, candidates=candidates, prompts=prompts, metrics=metrics)
 
 
 def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render,
-                  notify_admin: NotifyAdmin | None = None) -> DigestService:
+                  notify_admin: NotifyAdmin | None = None, platform: str = DEFAULT_PLATFORM) -> DigestService:
     """The delivery engine, the scheduler tick and (on the leader) the polling of official sources."""
     settings = runtime.settings
     services = runtime.services
@@ -157,7 +160,8 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Re
                             worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
-                            now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
+                            now=clock, limiter=RateLimiter(limits, global_pacer=pacer), metrics=services.metrics,
+                            platform=platform)
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
     expiry = timedelta(days=settings.candidate_expiry_days) if settings.candidate_expiry_days else None
     polling = None
@@ -169,7 +173,21 @@ def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Re
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
                          wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
-                         polling=polling, prompts=services.prompts)
+                         polling=polling, prompts=services.prompts, metrics=services.metrics)
+
+
+async def read_gauges(runtime: Runtime, clock: WallClock) -> GaugeReading:
+    """The gauges a scrape shows: the store's open deliveries and subscriptions, the content, the review queue."""
+    counts = await runtime.store.operations_counts() if isinstance(runtime.store, SqlStore) else None
+    candidates = runtime.candidates
+    waiting = sum((await candidates.count_open_candidates()).values()) if candidates is not None else None
+    manager = runtime.content_admin
+    return GaugeReading(
+        open_deliveries=counts.open_deliveries if counts else 0,
+        oldest_open_seconds=seconds_since(counts.oldest_open_at if counts else None, clock()),
+        active_by_cadence=counts.active_by_cadence if counts else {},
+        content_version=runtime.content.catalogue.version, content_loaded_at=manager.loaded_at,
+        content_broken=manager.failing, open_candidates=waiting)
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -205,7 +223,9 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
     content = ContentLibrary.open(settings.content_dir, now=clock())
     store = await open_store(settings.database_url)
     try:
-        manager = ContentManager(content, settings.content_history_dir, clock)
+        # One registry per bot, owned here: several bots in one process (tests) count apart.
+        metrics = PrometheusMetrics(process_id()) if settings.metrics_enabled else None
+        manager = ContentManager(content, settings.content_history_dir, clock, metrics=metrics or NO_METRICS)
         # Replicas on one PostgreSQL: content changed on any of them reaches all (none on SQLite). Built here, for
         # the content admin the commands get; started by `running`.
         snapshots = snapshot_store(settings.database_url)
@@ -214,15 +234,18 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
         # The delivery loop's wake-up exists before the loop, so the commands' Services is complete from the start.
         delivery_wake = asyncio.Event()
         services = build_services(settings, content, store, clock, content_admin=content_admin,
-                                  wake_delivery=delivery_wake.set, candidates=store, prompts=store)
-        yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store)
+                                  wake_delivery=delivery_wake.set, candidates=store, prompts=store,
+                                  metrics=metrics or NO_METRICS)
+        yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store,
+                      metrics=metrics)
     finally:
         await store.close()
 
 
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime, sender: Sender, render: Render, notify: NotifyAdmins,
-                  clock: WallClock, notify_admin: NotifyAdmin | None = None) -> AsyncIterator[DigestService]:
+                  clock: WallClock, notify_admin: NotifyAdmin | None = None,
+                  platform: str = DEFAULT_PLATFORM) -> AsyncIterator[DigestService]:
     """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
     the digests (scheduler tick, delivery loop, sources polling) and the content watcher; stop them in reverse.
 
@@ -231,7 +254,7 @@ async def running(runtime: Runtime, sender: Sender, render: Render, notify: Noti
     if runtime.sync is not None:
         await runtime.sync.start()  # takes the published content before anything is answered
     try:
-        digests = runtime.digests = build_digests(runtime, sender, clock, render, notify_admin)
+        digests = runtime.digests = build_digests(runtime, sender, clock, render, notify_admin, platform)
         digests.start()
         try:
             runtime.start_watching(notify)
@@ -268,8 +291,8 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        async with sender, running(runtime, sender, html_parts, notify_admins, clock, notify_admin), \
-                _receiving_updates(runtime, application, clock):
+        async with sender, running(runtime, sender, html_parts, notify_admins, clock, notify_admin, TELEGRAM), \
+                _serving_metrics(runtime, clock), _receiving_updates(runtime, application, clock):
             await application.start()
             try:
                 yield runtime
@@ -297,8 +320,10 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         await runtime.store.next_due_at()  # a cheap, indexed query: the database answers
         return {"content_version": runtime.content.catalogue.version}
 
+    routes = [] if runtime.metrics is None else [metrics_route(runtime.metrics, lambda: read_gauges(runtime, clock),
+                                                              settings.metrics_token.reveal())]
     server = webhook_server(application, path=path, secret=secret, store=runtime.store,
-                            worker=process_id(), clock=clock, health=health)
+                            worker=process_id(), clock=clock, health=health, extra_routes=routes)
     server.listen(settings.port, settings.webhook_listen)
     log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
     try:
@@ -308,6 +333,23 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         yield
     finally:
         server.stop()  # no new connections; requests in progress finish
+        await server.close_all_connections()
+
+
+@contextlib.asynccontextmanager
+async def _serving_metrics(runtime: Runtime, clock: WallClock) -> AsyncIterator[None]:
+    """/metrics on METRICS_PORT, when set (and metrics are on); the webhook server serves it on PORT as well."""
+    settings = runtime.settings
+    if runtime.metrics is None or not settings.metrics_port:
+        yield
+        return
+    server = metrics_server(runtime.metrics, lambda: read_gauges(runtime, clock), settings.metrics_token.reveal())
+    server.listen(settings.metrics_port, settings.metrics_listen)
+    log.info("serving /metrics on %s:%s", settings.metrics_listen, settings.metrics_port)
+    try:
+        yield
+    finally:
+        server.stop()
         await server.close_all_connections()
 
 
@@ -330,7 +372,7 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
                         console.show(message)
 
                 async with running(runtime, ConsoleSender(console), console_parts, notify_console, clock,
-                                   notify_console_admin):
+                                   notify_console_admin, "console"):
                     freeze_startup_objects()
                     await console.run()
                 return 0
@@ -369,7 +411,8 @@ def webhook_secret(settings: Settings) -> Secret:
 def run(settings: Settings, *, force_console: bool = False, language: str | None = None) -> int:
     """Configure logging and serve; the process's exit status. `language` is the console's (else from LANG)."""
     secrets = [settings.telegram_token, webhook_secret(settings)] if settings.telegram_token else []
-    configure_logging(settings.log_level, secrets)
+    configure_logging(settings.log_level, [*secrets, settings.metrics_token], log_format=settings.log_format,
+                      replica=process_id())
     if force_console or settings.console_mode:
         logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable
     return asyncio.run(serve(settings, force_console=force_console, language=language))

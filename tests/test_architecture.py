@@ -129,3 +129,9 @@ def test_only_the_content_files_module_writes_into_the_content_folder() -> None:
         if calls:
             writers[path.relative_to(BOT.parent).as_posix()] = calls
     assert set(writers) == FILE_WRITERS, writers
+
+
+def test_only_the_metrics_adapter_imports_prometheus_client() -> None:
+    # The core and the delivery engine count through the Metrics port (bot.core.ports); one module holds the library.
+    assert offenders("only bot.metrics", ("prometheus_client",), ("bot.metrics",)) == []
+    assert "prometheus_client" in imports()["bot.metrics"]

@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not an installed package; `pytest` (unlike `python -m pytest`) omits cwd
     sys.path.insert(0, str(ROOT))
 
-from bench import commands, content, fanout, inline, search_zh, sources, store, webhook_flood  # noqa: E402
+from bench import commands, content, fanout, inline, metrics_cost, search_zh, sources, store, webhook_flood  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -74,9 +74,14 @@ def test_sources_quick_polls_every_feed_and_half_answer_304() -> None:
     assert result["page"]["read"] == result["page"]["items"] == 50
 
 
+def test_metrics_cost_quick_times_recording_and_records_every_call() -> None:
+    figures = metrics_cost.main(["--quick"])
+    assert figures["on"] > 0 and figures["off"] > 0
+
+
 def test_each_benchmark_has_one_documented_command() -> None:
     readme = (ROOT / "bench" / "README.md").read_text()
-    for name in ("fanout", "commands", "store", "content", "webhook_flood", "sources"):
+    for name in ("fanout", "commands", "store", "content", "webhook_flood", "sources", "metrics_cost"):
         assert f"python -m bench.{name}" in readme
 
 

@@ -670,6 +670,27 @@ async def test_delivery_stats_counts(store: SqlStore) -> None:
     assert (await store.delivery_stats()).last_period == T0 + timedelta(days=1)
 
 
+async def test_operations_counts_give_open_deliveries_their_oldest_and_subscriptions_by_cadence(
+        store: SqlStore) -> None:
+    empty = await store.operations_counts()
+    assert (empty.open_deliveries, empty.oldest_open_at, empty.active_by_cadence) == (0, None, {})
+
+    await subscribe_due(store, 1, 2, 3)  # three daily digests enqueued at T0
+    weekly = Schedule(Cadence.WEEKLY, time(9, 0), "Asia/Hong_Kong", 0)
+    await store.save_subscription(req(4, schedule=weekly), T0)
+    await store.save_subscription(req(5), T0)
+    await store.unsubscribe(5, None, T0)
+    sent, sending, _ = await store.claim_deliveries("w1", T0, LEASE, 10)
+    await store.complete_delivery(sent.id, T0)
+    await store.mark_started(sending.id)
+    await store.enqueue_broadcast(DigestPayload(("news",)), T0 + timedelta(hours=2))
+
+    counts = await store.operations_counts()
+    assert counts.open_deliveries == 2 + 4  # one sending, one pending digest; four pending broadcasts
+    assert counts.oldest_open_at == T0
+    assert counts.active_by_cadence == {"daily": 3, "weekly": 1}
+
+
 async def test_migrate_chat_moves_subscriptions(store: SqlStore) -> None:
     old, new = -100, -1001
     await store.save_subscription(req(old, kind=ChatKind.GROUP), T0 - timedelta(hours=1))

@@ -43,7 +43,7 @@ from bot.content.parse import parse_file
 from bot.content.validate import SECTION_ID, validate_texts
 from bot.content.watch import OnChange, watch_content
 from bot.core.catalogue import ENGLISH, Catalogue
-from bot.core.ports import Record
+from bot.core.ports import NO_METRICS, Metrics, Record
 from bot.core.render import printable_name
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,13 @@ class ContentManager:
     content folder, never by a server path.
     """
 
-    def __init__(self, library: ContentLibrary, history_dir: Path, clock: Callable[[], datetime]) -> None:
+    def __init__(self, library: ContentLibrary, history_dir: Path, clock: Callable[[], datetime], *,
+                 metrics: Metrics = NO_METRICS) -> None:
         self.library = library
         self.history_dir = history_dir
         self.clock = clock
+        self.metrics = metrics
+        self.loaded_at = clock()  # when the content in force was put in force (metrics)
         self.last_error: ContentChange | None = None
         self.changing = threading.RLock()
 
@@ -99,10 +102,13 @@ class ContentManager:
                 log.exception("content reload failed unexpectedly")
                 return self._failed(old, [_unexpected(exc)])
             self.last_error = None
+            self.loaded_at = self.clock()
+            self.metrics.content_reload("ok")
             return ContentChange(ok=True, diff=diff_catalogues(old, new), version=new.version)
 
     def _failed(self, old: Catalogue, errors: list[ContentError]) -> ContentChange:
         self.last_error = ContentChange(ok=False, errors=tuple(errors), version=old.version)
+        self.metrics.content_reload("failed")
         return self.last_error
 
     # ---- upload
@@ -308,6 +314,7 @@ class ContentManager:
     def _install(self, old: Catalogue, new: Catalogue, target: str | None = None) -> ContentChange:
         """Put a validated catalogue in force."""
         self.library.swap(new)
+        self.loaded_at = self.clock()
         self.last_error = None
         return ContentChange(ok=True, diff=diff_catalogues(old, new), path=target, version=new.version)
 

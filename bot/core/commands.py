@@ -376,6 +376,8 @@ async def dispatch(request: Request, services: Services) -> Reply:
                     request.user.id if request.user else None, request.chat.id)
         await admin.audit(services, request, f"refused:{command.name}", f"chat {request.chat.id}")
         return Reply(doc(tr.gettext("Sorry, that command is for the bot's admins.")))
+    if command.admin_only:
+        services.metrics.admin_action(command.name)
     try:
         reply = await command.handler(request, services)
     except Exception:

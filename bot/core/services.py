@@ -13,7 +13,7 @@ from bot.core.catalogue import Catalogue
 from bot.core.digest_composer import DigestRules
 from bot.core.i18n import ENGLISH, known_language, language_from_code
 from bot.core.messages import Chat, User
-from bot.core.ports import AuditLog, ChatAdmins, ContentAdmin, ContentSource, WallClock
+from bot.core.ports import NO_METRICS, AuditLog, ChatAdmins, ContentAdmin, ContentSource, Metrics, WallClock
 from bot.core.prompts import PromptStore
 from bot.core.schedule import QuietHours
 from bot.core.subscriptions import SubscriptionStore
@@ -112,6 +112,7 @@ class Services:
     prompts: PromptStore | None = None  # the prompts a front end sent and keeps for the answers (Edit's reply)
     # Sets the delivery loop's wake-up event, which exists before the loop runs (see bot.app.opened).
     wake_delivery: Callable[[], None] = _no_delivery_loop
+    metrics: Metrics = NO_METRICS  # what the front ends and commands count for the operator's dashboard
 
     @property
     def zone(self) -> ZoneInfo:

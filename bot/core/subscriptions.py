@@ -113,6 +113,16 @@ class DeliveryStats:
     last_broadcast_failed: int = 0
 
 
+@dataclass(frozen=True)
+class OperationsCounts:
+    """What a metrics scrape reads from the store: open deliveries, the oldest one's creation, active subscriptions
+    by cadence (`{"daily": 120, "weekly": 14}`)."""
+
+    open_deliveries: int
+    oldest_open_at: datetime | None
+    active_by_cadence: dict[str, int] = field(default_factory=dict)
+
+
 class IncomingClaim(Enum):
     """What to do with an incoming update (a chat platform's numbered event, e.g. Telegram's update_id) that may
     have been posted before: NEW and RETAKEN are to be handled (RETAKEN: its earlier handler's lease ran out),

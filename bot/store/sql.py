@@ -23,6 +23,7 @@ from bot.core.subscriptions import (
     DigestHistory,
     DigestPayload,
     IncomingClaim,
+    OperationsCounts,
     Subscription,
     SubscriptionRequest,
 )
@@ -384,6 +385,19 @@ class SqlStore:
         async with self.driver.transaction(write=False) as tx:
             row = await tx.fetchone("SELECT MIN(next_due_at) FROM subscriptions WHERE active")
         return None if row is None or row[0] is None else self.driver.decode_time(row[0])
+
+    async def operations_counts(self) -> OperationsCounts:
+        """Open deliveries (pending or being sent) and the oldest one's creation, and active subscriptions by cadence,
+        for a metrics scrape: two indexed reads."""
+        async with self.driver.transaction(write=False) as tx:
+            open_row = await tx.fetchone(
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries" + self.driver.dialect.indexed_by("deliveries_open") +
+                " WHERE status IN ('pending', 'sending')")
+            cadences = await tx.fetchall("SELECT cadence, COUNT(*) FROM subscriptions WHERE active GROUP BY cadence")
+        count, oldest = open_row if open_row is not None else (0, None)
+        return OperationsCounts(open_deliveries=int(count or 0),
+                                oldest_open_at=None if oldest is None else self.driver.decode_time(oldest),
+                                active_by_cadence={str(cadence): int(n) for cadence, n in cadences})
 
     async def next_claimable_at(self) -> datetime | None:
         """When the earliest open delivery can next be claimed: a pending one at its not_before (now when it has

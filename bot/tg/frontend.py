@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 
 from telegram import (
     BotCommand,
@@ -40,6 +41,7 @@ from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
+from bot.logs import log_context
 from bot.tg.downloads import download_capped
 from bot.tg.inline import CACHE_SECONDS, articles, results_button
 from bot.tg.render import html_parts
@@ -196,7 +198,7 @@ class TelegramFrontEnd:
             return
         if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
-        reply = await dispatch(await self._in_language(request, update), self.services)
+        reply = await self._dispatch("message", await self._in_language(request, update))
         if reply.body:
             await self._send(context, chat, reply, request.user)
 
@@ -214,7 +216,7 @@ class TelegramFrontEnd:
             request = None if asked is None else answering(asked, message.text, chat, core_user(update),
                                                            context.bot.username)
             if request is not None:
-                reply = await dispatch(await self._in_language(request, update), self.services)
+                reply = await self._dispatch("message", await self._in_language(request, update))
                 if reply.body:
                     await self._send(context, chat, reply, request.user)
                 return
@@ -224,6 +226,7 @@ class TelegramFrontEnd:
     async def _send(self, context: ContextTypes.DEFAULT_TYPE, chat: Chat, reply: Reply, user: User | None) -> None:
         """Send a reply; when it asks for an answer, remember which message asked and whom."""
         sent = await send_reply(context.application, chat, reply, user)
+        self.services.metrics.reply_sent()
         prompts = self.services.prompts
         if reply.prompt is not None and prompts is not None and sent and chat.kind is not ChatKind.CHANNEL:
             await prompts.save_prompt(chat.id, sent[-1].message_id, OpenPrompt(
@@ -256,9 +259,9 @@ class TelegramFrontEnd:
                 await send_reply(context.application, chat, too_big)
                 return
             attachment = (document.file_name or "upload.yaml", data)
-        reply = await dispatch(dataclasses.replace(request, attachment=attachment), self.services)
+        reply = await self._dispatch("document", dataclasses.replace(request, attachment=attachment))
         if reply.body:
-            await send_reply(context.application, chat, reply)
+            await self._send(context, chat, reply, request.user)
 
     async def on_my_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """The bot was added to, removed from or blocked in a chat (Telegram's my_chat_member update)."""
@@ -269,11 +272,13 @@ class TelegramFrontEnd:
         chat = Chat(id=tg_chat.id, kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
         change = MembershipChange(chat, present=is_present(changed.new_chat_member),
                                   was_present=is_present(changed.old_chat_member))
+        log_context(chat=chat.id)
+        self.services.metrics.update_handled("my_chat_member", "")
         reply = await membership_changed(change, self.services, language_code(update) if change.present else None)
         if not reply.body:
             return
         try:
-            await send_reply(context.application, chat, reply)
+            await self._send(context, chat, reply, None)
         except TelegramError as exc:  # e.g. a group where members (the bot too) may not write
             log.info("could not greet chat %s: %s", chat.id, exc)
 
@@ -288,19 +293,32 @@ class TelegramFrontEnd:
         if request is None:
             await query.answer()
             return
-        reply = await dispatch(await self._in_language(request, update), self.services)
+        reply = await self._dispatch("callback_query", await self._in_language(request, update))
         await query.answer(text=reply.notice)
         if not reply.body:
             return
         if reply.replace and message is not None and await self._edit(query, reply):
+            self.services.metrics.reply_sent()
             return
         await self._send(context, chat, reply, request.user)
+
+    async def _dispatch(self, kind: str, request: Request) -> Reply:
+        """Run the request's command, counted and timed for the metrics; name it in this update's log lines."""
+        found = find_command(request.command)
+        command = found.name if found is not None else "unknown"  # a label from the table, never a user's word
+        log_context(chat=request.chat.id, command=command)
+        started = time.perf_counter()
+        reply = await dispatch(request, self.services)
+        self.services.metrics.reply_built(time.perf_counter() - started)
+        self.services.metrics.update_handled(kind, command)
+        return reply
 
     async def on_inline_query(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """`@OurBot finance` typed in any chat: a page of cards, in the user's language, with the next offset."""
         query = update.inline_query
         if query is None:
             return
+        self.services.metrics.update_handled("inline_query", "")
         language = language_from_code(query.from_user.language_code)
         try:
             page = inline_page(self.services.content.catalogue, query.query, query.offset, language)
