@@ -7,7 +7,10 @@ if ! command -v promtool >/dev/null 2>&1; then
     promtool_dir="${XDG_CACHE_HOME:-$HOME/.cache}/hk-ai-pulse/promtool"
     if [ ! -x "$promtool_dir/usr/bin/promtool" ] && command -v apt-get >/dev/null 2>&1; then
         promtool_tmp=$(mktemp -d)
-        if (cd "$promtool_tmp" && apt-get download prometheus >/dev/null 2>&1); then
+        # A fresh machine may have no package lists yet: read them once when the first try fails.
+        if (cd "$promtool_tmp" && { apt-get download prometheus >/dev/null 2>&1 \
+                || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 \
+                     && apt-get download prometheus >/dev/null 2>&1; }; }); then
             mkdir -p "$promtool_dir"
             dpkg-deb -x "$promtool_tmp"/prometheus_*.deb "$promtool_dir"
             rm -f "$promtool_dir/usr/bin/prometheus"  # only promtool is wanted
