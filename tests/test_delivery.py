@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.addresses import TELEGRAM, ChatAddress, telegram
+from bot.core.addresses import SLACK, TELEGRAM, ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
@@ -22,13 +22,16 @@ from bot.core.subscriptions import Delivery, DigestPayload, IncomingClaim, Subsc
 from bot.delivery import (
     ChatGone,
     ChatMoved,
+    ChatPace,
     DeliveryEngine,
     DeliveryReport,
     PermanentFailure,
+    Platform,
     RateLimiter,
     RateLimits,
     RetryAfter,
     TransientFailure,
+    WorkspaceGone,
 )
 from bot.digest_scheduler import MIN_IDLE_WAIT, DigestService
 from bot.store import SqlStore, open_store
@@ -857,3 +860,75 @@ class CrashAfterFirstPart:
 
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
+
+
+# --- Platforms: the address picks the sender -------------------------------------------------------------------
+
+
+class Workspace:
+    """Another platform's edge (Slack-like addresses): records what it sends, refuses a revoked workspace's chats."""
+
+    def __init__(self, revoked: str | None = None) -> None:
+        self.sent: list[tuple[ChatAddress, str]] = []
+        self.revoked = revoked
+
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
+        if self.revoked and str(chat).startswith(self.revoked):
+            raise WorkspaceGone(self.revoked, "token_revoked")
+        self.sent.append((chat, part))
+
+
+async def subscribe_addresses(store: SubscriptionStore, *chats: str) -> list[ChatAddress]:
+    addresses = [ChatAddress.parse(chat) for chat in chats]
+    for chat in addresses:
+        await store.save_subscription(SubscriptionRequest(chat, None, ChatKind.GROUP, DAILY), NOW - timedelta(days=2))
+    assert await store.enqueue_due(NOW, 100) == len(addresses)
+    return addresses
+
+
+async def test_each_chat_goes_through_the_platform_its_address_names(store: SubscriptionStore) -> None:
+    telegram_chats, slack = FakeSender(), Workspace()
+    await subscribe_addresses(store, "telegram:1", "slack:T0123/C1", "telegram:-100200", "slack:T0123/C2")
+    slack_platform = Platform(SLACK, slack, pace=lambda chat: ChatPace(1, 1.0))
+    run = DeliveryEngine(store, [telegram_platform(telegram_chats, UNPACED), slack_platform], FAST, worker_id="w",
+                         compose=AddressedComposer(), now=Clock())
+    assert await run.run_once() == DeliveryReport(sent=4)
+    assert sorted(chat for chat, _, _, _ in telegram_chats.sent) == [-100200, 1]
+    assert sorted(str(chat) for chat, _ in slack.sent) == ["slack:T0123/C1", "slack:T0123/C2"]
+    assert "digest for slack:T0123/C1" in [part for _, part in slack.sent]
+    with pytest.raises(ValueError, match="two platforms"):
+        DeliveryEngine(store, [slack_platform, slack_platform], FAST, worker_id="w", compose=Composer())
+
+
+async def test_a_chat_whose_platform_this_process_lacks_waits_and_is_not_lost(store: SubscriptionStore) -> None:
+    sender = FakeSender()
+    await subscribe_addresses(store, "telegram:1", "slack:T0123/C1")
+    clock = Clock()
+    only_telegram = DeliveryEngine(store, telegram_platform(sender, UNPACED), FAST, worker_id="w",
+                                   compose=AddressedComposer(), now=clock)
+    assert await only_telegram.run_once() == DeliveryReport(sent=1, retried=1)
+    clock.advance(FAST.backoff_cap)
+    slack = Workspace()
+    both = DeliveryEngine(store, [telegram_platform(sender, UNPACED), Platform(SLACK, slack)], FAST, worker_id="w2",
+                          compose=AddressedComposer(), now=clock)
+    assert await both.run_once() == DeliveryReport(sent=1)
+    assert [str(chat) for chat, _ in slack.sent] == ["slack:T0123/C1"]
+
+
+async def test_a_revoked_workspace_deactivates_every_chat_in_it_and_no_other(store: SubscriptionStore) -> None:
+    slack = Workspace(revoked="slack:T0123/")
+    chats = await subscribe_addresses(store, "slack:T0123/C1", "slack:T0123/C2", "slack:T0999/C3")
+    run = DeliveryEngine(store, Platform(SLACK, slack), FAST, worker_id="w", compose=AddressedComposer(), now=Clock())
+    report = await run.run_once()
+    assert (report.sent, report.failed, report.retried) == (1, 2, 0)
+    assert report.deactivated >= 1
+    active = [(await store.get_subscription(chat, None)).active for chat in chats]  # type: ignore[union-attr]
+    assert active == [False, False, True]
+    assert [str(chat) for chat, _ in slack.sent] == ["slack:T0999/C3"]
+
+
+class AddressedComposer:
+    """One part per delivery, naming its chat's address."""
+
+    async def __call__(self, delivery: Delivery) -> DigestPayload | None:
+        return DigestPayload(parts=(f"digest for {delivery.subscription.chat}",))

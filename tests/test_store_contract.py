@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.core.addresses import telegram
+from bot.core.addresses import ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
@@ -254,6 +254,28 @@ async def test_deactivate_chat_stops_enqueueing(store: SqlStore) -> None:
     assert await store.enqueue_due(T0, 100) == 1
     assert await store.count_active() == 1
     assert [int(d.subscription.chat.id) for d in await store.claim_deliveries("w1", T0, LEASE, 10)] == [200]
+
+
+async def test_a_gone_workspace_deactivates_its_chats_and_no_other(store: SqlStore) -> None:
+    chats = [ChatAddress.parse(text) for text in
+             ("slack:T0123/C1", "slack:T0123/C2", "slack:T01234/C3", "slack:T9/C0123")]
+    for chat in [*chats, telegram(5)]:
+        await store.save_subscription(SubscriptionRequest(chat, None, ChatKind.GROUP, HK_9AM),
+                                      T0 - timedelta(days=1))
+    await store.enqueue_due(T0, 100)
+
+    assert await store.deactivate_workspace("slack:T0123/", "token_revoked", T0) == 2
+    assert await store.deactivate_workspace("slack:T0123/", "token_revoked", T0) == 0
+    with pytest.raises(ValueError):
+        await store.deactivate_workspace("T0123/", "no platform", T0)
+
+    states = {str(chat): (await store.get_subscription(chat, None)).active  # type: ignore[union-attr]
+              for chat in [*chats, telegram(5)]}
+    assert states == {"slack:T0123/C1": False, "slack:T0123/C2": False, "slack:T01234/C3": True,
+                      "slack:T9/C0123": True, "telegram:5": True}
+    claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert sorted(str(d.subscription.chat) for d in claimed) == ["slack:T01234/C3", "slack:T9/C0123", "telegram:5"]
+    assert (await store.delivery_stats()).failed == 2  # the pending digests of the gone workspace
 
 
 async def test_deliveries_of_deactivated_subscriptions_are_failed_not_claimed(store: SqlStore) -> None:
