@@ -269,6 +269,7 @@ async def test_a_gone_workspace_deactivates_its_chats_and_no_other(store: SqlSto
     with pytest.raises(ValueError):
         await store.deactivate_workspace("T0123/", "no platform", T0)
 
+    assert await store.active_by_platform() == {"slack": 2, "telegram": 1}
     states = {str(chat): (await store.get_subscription(chat, None)).active  # type: ignore[union-attr]
               for chat in [*chats, telegram(5)]}
     assert states == {"slack:T0123/C1": False, "slack:T0123/C2": False, "slack:T01234/C3": True,

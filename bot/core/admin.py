@@ -140,11 +140,13 @@ async def status(request: Request, services: Services) -> Reply:
                           "the last good version is still served. /reload shows the errors."))
     store = services.subscriptions
     if store is not None:
-        active = await store.count_active()
+        by_platform = await store.active_by_platform()
         next_due = await store.next_due_at()
         stats = await store.delivery_stats()
         when = f"{next_due.astimezone(services.zone):%Y-%m-%d %H:%M %Z}" if next_due else "none scheduled"
-        lines.append(line(f"Active subscriptions: {active}. Next digest run: {when}."))
+        platforms = ", ".join(f"{name} {count}" for name, count in by_platform.items())
+        lines.append(line(f"Active subscriptions: {sum(by_platform.values())}{f' ({platforms})' if platforms else ''}."
+                          f" Next digest run: {when}."))
         lines.append(line(f"Deliveries: {stats.pending} pending, {stats.sending} sending, {stats.sent} sent, "
                           f"{stats.failed} failed, {stats.possible_duplicates} possible duplicate(s)."))
         if stats.last_period is not None:

@@ -170,6 +170,10 @@ class SubscriptionStore(Protocol):
         """Number of active subscriptions."""
         ...
 
+    async def active_by_platform(self) -> dict[str, int]:
+        """Active subscriptions per platform (`{"telegram": 120, "slack": 8}`), platforms with none left out."""
+        ...
+
     async def next_due_at(self) -> datetime | None:
         """The earliest next_due_at among active subscriptions."""
         ...

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.core.addresses import ChatAddress
+from bot.core.addresses import PLATFORMS, ChatAddress
 from bot.core.candidates import Candidate, CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import Document
 from bot.core.messages import ChatKind
@@ -377,6 +377,16 @@ class SqlStore:
         async with self.driver.transaction(write=False) as tx:
             row = await tx.fetchone("SELECT COUNT(*) FROM subscriptions WHERE active")
         return int(row[0]) if row else 0
+
+    async def active_by_platform(self) -> dict[str, int]:
+        """Active subscriptions per platform (`{"telegram": 120, "slack": 8}`), platforms with none left out."""
+        # One pass, one sum per known platform: the address prefix is the platform, and the set of platforms is small.
+        sums = ", ".join(f"SUM(CASE WHEN substr(chat, 1, {len(name) + 1}) = '{name}:' THEN 1 ELSE 0 END)"
+                         for name in PLATFORMS)
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(f"SELECT {sums} FROM subscriptions WHERE active")
+        counts = zip(PLATFORMS, row or (), strict=False)
+        return {name: int(count) for name, count in counts if count}
 
     async def next_due_at(self) -> datetime | None:
         """The earliest next_due_at among active subscriptions."""
