@@ -30,6 +30,7 @@ from bot.delivery import (
     RateLimiter,
     RateLimits,
     RetryAfter,
+    SharedPace,
     TransientFailure,
     WorkspaceGone,
 )
@@ -262,6 +263,27 @@ async def test_sends_in_flight_are_capped_but_a_chat_waiting_its_turn_holds_no_s
     assert not chat_1_again.done()  # its chat's turn came, but the only slot is taken
     pacer.release()
     assert await asyncio.wait_for(chat_1_again, 0.5) >= 1.0
+
+
+async def test_chats_sharing_a_budget_stay_within_it_and_within_their_own() -> None:
+    time = VirtualTime()
+
+    def workspace_pace(chat: ChatAddress) -> ChatPace:
+        workspace = chat.id.partition("/")[0]
+        return ChatPace(1, 1.0, SharedPace(f"slack:{workspace}/", 5, 10.0))
+
+    pacer = RateLimiter(RateLimits(messages_per_second=0, max_in_flight=0), pace=workspace_pace,
+                        monotonic=time.clock, sleep=time.sleep)
+    busy = [ChatAddress("slack", f"T1/C{n}") for n in range(1, 11)]
+    other = ChatAddress("slack", "T2/C1")
+    busy_starts = await asyncio.gather(*(pacer.acquire(chat) for chat in [*busy, *busy]))
+    assert most_in_any_window(busy_starts, 10.0) <= 5  # the workspace's budget, over all its channels
+    assert max(busy_starts) >= 30.0  # 20 starts at 5 per 10 s
+    for n in range(10):  # and each channel's own: one a second
+        assert abs(busy_starts[n + 10] - busy_starts[n]) >= 1.0
+    await pacer.acquire(busy[0])
+    now = time.now
+    assert await pacer.acquire(other) == now  # another workspace's budget is its own, untouched
 
 
 async def test_idle_chats_are_forgotten() -> None:
