@@ -17,6 +17,7 @@ import pytest
 from bot.core.addresses import SLACK, TELEGRAM, ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem
 from bot.core.messages import ChatKind
+from bot.core.prompts import OpenPrompt
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import Delivery, DigestPayload, IncomingClaim, SubscriptionRequest, SubscriptionStore
 from bot.delivery import (
@@ -638,6 +639,22 @@ async def test_the_retention_sweep_forgets_incoming_update_ids_after_two_days(st
     clock.advance(24 * hour)
     assert [await service.prune() for _ in range(2)] == [2, 1]
     assert await store.claim_incoming(1, "w1", clock(), 60) is IncomingClaim.NEW
+
+
+async def test_the_retention_sweep_forgets_unanswered_prompts_after_a_week(store: SubscriptionStore) -> None:
+    assert isinstance(store, SqlStore)
+    clock = Clock()
+    for message_id in (1, 2, 3):
+        await store.save_prompt(telegram(100), message_id, OpenPrompt("review edit 1", 900, clock()))
+    hour = 3600.0
+    service = DigestService(store, engine(store, FakeSender(), clock=clock), clock, tick_seconds=60.0, prune_batch=2,
+                            prompts=store)
+    clock.advance(7 * 24 * hour - 1)
+    assert await service.prune() == 0  # an admin may still answer them
+    assert await store.find_prompt(telegram(100), 1) is not None
+    clock.advance(24 * hour)
+    assert [await service.prune() for _ in range(2)] == [2, 1]
+    assert await store.find_prompt(telegram(100), 1) is None
 
 
 def found_item(n: int) -> FoundItem:
