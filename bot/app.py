@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.console import CONSOLE_USER, Console, console_platform
+from bot.console import CONSOLE_USER, Console, console_platform, language_from_environment
 from bot.content import ContentLibrary, InvalidContent
 from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
@@ -26,6 +27,7 @@ from bot.core.admin import describe_outcome
 from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules
 from bot.core.document import Document
+from bot.core.i18n import ENGLISH, Translator, translator
 from bot.core.messages import Chat, Reply
 from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
 from bot.core.prompts import PromptStore
@@ -51,6 +53,20 @@ from bot.tg.webhook import derive_secret, webhook_server
 log = logging.getLogger(__name__)
 
 CONCURRENT_UPDATES = 32
+
+
+# A message for the admins, written once per language: each admin reads it in their private chat's language.
+Notice = Callable[[Translator], Document]
+NotifyAdmins = Callable[[Notice], Awaitable[None]]
+
+
+async def admin_language(runtime: Runtime, admin_id: int) -> str:
+    """An admin's language (their private chat's, whose id is their user id); English if the store cannot say."""
+    try:
+        return await runtime.services.chat_language(chat_address(admin_id))
+    except Exception:  # a notice about broken content must not fail because the store is failing too
+        log.exception("could not read the language of admin %s", admin_id)
+        return ENGLISH
 
 
 def rate_limits(settings: Settings) -> RateLimits:
@@ -93,13 +109,13 @@ class Runtime:
         return replace(self.services, bot_username=bot_username, chat_admins=chat_admins or EveryoneIsAdmin(),
                        admin_ids=self.services.admin_ids if admin_ids is None else admin_ids)
 
-    def start_watching(self, notify: Callable[[Document], Awaitable[None]]) -> None:
+    def start_watching(self, notify: NotifyAdmins) -> None:
         """Reload content when its files change; tell the admins what changed or what is wrong."""
         if not self.settings.watch_content:
             return
 
         async def on_change(change: ContentChange) -> None:
-            await notify(describe_outcome(change, "Content reloaded."))
+            await notify(lambda tr: describe_outcome(change, tr.gettext("Content reloaded."), tr))
 
         self.stop_watching = asyncio.Event()
         watching = self.content_admin.watch(self.stop_watching, on_change)
@@ -157,7 +173,8 @@ def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallCl
     if settings.watch_sources and runtime.candidates is not None:
         polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
                                 admin_ids=services.admin_ids, notify=notify_admin,
-                                hushed=lambda admin_id: services.hushed(chat_address(admin_id)))
+                                hushed=lambda admin_id: services.hushed(chat_address(admin_id)),
+                                language_of=lambda admin_id: services.chat_language(chat_address(admin_id)))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, *pacers.values()) if part is not None],
                          retention=retention,
@@ -214,13 +231,13 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def running(runtime: Runtime, platforms: Sequence[Platform], notify: Callable[[Document], Awaitable[None]],
+async def running(runtime: Runtime, platforms: Sequence[Platform], notify: NotifyAdmins,
                   clock: WallClock, notify_admin: NotifyAdmin | None = None) -> AsyncIterator[DigestService]:
     """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
     the digests (scheduler tick, delivery loop, sources polling) and the content watcher; stop them in reverse.
 
-    `notify` tells every admin (content changes); `notify_admin` one admin (new review candidates, sent to each admin
-    outside their own quiet hours)."""
+    `notify` tells every admin, each in their own language (content changes); `notify_admin` one admin (new review
+    candidates, sent to each admin outside their own quiet hours)."""
     if runtime.sync is not None:
         await runtime.sync.start()  # takes the published content before anything is answered
     try:
@@ -254,9 +271,9 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
             except TelegramError as exc:
                 log.warning("could not notify admin %s: %s", admin_id, exc)
 
-        async def notify_admins(message: Document) -> None:
+        async def notify_admins(notice: Notice) -> None:
             for admin_id in sorted(settings.admin_ids):
-                await notify_admin(admin_id, message)
+                await notify_admin(admin_id, notice(translator(await admin_language(runtime, admin_id))))
 
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
@@ -306,17 +323,18 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
 
 
 async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console: bool = False,
-                stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+                stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, language: str | None = None) -> int:
     """Run the bot until SIGTERM/SIGINT (Telegram) or end of input (console). Returns the exit status."""
     try:
         async with opened(settings, clock) as runtime:
             if force_console or settings.console_mode:
                 # The person at the terminal is the admin.
                 runtime.services = runtime.services_for(admin_ids=settings.admin_ids | {CONSOLE_USER.id})
-                console = Console(runtime.services, stdin, stdout)
+                console = Console(runtime.services, stdin, stdout,
+                                  language or language_from_environment(os.environ))
 
-                async def notify_console(message: Document) -> None:
-                    console.show(message)
+                async def notify_console(notice: Notice) -> None:
+                    console.show(notice(translator(console.language)))
 
                 async def notify_console_admin(admin_id: int, message: Document) -> None:
                     if admin_id == CONSOLE_USER.id:  # the other admins are not at this terminal
@@ -359,10 +377,10 @@ def webhook_secret(settings: Settings) -> Secret:
     return settings.webhook_secret or Secret(derive_secret(settings.telegram_token.reveal()))
 
 
-def run(settings: Settings, *, force_console: bool = False) -> int:
-    """Configure logging and serve; the process's exit status."""
+def run(settings: Settings, *, force_console: bool = False, language: str | None = None) -> int:
+    """Configure logging and serve; the process's exit status. `language` is the console's (else from LANG)."""
     secrets = [settings.telegram_token, webhook_secret(settings)] if settings.telegram_token else []
     configure_logging(settings.log_level, secrets)
     if force_console or settings.console_mode:
         logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable
-    return asyncio.run(serve(settings, force_console=force_console))
+    return asyncio.run(serve(settings, force_console=force_console, language=language))

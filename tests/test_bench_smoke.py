@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not an installed package; `pytest` (unlike `python -m pytest`) omits cwd
     sys.path.insert(0, str(ROOT))
 
-from bench import commands, content, fanout, inline, sources, store, webhook_flood  # noqa: E402
+from bench import commands, content, fanout, inline, search_zh, sources, store, webhook_flood  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -32,9 +32,16 @@ def test_fanout_quick_delivers_every_digest_exactly_once_with_and_without_faults
         assert row["worker"]["store_sent"] == row["chats"], row
 
 
+def test_search_zh_scores_every_tokeniser_on_every_labelled_query() -> None:
+    rows = search_zh.main()
+    assert [row["tokeniser"] for row in rows] == ["character bigrams", *search_zh._jieba()]
+    assert all(0 <= row["all_p@1"] <= 1 for row in rows)
+
+
 def test_commands_quick_builds_every_reply_and_answers_every_update() -> None:
     result = commands.main(["--quick"])
-    assert [row["command"] for row in result["reply_build"]] == list(commands.COMMANDS)
+    assert [(row["language"], row["command"]) for row in result["reply_build"]] == [
+        (language, command) for language in commands.LANGUAGES for command in commands.COMMANDS]
     assert all(row["replies"] == row["updates"] for row in result["end_to_end"])
 
 
@@ -75,4 +82,4 @@ def test_each_benchmark_has_one_documented_command() -> None:
 
 def test_inline_quick_answers_every_query_within_the_bot_apis_limits() -> None:
     rows = inline.main(["--quick"])
-    assert [row["results"] for row in rows] == [5, 20, 20, 20, 0, 0]
+    assert [row["results"] for row in rows] == [5, 20, 20, 20, 20, 0]

@@ -99,9 +99,10 @@ class ContentAdmin(Protocol):
         ...
 
     async def publish_update(self, day: date, sections: Sequence[str], title: str, summary: str, link: str,
-                             actor: int | None, record: Record | None = None) -> ContentOutcome:
+                             actor: int | None, record: Record | None = None, *,
+                             language: str = "en") -> ContentOutcome:
         """Add one dated update to the updates file as an upload of it would (validated, `record`ed first, kept
-        for /rollback); `actor` is the admin who published it."""
+        for /rollback); `actor` is the admin who published it; `language` the one its text is written in."""
         ...
 
     @property

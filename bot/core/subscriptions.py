@@ -27,6 +27,7 @@ class Subscription:
     created_at: datetime
     next_due_at: datetime
     spotlight: bool = True
+    language: str = "en"  # the chat's language (kept with the chat, not the subscription): digests go out in it
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,14 @@ class SubscriptionStore(Protocol):
 
     async def get_quiet_hours(self, chat: ChatAddress) -> QuietHours | None:
         """A chat's quiet hours, if any."""
+        ...
+
+    async def set_chat_language(self, chat: ChatAddress, language: str) -> None:
+        """Keep a chat's language ("en", "zh-Hant"); its subscriptions' digests go out in it."""
+        ...
+
+    async def get_chat_language(self, chat: ChatAddress) -> str | None:
+        """A chat's language, or None before its first contact set one."""
         ...
 
     async def count_active(self) -> int:

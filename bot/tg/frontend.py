@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 
 from telegram import (
@@ -33,7 +34,8 @@ from telegram.ext import (
 from bot.core.admin import MAX_UPLOAD_BYTES
 from bot.core.commands import COMMANDS, dispatch, find_command
 from bot.core.document import Document, doc, line, link
-from bot.core.inline import InlinePage, inline_page, language_for
+from bot.core.i18n import CHINESE, ENGLISH, language_from_code, translator
+from bot.core.inline import InlinePage, inline_page
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.prompts import OpenPrompt, answering
@@ -82,6 +84,17 @@ def core_user(update: Update) -> User | None:
         return User(id=message.chat.id, name=message.chat.title or "")
     user = update.effective_user
     return User(id=user.id, name=user.full_name) if user else None
+
+
+def language_code(update: Update) -> str | None:
+    """The sender's Telegram language_code (`zh-hk`, `en`), None when there is no user (a channel post)."""
+    user = update.effective_user
+    return user.language_code if user is not None else None
+
+
+# The Telegram menus: the default one in English, and one for users whose Telegram speaks Chinese. Telegram's
+# language_code for a menu is a two-letter ISO 639-1 code, so `zh` covers zh-hk, zh-tw and zh-hans users alike.
+MENU_LANGUAGES = ((None, ENGLISH), ("zh", CHINESE))
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
@@ -151,15 +164,27 @@ class TelegramFrontEnd:
         application.add_error_handler(self.on_error)
 
     async def announce_commands(self, application: Application) -> None:  # type: ignore[type-arg]
-        """Publish the command menu from the command table."""
-        await application.bot.set_my_commands(
-            [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu and not c.admin_only])
-        admin_menu = [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu]
+        """Publish the command menus from the command table: the default one and the Chinese one."""
+        for code, language in MENU_LANGUAGES:
+            tr = translator(language)
+            await application.bot.set_my_commands(
+                [BotCommand(c.name, c.describe(tr)) for c in COMMANDS if c.in_menu and not c.admin_only],
+                language_code=code)
         for admin_id in sorted(self.services.admin_ids):
-            try:
-                await application.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id))
-            except TelegramError as exc:  # the admin has not started a chat with the bot yet
-                log.info("no admin command menu for user %s: %s", admin_id, exc)
+            for code, language in MENU_LANGUAGES:
+                tr = translator(language)
+                admin_menu = [BotCommand(c.name, c.describe(tr)) for c in COMMANDS if c.in_menu]
+                try:
+                    await application.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id),
+                                                          language_code=code)
+                except TelegramError as exc:  # the admin has not started a chat with the bot yet
+                    log.info("no admin command menu for user %s: %s", admin_id, exc)
+                    break
+
+    async def _in_language(self, request: Request, update: Update) -> Request:
+        """The request with its chat's language (set from the sender's language_code on first contact)."""
+        language = await self.services.chat_language(request.chat.address, language_code(update))
+        return dataclasses.replace(request, language=language)
 
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A command or, in a private chat, plain text (a search)."""
@@ -172,7 +197,7 @@ class TelegramFrontEnd:
             return
         if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
-        reply = await dispatch(request, self.services)
+        reply = await dispatch(await self._in_language(request, update), self.services)
         if reply.body:
             await self._send(context, chat, reply, request.user)
 
@@ -190,7 +215,7 @@ class TelegramFrontEnd:
             request = None if asked is None else answering(asked, message.text, chat, core_user(update),
                                                            context.bot.username)
             if request is not None:
-                reply = await dispatch(request, self.services)
+                reply = await dispatch(await self._in_language(request, update), self.services)
                 if reply.body:
                     await self._send(context, chat, reply, request.user)
                 return
@@ -214,8 +239,10 @@ class TelegramFrontEnd:
         document = message.document
         attachment = None
         is_admin = user is not None and user.id in self.services.admin_ids
+        request = await self._in_language(Request("upload", (), chat, user), update)
         if is_admin:
-            too_big = Reply(doc(f"That file is over {MAX_UPLOAD_BYTES // 1024} KiB; content files are small."))
+            too_big = Reply(doc(translator(request.language).gettext(
+                "That file is over %(size)s KiB; content files are small.", size=MAX_UPLOAD_BYTES // 1024)))
             if document.file_size is not None and document.file_size > MAX_UPLOAD_BYTES:
                 await send_reply(context.application, chat, too_big)
                 return
@@ -230,7 +257,7 @@ class TelegramFrontEnd:
                 await send_reply(context.application, chat, too_big)
                 return
             attachment = (document.file_name or "upload.yaml", data)
-        reply = await dispatch(Request("upload", (), chat, user, attachment=attachment), self.services)
+        reply = await dispatch(dataclasses.replace(request, attachment=attachment), self.services)
         if reply.body:
             await send_reply(context.application, chat, reply)
 
@@ -243,7 +270,7 @@ class TelegramFrontEnd:
         chat = Chat(chat_address(tg_chat.id), kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
         change = MembershipChange(chat, present=is_present(changed.new_chat_member),
                                   was_present=is_present(changed.old_chat_member))
-        reply = await membership_changed(change, self.services)
+        reply = await membership_changed(change, self.services, language_code(update) if change.present else None)
         if not reply.body:
             return
         try:
@@ -262,7 +289,7 @@ class TelegramFrontEnd:
         if request is None:
             await query.answer()
             return
-        reply = await dispatch(request, self.services)
+        reply = await dispatch(await self._in_language(request, update), self.services)
         await query.answer(text=reply.notice)
         if not reply.body:
             return
@@ -275,7 +302,7 @@ class TelegramFrontEnd:
         query = update.inline_query
         if query is None:
             return
-        language = language_for(query.from_user.language_code)
+        language = language_from_code(query.from_user.language_code)
         try:
             page = inline_page(self.services.content.catalogue, query.query, query.offset, language)
             results = articles(page, context.bot.username or "")
@@ -309,15 +336,19 @@ class TelegramFrontEnd:
         log.error("error while handling an update", exc_info=context.error)
         if not isinstance(update, Update):
             return
+        # Only the cached language: asking the store might fail again the way that just failed.
+        chat = update.effective_chat
+        cached = self.services.language_cache.fresh(chat_address(chat.id)) if chat is not None else None
+        sorry = translator(cached or ENGLISH).gettext(SORRY)
         if update.callback_query is not None:
             with contextlib.suppress(TelegramError):
-                await update.callback_query.answer(SORRY[:200])
+                await update.callback_query.answer(sorry[:200])
             return
         message = update.effective_message
         if update.effective_chat is not None:
             # In a forum topic the apology goes where the user wrote, or they would never see it.
             thread = message.message_thread_id if message is not None and message.is_topic_message else None
             try:
-                await context.bot.send_message(update.effective_chat.id, SORRY, message_thread_id=thread)
+                await context.bot.send_message(update.effective_chat.id, sorry, message_thread_id=thread)
             except TelegramError as exc:
                 log.warning("could not apologise to chat %s: %s", update.effective_chat.id, exc)
