@@ -116,8 +116,10 @@ async def test_a_group_s_digest_follows_the_group_s_language(fake: FakeBotApi, t
         await asyncio.sleep(0.2)
         assert await runtime.store.get_chat_language(telegram(GROUP)) == CHINESE
     assert "摘要 · 2025年4月16日 星期三" in digest["text"] and "1 則新動態" in digest["text"]
-    assert "Digital Policy Office issues Generative AI" in digest["text"]  # content stays as written (part B)
+    assert "數字政策辦公室發布《香港生成式人工智能技術及應用指引》" in digest["text"]  # the update's Chinese text
+    assert "Digital Policy Office issues Generative AI" not in digest["text"]
     assert "digest · Wed 16 Apr 2025" in english["text"] and "1 new update" in english["text"]
+    assert "Digital Policy Office issues Generative AI" in english["text"]
     assert len(texts(fake, GROUP)) == 5
 
 
