@@ -144,6 +144,22 @@ async def test_a_chinese_chat_reads_chinese_replies_buttons_and_dates(sqlite_sto
     assert "Sorry" in html(await say(services, "/status", language=ENGLISH))
 
 
+async def test_admins_read_chat_addresses_and_their_mistakes_in_chinese(sqlite_store: SqlStore) -> None:
+    services = services_with(sqlite_store)
+    await say(services, "/subscribe")  # the private chat, telegram:7
+    status = html(await say(services, "/status", user=ADMIN))
+    assert "有效訂閱：1（telegram 1）" in status
+    assert "對話 telegram:7（有效" in html(await say(services, "/preview 7", user=ADMIN))
+    for typed, problem in [("/preview slack:C0456", "「C0456」不是 Slack 對話"),
+                           ("/preview matrix:1", "不明平台「matrix」"),
+                           ("/preview 12abc", "對話須為 Telegram 對話 ID"),
+                           ("/preview 7 8", "只可指定一個對話")]:
+        refused = html(await say(services, typed, user=ADMIN))
+        assert problem in refused and "用法：/preview [對話]" in refused, typed
+    english = html(await say(services, "/preview slack:C0456", user=ADMIN, language=ENGLISH))
+    assert "“C0456” is not a Slack chat" in english and "Usage: /preview [chat]" in english
+
+
 COMMAND_LINES = ["/start", "/help", "/sectors", "/sector finance", "/sector fintek", "/initiatives",
                  "/initiatives finance", "/search ai", "/search 香港", "/latest 20", "/about", "/subscribe",
                  "/settings", "/digest", "/quiet 22:00-07:00", "/quiet", "/language", "/status", "/preview",
