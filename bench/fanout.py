@@ -53,6 +53,7 @@ from bot.delivery import DeliveryEngine, RateLimits, Sender
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.metrics import PrometheusMetrics
 from bot.store import open_store
+from bot.tg.platform import telegram_platform
 from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender, TelegramSender
 
@@ -84,12 +85,13 @@ class Job:
 def _sample_digest(now: datetime) -> str:
     """One digest as the composer writes it, for the baselines (which have no store)."""
     catalogue = load_catalogue(CONTENT, now=now)
+    from bot.core.addresses import telegram
     from bot.core.messages import ChatKind
     from bot.core.schedule import Cadence, Schedule
     from bot.core.subscriptions import Subscription
 
     schedule = Schedule(Cadence.DAILY, datetime.strptime("09:00", "%H:%M").time(), "Asia/Hong_Kong")
-    subscription = Subscription(1, 1, None, ChatKind.PRIVATE, schedule, (), True, now, now)
+    subscription = Subscription(1, telegram(1), None, ChatKind.PRIVATE, schedule, (), True, now, now)
     payload = compose_digest(subscription, catalogue, now, DigestHistory(), DigestRules())
     assert payload is not None
     assert payload.message is not None
@@ -120,9 +122,9 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                                                               request=request))
                     sender = TelegramSender(bot)
                 metrics = NO_METRICS if job.variant == "engine-json-nometrics" else PrometheusMetrics("bench")
-                engine = DeliveryEngine(store, sender, limits, worker_id="bench",
+                engine = DeliveryEngine(store, telegram_platform(sender), limits, worker_id="bench",
                                         compose=digest_composer(store, content, clock, DigestRules()), now=clock,
-                                        render=html_parts, metrics=metrics)
+                                        metrics=metrics)
                 service = DigestService(store, engine, clock, tick_seconds=15.0, metrics=metrics)
                 freeze_startup_objects()  # as `python -m bot` does once it has started
                 cpu0, wall0 = time.process_time(), time.monotonic()

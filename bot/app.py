@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TextIO
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.console import CONSOLE_USER, Console, ConsoleSender, console_parts, language_from_environment
+from bot.console import CONSOLE_USER, Console, console_platform, language_from_environment
 from bot.content import ContentLibrary, InvalidContent
 from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
@@ -33,7 +33,7 @@ from bot.core.ports import NO_METRICS, ChatAdmins, ContentAdmin, Metrics, WallCl
 from bot.core.prompts import PromptStore
 from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
-from bot.delivery import DEFAULT_PLATFORM, DeliveryEngine, RateLimiter, RateLimits, Render, Sender
+from bot.delivery import DeliveryEngine, Platform, RateLimiter, RateLimits
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.metrics import GaugeReading, PrometheusMetrics, metrics_route, metrics_server, seconds_since
@@ -45,8 +45,9 @@ from bot.store.cluster import GlobalPacer, SchedulerLeadership, process_id
 from bot.store.snapshots import snapshot_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import UPDATE_TYPES, TelegramFrontEnd, send_reply
+from bot.tg.ids import chat_address
 from bot.tg.ordering import PerChatOrderedProcessor
-from bot.tg.render import html_parts
+from bot.tg.platform import TelegramPace, telegram_platform
 from bot.tg.sender import BotApiSender
 from bot.tg.webhook import derive_secret, webhook_server
 
@@ -64,7 +65,7 @@ NotifyAdmins = Callable[[Notice], Awaitable[None]]
 async def admin_language(runtime: Runtime, admin_id: int) -> str:
     """An admin's language (their private chat's, whose id is their user id); English if the store cannot say."""
     try:
-        return await runtime.services.chat_language(admin_id)
+        return await runtime.services.chat_language(chat_address(admin_id))
     except Exception:  # a notice about broken content must not fail because the store is failing too
         log.exception("could not read the language of admin %s", admin_id)
         return ENGLISH
@@ -72,10 +73,14 @@ async def admin_language(runtime: Runtime, admin_id: int) -> str:
 
 def rate_limits(settings: Settings) -> RateLimits:
     """Delivery pacing from settings."""
-    return RateLimits(messages_per_second=settings.messages_per_second,
-                      private_interval=settings.private_chat_interval,
-                      group_per_minute=settings.group_messages_per_minute, max_in_flight=settings.max_in_flight,
+    return RateLimits(messages_per_second=settings.messages_per_second, max_in_flight=settings.max_in_flight,
                       lease_seconds=settings.lease_seconds)
+
+
+def telegram_pace(settings: Settings) -> TelegramPace:
+    """Telegram's per-chat limits from settings."""
+    return TelegramPace(private_interval=settings.private_chat_interval,
+                        group_per_minute=settings.group_messages_per_minute)
 
 
 @dataclass
@@ -140,38 +145,42 @@ def build_services(settings: Settings, content: ContentLibrary, store: Subscript
                     wake_delivery=wake_delivery, candidates=candidates, prompts=prompts, metrics=metrics)
 
 
-def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render,
-                  notify_admin: NotifyAdmin | None = None, platform: str = DEFAULT_PLATFORM) -> DigestService:
+def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallClock,
+                  notify_admin: NotifyAdmin | None = None) -> DigestService:
     """The delivery engine, the scheduler tick and (on the leader) the polling of official sources."""
     settings = runtime.settings
     services = runtime.services
 
     async def silent(delivery: Delivery) -> bool:
-        return await services.hushed(delivery.subscription.chat_id,
+        return await services.hushed(delivery.subscription.chat,
                                      scheduled_digest=delivery.kind is DeliveryKind.DIGEST)
 
     # Replicas on one PostgreSQL: one of them schedules, and all of them share the sending ceiling.
     replicas = is_postgres(settings.database_url)
     leadership = SchedulerLeadership(settings.database_url) if replicas else None
-    pacer = (GlobalPacer(settings.database_url, settings.messages_per_second)
-             if replicas and settings.shared_rate_limit and settings.messages_per_second > 0 else None)
+    shared = replicas and settings.shared_rate_limit and settings.messages_per_second > 0
     limits = rate_limits(settings)
-    engine = DeliveryEngine(runtime.store, sender, limits, silent=silent, render=render,
-                            worker_id=process_id(),
+    # Each platform's overall ceiling is shared by the replicas under the platform's own name.
+    pacers = {platform.name: GlobalPacer(settings.database_url, settings.messages_per_second, name=platform.name)
+              for platform in platforms if shared}
+    paced = [replace(platform, limiter=platform.limiter or RateLimiter(limits, pace=platform.pace,
+                                                                        global_pacer=pacers.get(platform.name)))
+             for platform in platforms]
+    engine = DeliveryEngine(runtime.store, paced, limits, silent=silent, worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
-                            now=clock, limiter=RateLimiter(limits, global_pacer=pacer), metrics=services.metrics,
-                            platform=platform)
+                            now=clock, metrics=services.metrics)
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
     expiry = timedelta(days=settings.candidate_expiry_days) if settings.candidate_expiry_days else None
     polling = None
     if settings.watch_sources and runtime.candidates is not None:
         polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
                                 admin_ids=services.admin_ids, notify=notify_admin,
-                                hushed=lambda chat_id: services.hushed(chat_id),
-                                language_of=lambda chat_id: services.chat_language(chat_id))
+                                hushed=lambda admin_id: services.hushed(chat_address(admin_id)),
+                                language_of=lambda admin_id: services.chat_language(chat_address(admin_id)))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
-                         closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
+                         closing=[part for part in (leadership, *pacers.values()) if part is not None],
+                         retention=retention,
                          wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
                          polling=polling, prompts=services.prompts, metrics=services.metrics)
 
@@ -243,9 +252,8 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def running(runtime: Runtime, sender: Sender, render: Render, notify: NotifyAdmins,
-                  clock: WallClock, notify_admin: NotifyAdmin | None = None,
-                  platform: str = DEFAULT_PLATFORM) -> AsyncIterator[DigestService]:
+async def running(runtime: Runtime, platforms: Sequence[Platform], notify: NotifyAdmins,
+                  clock: WallClock, notify_admin: NotifyAdmin | None = None) -> AsyncIterator[DigestService]:
     """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
     the digests (scheduler tick, delivery loop, sources polling) and the content watcher; stop them in reverse.
 
@@ -254,7 +262,7 @@ async def running(runtime: Runtime, sender: Sender, render: Render, notify: Noti
     if runtime.sync is not None:
         await runtime.sync.start()  # takes the published content before anything is answered
     try:
-        digests = runtime.digests = build_digests(runtime, sender, clock, render, notify_admin, platform)
+        digests = runtime.digests = build_digests(runtime, platforms, clock, notify_admin)
         digests.start()
         try:
             runtime.start_watching(notify)
@@ -280,7 +288,7 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
 
         async def notify_admin(admin_id: int, message: Document) -> None:
             try:
-                await send_reply(application, Chat(admin_id), Reply(message))
+                await send_reply(application, Chat(chat_address(admin_id)), Reply(message))
             except TelegramError as exc:
                 log.warning("could not notify admin %s: %s", admin_id, exc)
 
@@ -291,7 +299,8 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        async with sender, running(runtime, sender, html_parts, notify_admins, clock, notify_admin, TELEGRAM), \
+        async with sender, running(runtime, [telegram_platform(sender, telegram_pace(settings))], notify_admins, clock,
+                                   notify_admin), \
                 _serving_metrics(runtime, clock), _receiving_updates(runtime, application, clock):
             await application.start()
             try:
@@ -371,8 +380,8 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
                     if admin_id == CONSOLE_USER.id:  # the other admins are not at this terminal
                         console.show(message)
 
-                async with running(runtime, ConsoleSender(console), console_parts, notify_console, clock,
-                                   notify_console_admin, "console"):
+                async with running(runtime, [console_platform(console)], notify_console, clock,
+                                   notify_console_admin):
                     freeze_startup_objects()
                     await console.run()
                 return 0

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
+from bot.core.addresses import CONSOLE, ChatAddress
 from bot.core.commands import dispatch
 from bot.core.document import Document, Line, LineKind, Style
 from bot.core.i18n import ENGLISH, N_, Translator, known_language, language_from_code, translator
@@ -17,8 +18,9 @@ from bot.core.messages import SORRY, Button, Chat, ChatKind, Reply, User, interp
 from bot.core.numbers import whole_number
 from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
+from bot.delivery import Platform
 
-CONSOLE_CHAT = Chat(id=1, kind=ChatKind.PRIVATE, title="console")
+CONSOLE_CHAT = Chat(ChatAddress(CONSOLE, "1"), kind=ChatKind.PRIVATE, title="console")
 # The person at the terminal runs the bot: they are its admin (content reloads, /status, broadcasts).
 CONSOLE_USER = User(id=1, name="console")
 PROMPT = "you> "
@@ -86,7 +88,7 @@ class Console:
 
     async def current_language(self) -> str:
         """The console chat's language: the terminal's on first contact, then whatever /language chose."""
-        self.language = await self.services.chat_language(CONSOLE_CHAT.id, self.language)
+        self.language = await self.services.chat_language(CONSOLE_CHAT.address, self.language)
         return self.language
 
     async def handle_line(self, line: str) -> str | None:
@@ -131,10 +133,10 @@ class Console:
         interactive = self.stdin.isatty()
         if self.services.subscriptions is not None:  # the terminal's language wins over one kept from last time
             try:
-                await self.services.subscriptions.set_chat_language(CONSOLE_CHAT.id, self.language)
+                await self.services.subscriptions.set_chat_language(CONSOLE_CHAT.address, self.language)
             except Exception:  # digests then follow the language kept before; the conversation goes on
                 log.exception("console: could not keep the language %s", self.language)
-        self.services.remember_language(CONSOLE_CHAT.id, self.language)
+        self.services.remember_language(CONSOLE_CHAT.address, self.language)
         tr = translator(self.language)
         self._write(tr.gettext("%(name)s — console mode (no Telegram token set).",
                                name=self.services.content.catalogue.about.name) + "\n"
@@ -177,6 +179,11 @@ class ConsoleSender:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
         """Print a digest part (rendered by console_parts) between the user's lines."""
-        self.console.show(html)
+        self.console.show(part)
+
+
+def console_platform(console: Console) -> Platform:
+    """The console as a delivery platform: its one chat, no limits, plain-text parts."""
+    return Platform(CONSOLE, ConsoleSender(console), render=console_parts)

@@ -12,14 +12,14 @@ from bot.settings import Secret
 
 # What a log line is about, set where the work starts (a handled update, a delivery) and seen by every line logged
 # in that task: asyncio copies the context into each task, so concurrent updates and deliveries keep their own.
-_CHAT: ContextVar[int | None] = ContextVar("log_chat", default=None)
+_CHAT: ContextVar[str | None] = ContextVar("log_chat", default=None)  # the chat address, telegram:-100123
 _COMMAND: ContextVar[str | None] = ContextVar("log_command", default=None)
 _DELIVERY: ContextVar[int | None] = ContextVar("log_delivery", default=None)
 # The JSON fields, in this order; the last four only where they apply.
 JSON_FIELDS = ("time", "level", "logger", "message", "chat", "command", "delivery", "replica")
 
 
-def log_context(*, chat: int | None = None, command: str | None = None, delivery: int | None = None) -> None:
+def log_context(*, chat: str | None = None, command: str | None = None, delivery: int | None = None) -> None:
     """Name the chat, command and delivery the current task's log lines are about (until it ends)."""
     _CHAT.set(chat)
     _COMMAND.set(command)

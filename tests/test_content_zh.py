@@ -13,6 +13,7 @@ from replies import html, parts
 
 from bot.content import ContentLibrary, InvalidContent, load_catalogue, validate_texts
 from bot.content.manager import ContentManager
+from bot.core.addresses import telegram
 from bot.core.catalogue import CHINESE, ENGLISH, Catalogue
 from bot.core.commands import dispatch
 from bot.core.digest_composer import DigestRules, compose_digest
@@ -230,7 +231,7 @@ async def test_every_sector_reply_fits_one_message_in_chinese() -> None:
 async def test_every_digest_part_fits_in_chinese() -> None:
     rules = DigestRules(lookback_days=10_000, max_updates=10)
     for sections in [(), *((s.id,) for s in SHIPPED.sections)]:
-        subscription = Subscription(id=7, chat_id=5, thread_id=None, chat_kind=Chat(5).kind,
+        subscription = Subscription(id=7, chat=telegram(5), thread_id=None, chat_kind=Chat(telegram(5)).kind,
                                     schedule=Schedule(Cadence.DAILY, time(9), "Asia/Hong_Kong"), sections=sections,
                                     active=True, created_at=NOW, next_due_at=NOW)
         payload = compose_digest(replace(subscription, language=CHINESE), SHIPPED, NOW, DigestHistory(), rules)
@@ -302,7 +303,7 @@ def _reply(block: object) -> object:
 
 async def ask(text: str, language: str) -> object:
     command, *args = text.split()
-    request = replace(Request(command, tuple(args), Chat(5), User(5, "Ada")), language=language)
+    request = replace(Request(command, tuple(args), Chat(telegram(5)), User(5, "Ada")), language=language)
     return await dispatch(request, Services(content=StaticContent(SHIPPED), clock=lambda: NOW))  # type: ignore[arg-type]
 
 

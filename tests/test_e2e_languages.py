@@ -11,6 +11,7 @@ from pathlib import Path
 from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, FakeClock, e2e_settings, running_bot, sent_message_ids, texts
 
+from bot.core.addresses import telegram
 from bot.core.commands import COMMANDS
 from bot.core.i18n import CHINESE, translator
 
@@ -38,7 +39,7 @@ async def test_a_zh_hk_user_gets_chinese_replies_and_a_chinese_menu(fake: FakeBo
         fake.push_update(fake.command_update("/sector finance", chat_id=702, user_id=702, language_code="en"))
         [english] = await fake.wait_for("sendMessage", chat_id=702)
         await fake.wait_for("setMyCommands", count=2)
-        assert await runtime.store.get_chat_language(701) == CHINESE
+        assert await runtime.store.get_chat_language(telegram(701)) == CHINESE
     assert "請在下方選擇範疇" in welcome["text"] and "/language — 英文或中文" in welcome["text"]
     assert "Key points" in english["text"] and "重點" not in english["text"]
     menus = {call.get("language_code"): call["commands"] for call in fake.calls("setMyCommands")
@@ -113,10 +114,9 @@ async def test_a_group_s_digest_follows_the_group_s_language(fake: FakeBotApi, t
         [*_, digest] = await fake.wait_for("sendMessage", count=5, chat_id=GROUP)
         [_, english] = await fake.wait_for("sendMessage", count=2, chat_id=704)
         await asyncio.sleep(0.2)
-        assert await runtime.store.get_chat_language(GROUP) == CHINESE
+        assert await runtime.store.get_chat_language(telegram(GROUP)) == CHINESE
     assert "摘要 · 2025年4月16日 星期三" in digest["text"] and "1 則新動態" in digest["text"]
-    # The content follows the chat's language too: the update's Chinese title for the group, English for the other.
-    assert "數字政策辦公室發布《香港生成式人工智能技術及應用指引》" in digest["text"]
+    assert "數字政策辦公室發布《香港生成式人工智能技術及應用指引》" in digest["text"]  # the update's Chinese text
     assert "Digital Policy Office issues Generative AI" not in digest["text"]
     assert "digest · Wed 16 Apr 2025" in english["text"] and "1 new update" in english["text"]
     assert "Digital Policy Office issues Generative AI" in english["text"]
@@ -128,7 +128,7 @@ async def test_admins_read_the_review_and_reload_notices_in_their_own_language(f
     content = Path(shutil.copytree(CONTENT, tmp_path / "content"))
     settings = e2e_settings(fake, tmp_path, content_dir=content, admin_ids=frozenset({900, 901}))
     async with running_bot(fake, settings) as runtime:
-        await runtime.store.set_chat_language(900, CHINESE)  # admin 900 chose Chinese; 901 never wrote
+        await runtime.store.set_chat_language(telegram(900), CHINESE)  # admin 900 chose Chinese; 901 never wrote
         await asyncio.sleep(0.5)  # the watcher is up
         updates = content / "updates.yaml"
         updates.write_text(updates.read_text().replace("updates:\n", "updates:\n" + NEW_UPDATE, 1))

@@ -17,6 +17,7 @@ import pytest
 from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, ROOT
 
+from bot.core.addresses import telegram
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import SubscriptionRequest
@@ -47,7 +48,7 @@ async def subscribe_everyone(database_url: str) -> None:
         schedule = Schedule(Cadence.DAILY, clock_time(9, 0), "Asia/Hong_Kong")
         for chat_id in [*range(1, CHATS + 1), GROUP]:
             kind = ChatKind.GROUP if chat_id < 0 else ChatKind.PRIVATE
-            await store.save_subscription(SubscriptionRequest(chat_id, None, kind, schedule), yesterday)
+            await store.save_subscription(SubscriptionRequest(telegram(chat_id), None, kind, schedule), yesterday)
     finally:
         await store.close()
 
@@ -131,10 +132,10 @@ async def test_killed_mid_broadcast_then_restarted_every_chat_gets_its_digest(fa
     store = await open_store(database_url)
     try:
         for chat in BLOCKED:
-            subscription = await store.get_subscription(chat, None)
+            subscription = await store.get_subscription(telegram(chat), None)
             assert subscription is not None and not subscription.active
-        moved = await store.get_subscription(SUPERGROUP, None)
-        assert moved is not None and moved.active and await store.get_subscription(GROUP, None) is None
+        moved = await store.get_subscription(telegram(SUPERGROUP), None)
+        assert moved is not None and moved.active and await store.get_subscription(telegram(GROUP), None) is None
         stats = await store.delivery_stats()
         # every repeat was logged as possible, and only sends that had started are flagged
         assert len(duplicates) <= stats.possible_duplicates <= MAX_IN_FLIGHT

@@ -12,6 +12,7 @@ from replies import html, parts, text
 
 from bot.console import language_from_environment
 from bot.content import load_catalogue
+from bot.core.addresses import ChatAddress, telegram
 from bot.core.commands import COMMANDS, dispatch
 from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.i18n import CHINESE, ENGLISH, language_from_code, translator
@@ -25,8 +26,8 @@ from bot.tg.render import MESSAGE_LIMIT, html_parts, text_length
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SHIPPED = load_catalogue(Path(__file__).parent.parent / "content", now=NOW)
-PRIVATE = Chat(7, ChatKind.PRIVATE)
-GROUP = Chat(-1007, ChatKind.SUPERGROUP)
+PRIVATE = Chat(telegram(7), ChatKind.PRIVATE)
+GROUP = Chat(telegram(-1007), ChatKind.SUPERGROUP)
 ADMIN = 900
 
 
@@ -86,13 +87,13 @@ def test_dates_are_localised_and_times_stay_24_hour() -> None:
 
 async def test_first_contact_sets_the_language_and_later_senders_do_not_change_it(sqlite_store: SqlStore) -> None:
     services = services_with(sqlite_store)
-    assert await services.chat_language(GROUP.id, "zh-hk") == CHINESE
-    assert await sqlite_store.get_chat_language(GROUP.id) == CHINESE
+    assert await services.chat_language(GROUP.address, "zh-hk") == CHINESE
+    assert await sqlite_store.get_chat_language(GROUP.address) == CHINESE
     # Another member whose Telegram is in English: the group keeps its language (a fresh process reads the store).
-    assert await services_with(sqlite_store).chat_language(GROUP.id, "en") == CHINESE
+    assert await services_with(sqlite_store).chat_language(GROUP.address, "en") == CHINESE
     # A channel post says nothing about a language: English, and nothing kept.
-    assert await services.chat_language(-1008, None) == ENGLISH
-    assert await sqlite_store.get_chat_language(-1008) is None
+    assert await services.chat_language(telegram(-1008), None) == ENGLISH
+    assert await sqlite_store.get_chat_language(telegram(-1008)) is None
 
 
 async def test_language_shows_both_buttons_and_a_button_switches_the_chat(sqlite_store: SqlStore) -> None:
@@ -105,24 +106,24 @@ async def test_language_shows_both_buttons_and_a_button_switches_the_chat(sqlite
     switched = await say(services, "language zh-Hant", language=ENGLISH, from_button=True)
 
     assert "繁體中文" in html(switched) and switched.notice == "已儲存"
-    assert await sqlite_store.get_chat_language(PRIVATE.id) == CHINESE
-    assert await services.chat_language(PRIVATE.id) == CHINESE
+    assert await sqlite_store.get_chat_language(PRIVATE.address) == CHINESE
+    assert await services.chat_language(PRIVATE.address) == CHINESE
     typed = await say(services, "/language english", language=CHINESE)
-    assert "English" in html(typed) and await sqlite_store.get_chat_language(PRIVATE.id) == ENGLISH
+    assert "English" in html(typed) and await sqlite_store.get_chat_language(PRIVATE.address) == ENGLISH
     refused = await say(services, "/language klingon", language=ENGLISH)
-    assert "not a language" in html(refused) and await sqlite_store.get_chat_language(PRIVATE.id) == ENGLISH
+    assert "not a language" in html(refused) and await sqlite_store.get_chat_language(PRIVATE.address) == ENGLISH
 
 
 async def test_in_a_group_only_its_admins_may_change_the_language(sqlite_store: SqlStore) -> None:
     services = services_with(sqlite_store)
-    await sqlite_store.set_chat_language(GROUP.id, ENGLISH)
+    await sqlite_store.set_chat_language(GROUP.address, ENGLISH)
     refused = await say(services, "/language zh-Hant", chat=GROUP, user=5, language=ENGLISH)
     assert "Only this group's administrators" in html(refused)
-    assert await sqlite_store.get_chat_language(GROUP.id) == ENGLISH
+    assert await sqlite_store.get_chat_language(GROUP.address) == ENGLISH
     # Anyone may look.
     assert (await say(services, "/language", chat=GROUP, user=5, language=ENGLISH)).buttons
     await say(services, "/language zh-Hant", chat=GROUP, user=1, language=ENGLISH)
-    assert await sqlite_store.get_chat_language(GROUP.id) == CHINESE
+    assert await sqlite_store.get_chat_language(GROUP.address) == CHINESE
 
 
 # ------------------------------------------------------------------------------------------------- what a reader sees
@@ -141,6 +142,22 @@ async def test_a_chinese_chat_reads_chinese_replies_buttons_and_dates(sqlite_sto
     assert "我不認識 /sectr" in html(await say(services, "/sectr finance"))
     assert "抱歉，這個指令只供機械人管理員使用" in html(await say(services, "/status"))
     assert "Sorry" in html(await say(services, "/status", language=ENGLISH))
+
+
+async def test_admins_read_chat_addresses_and_their_mistakes_in_chinese(sqlite_store: SqlStore) -> None:
+    services = services_with(sqlite_store)
+    await say(services, "/subscribe")  # the private chat, telegram:7
+    status = html(await say(services, "/status", user=ADMIN))
+    assert "有效訂閱：1（telegram 1）" in status
+    assert "對話 telegram:7（有效" in html(await say(services, "/preview 7", user=ADMIN))
+    for typed, problem in [("/preview slack:C0456", "「C0456」不是 Slack 對話"),
+                           ("/preview matrix:1", "不明平台「matrix」"),
+                           ("/preview 12abc", "對話須為 Telegram 對話 ID"),
+                           ("/preview 7 8", "只可指定一個對話")]:
+        refused = html(await say(services, typed, user=ADMIN))
+        assert problem in refused and "用法：/preview [對話]" in refused, typed
+    english = html(await say(services, "/preview slack:C0456", user=ADMIN, language=ENGLISH))
+    assert "“C0456” is not a Slack chat" in english and "Usage: /preview [chat]" in english
 
 
 COMMAND_LINES = ["/start", "/help", "/sectors", "/sector finance", "/sector fintek", "/initiatives",
@@ -163,8 +180,8 @@ async def test_every_reply_fits_telegram_in_both_languages(sqlite_store: SqlStor
 
 
 def _subscription(language: str) -> Subscription:
-    return Subscription(1, 5, None, ChatKind.PRIVATE, Schedule(Cadence.DAILY, time(9), "Asia/Hong_Kong"), (), True,
-                        datetime(2020, 1, 1, tzinfo=UTC), NOW, language=language)
+    return Subscription(1, telegram(5), None, ChatKind.PRIVATE, Schedule(Cadence.DAILY, time(9), "Asia/Hong_Kong"),
+                        (), True, datetime(2020, 1, 1, tzinfo=UTC), NOW, language=language)
 
 
 @pytest.mark.parametrize("language", [ENGLISH, CHINESE])
@@ -187,16 +204,16 @@ def test_the_shared_digest_cache_keeps_languages_apart() -> None:
 
 
 class FailingLanguageStore:
-    async def get_chat_language(self, chat_id: int) -> str | None:
+    async def get_chat_language(self, chat: ChatAddress) -> str | None:
         raise ConnectionError("the database is gone")
 
 
 async def test_a_failing_store_answers_in_the_sender_s_language_and_keeps_nothing(
         caplog: pytest.LogCaptureFixture) -> None:
     services = dataclasses.replace(services_with(None), subscriptions=FailingLanguageStore())  # type: ignore[arg-type]
-    assert await services.chat_language(PRIVATE.id, "zh-hk") == CHINESE
-    assert await services.chat_language(PRIVATE.id, "en") == ENGLISH  # not cached: the next one is asked again
-    assert "could not read or keep the language of chat 7" in caplog.text
+    assert await services.chat_language(PRIVATE.address, "zh-hk") == CHINESE
+    assert await services.chat_language(PRIVATE.address, "en") == ENGLISH  # not cached: the next one is asked again
+    assert "could not read or keep the language of chat telegram:7" in caplog.text
 
 
 async def test_a_group_added_by_a_chinese_speaker_is_greeted_in_chinese_and_keeps_it(sqlite_store: SqlStore) -> None:
@@ -206,6 +223,6 @@ async def test_a_group_added_by_a_chinese_speaker_is_greeted_in_chinese_and_keep
     services = services_with(sqlite_store)
     hello = await membership_changed(MembershipChange(GROUP, present=True, was_present=False), services, "zh-TW")
     assert "你好！我是" in html(hello) and "/subscribe@hk_ai_pulse_bot" in html(hello)
-    assert await sqlite_store.get_chat_language(GROUP.id) == CHINESE
-    other = Chat(-1009, ChatKind.GROUP)
+    assert await sqlite_store.get_chat_language(GROUP.address) == CHINESE
+    other = Chat(telegram(-1009), ChatKind.GROUP)
     assert "Hello! I'm" in html(await membership_changed(MembershipChange(other, True, False), services, "en"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.content import load_catalogue
+from bot.core.addresses import telegram
 from bot.core.catalogue import Section
 from bot.core.commands import dispatch
 from bot.core.document import Document, Style
@@ -155,7 +156,7 @@ async def test_help_says_how_to_search_from_any_chat_and_admins_how_to_switch_it
         bot_username: str, user_id: int, usage: bool, setup: bool) -> None:
     services = Services(content=StaticContent(SHIPPED), clock=lambda: NOW,  # type: ignore[arg-type]
                         bot_username=bot_username, admin_ids=frozenset({900}))
-    reply = await dispatch(Request("help", chat=Chat(user_id), user=User(user_id)), services)
+    reply = await dispatch(Request("help", chat=Chat(telegram(user_id)), user=User(user_id)), services)
     text = render_html(reply.body)
     assert ("<code>@hk_ai_pulse_bot finance</code>" in text) is usage
     assert ("/setinline" in text and "@BotFather" in text) is setup

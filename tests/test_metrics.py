@@ -243,10 +243,12 @@ def test_the_metrics_token_is_read_from_the_environment_only(tmp_path: Path) -> 
 async def test_the_engines_counters_match_its_report_for_every_outcome(tmp_path: Path) -> None:
     from dataclasses import asdict
 
-    from test_delivery import FAST, Clock, Composer, Crash, FakeSender, subscribe
+    from test_delivery import FAST, UNPACED, Clock, Composer, Crash, FakeSender, subscribe
 
+    from bot.core.addresses import telegram
     from bot.delivery import ChatGone, ChatMoved, DeliveryEngine, PermanentFailure, TransientFailure
     from bot.store import open_store
+    from bot.tg.platform import telegram_platform
 
     url = f"sqlite:///{tmp_path}/bot.sqlite3"
     first = await open_store(url)
@@ -254,7 +256,8 @@ async def test_the_engines_counters_match_its_report_for_every_outcome(tmp_path:
     dying = FakeSender()
     dying.script(6, None, Crash("power cut while part 2 was on the wire"))
     with pytest.raises(Crash):
-        await DeliveryEngine(first, dying, FAST, worker_id="dead", compose=Composer(parts=2), now=Clock()).run_once()
+        await DeliveryEngine(first, telegram_platform(dying, UNPACED), FAST, worker_id="dead",
+                             compose=Composer(parts=2), now=Clock()).run_once()
     await first.close()
 
     store = await open_store(url)  # 6 resumes as a possible duplicate
@@ -264,10 +267,10 @@ async def test_the_engines_counters_match_its_report_for_every_outcome(tmp_path:
         sender.always(2, ChatGone("Forbidden: bot was blocked by the user"))
         sender.always(3, PermanentFailure("Bad Request: message is too long"))
         sender.script(4, TransientFailure("Internal Server Error", 500))
-        sender.always(-555, ChatMoved(-100_555))
+        sender.always(-555, ChatMoved(telegram(-100_555)))
         metrics = PrometheusMetrics("test:1")
-        engine = DeliveryEngine(store, sender, FAST, worker_id="w", compose=Composer(parts=2), now=Clock(),
-                                metrics=metrics, platform="telegram")
+        engine = DeliveryEngine(store, telegram_platform(sender, UNPACED), FAST, worker_id="w",
+                                compose=Composer(parts=2), now=Clock(), metrics=metrics)
         report = await engine.run_once()
     finally:
         await store.close()

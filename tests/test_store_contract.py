@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.core.addresses import ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
@@ -64,7 +65,7 @@ def req(
     spotlight: bool = True,
 ) -> SubscriptionRequest:
     """A /subscribe request, daily at 09:00 Hong Kong time unless told otherwise."""
-    return SubscriptionRequest(chat_id, thread_id, kind, schedule, sections, spotlight)
+    return SubscriptionRequest(telegram(chat_id), thread_id, kind, schedule, sections, spotlight)
 
 
 async def subscribe_due(store: SqlStore, *chat_ids: int) -> None:
@@ -90,7 +91,7 @@ async def test_subscribe_twice_keeps_one_subscription(store: SqlStore) -> None:
 
     assert second.id == first.id
     assert await store.count_active() == 1
-    assert await store.get_subscription(100, None) == second
+    assert await store.get_subscription(telegram(100), None) == second
     assert second.sections == ("health", "policy")
 
 
@@ -100,9 +101,9 @@ async def test_saved_subscription_roundtrips_every_field(store: SqlStore) -> Non
         req(-1001, 42, weekly, ("finance", "startups"), ChatKind.SUPERGROUP, spotlight=False), T0
     )
 
-    loaded = await store.get_subscription(-1001, 42)
+    loaded = await store.get_subscription(telegram(-1001), 42)
     assert loaded == saved
-    assert (loaded.chat_id, loaded.thread_id, loaded.chat_kind) == (-1001, 42, ChatKind.SUPERGROUP)
+    assert (loaded.chat, loaded.thread_id, loaded.chat_kind) == (telegram(-1001), 42, ChatKind.SUPERGROUP)
     assert (loaded.schedule, loaded.sections, loaded.spotlight, loaded.active) == (
         weekly, ("finance", "startups"), False, True
     )
@@ -112,8 +113,8 @@ async def test_saved_subscription_roundtrips_every_field(store: SqlStore) -> Non
 
 async def test_resubscribe_reactivates_and_keeps_id(store: SqlStore) -> None:
     first = await store.save_subscription(req(), T0)
-    assert await store.unsubscribe(100, None, T0 + timedelta(hours=1))
-    inactive = await store.get_subscription(100, None)
+    assert await store.unsubscribe(telegram(100), None, T0 + timedelta(hours=1))
+    inactive = await store.get_subscription(telegram(100), None)
     assert inactive is not None and not inactive.active
     assert await store.count_active() == 0
 
@@ -131,17 +132,17 @@ async def test_thread_subscriptions_are_separate_from_the_chat(store: SqlStore) 
 
     assert chat.id != topic.id
     assert (chat.thread_id, topic.thread_id) == (None, 7)
-    assert await store.unsubscribe(-1001, 7, T0)
-    still = await store.get_subscription(-1001, None)
+    assert await store.unsubscribe(telegram(-1001), 7, T0)
+    still = await store.get_subscription(telegram(-1001), None)
     assert still is not None and still.active
-    assert await store.get_subscription(-1001, 8) is None
+    assert await store.get_subscription(telegram(-1001), 8) is None
 
 
 async def test_unsubscribe_returns_false_when_not_subscribed(store: SqlStore) -> None:
-    assert not await store.unsubscribe(100, None, T0)
+    assert not await store.unsubscribe(telegram(100), None, T0)
     await store.save_subscription(req(), T0)
-    assert await store.unsubscribe(100, None, T0)
-    assert not await store.unsubscribe(100, None, T0)
+    assert await store.unsubscribe(telegram(100), None, T0)
+    assert not await store.unsubscribe(telegram(100), None, T0)
 
 
 async def test_naive_datetimes_are_refused(store: SqlStore) -> None:
@@ -150,57 +151,59 @@ async def test_naive_datetimes_are_refused(store: SqlStore) -> None:
 
 
 async def test_quiet_hours_roundtrip(store: SqlStore) -> None:
-    assert await store.get_quiet_hours(100) is None
+    assert await store.get_quiet_hours(telegram(100)) is None
     overnight = QuietHours(time(22, 0), time(7, 30), "Asia/Hong_Kong")
 
-    await store.set_quiet_hours(100, overnight)
-    assert await store.get_quiet_hours(100) == overnight
-    assert await store.get_quiet_hours(200) is None
+    await store.set_quiet_hours(telegram(100), overnight)
+    assert await store.get_quiet_hours(telegram(100)) == overnight
+    assert await store.get_quiet_hours(telegram(200)) is None
 
     daytime = QuietHours(time(12, 0), time(13, 0), "Europe/London")
-    await store.set_quiet_hours(100, daytime)
-    assert await store.get_quiet_hours(100) == daytime
+    await store.set_quiet_hours(telegram(100), daytime)
+    assert await store.get_quiet_hours(telegram(100)) == daytime
 
-    await store.set_quiet_hours(100, None)
-    assert await store.get_quiet_hours(100) is None
+    await store.set_quiet_hours(telegram(100), None)
+    assert await store.get_quiet_hours(telegram(100)) is None
 
 
 async def test_chat_language_roundtrip_beside_quiet_hours(store: SqlStore) -> None:
-    assert await store.get_chat_language(100) is None  # no first contact yet
-    await store.set_chat_language(100, "zh-Hant")
-    assert await store.get_chat_language(100) == "zh-Hant"
-    assert await store.get_chat_language(200) is None
+    assert await store.get_chat_language(telegram(100)) is None  # no first contact yet
+    await store.set_chat_language(telegram(100), "zh-Hant")
+    assert await store.get_chat_language(telegram(100)) == "zh-Hant"
+    assert await store.get_chat_language(telegram(200)) is None
+    assert await store.get_chat_language(ChatAddress("console", "100")) is None  # the same id on another platform
 
     overnight = QuietHours(time(22, 0), time(7, 30), "Asia/Hong_Kong")
-    await store.set_quiet_hours(100, overnight)  # one row per chat: neither setting overwrites the other
-    await store.set_quiet_hours(100, None)
-    assert await store.get_chat_language(100) == "zh-Hant"
-    await store.set_quiet_hours(300, overnight)
-    await store.set_chat_language(300, "en")
-    assert (await store.get_quiet_hours(300), await store.get_chat_language(300)) == (overnight, "en")
+    await store.set_quiet_hours(telegram(100), overnight)  # one row per chat: neither setting overwrites the other
+    await store.set_quiet_hours(telegram(100), None)
+    assert await store.get_chat_language(telegram(100)) == "zh-Hant"
+    await store.set_quiet_hours(telegram(300), overnight)
+    await store.set_chat_language(telegram(300), "en")
+    assert await store.get_quiet_hours(telegram(300)) == overnight
+    assert await store.get_chat_language(telegram(300)) == "en"
 
 
 async def test_subscriptions_and_claimed_digests_carry_the_chat_s_language(store: SqlStore) -> None:
     saved = await store.save_subscription(req(100), T0 - timedelta(hours=1))
     assert saved.language == "en"  # a chat that never set one reads English
-    await store.set_chat_language(100, "zh-Hant")
-    assert (await store.get_subscription(100, None)).language == "zh-Hant"  # type: ignore[union-attr]
+    await store.set_chat_language(telegram(100), "zh-Hant")
+    assert (await store.get_subscription(telegram(100), None)).language == "zh-Hant"  # type: ignore[union-attr]
     assert (await store.save_subscription(req(100), T0 - timedelta(hours=1))).language == "zh-Hant"
     await store.save_subscription(req(200), T0 - timedelta(hours=1))
     assert await store.enqueue_due(T0, 10) == 2
 
     deliveries = await store.claim_deliveries("w", T0, LEASE, 10)
-    claimed = {delivery.subscription.chat_id: delivery.subscription.language for delivery in deliveries}
+    claimed = {delivery.subscription.chat: delivery.subscription.language for delivery in deliveries}
 
-    assert claimed == {100: "zh-Hant", 200: "en"}
+    assert claimed == {telegram(100): "zh-Hant", telegram(200): "en"}
 
 
 async def test_a_group_s_language_moves_with_it_to_the_supergroup(store: SqlStore) -> None:
     await store.save_subscription(req(-100, kind=ChatKind.GROUP), T0)
-    await store.set_chat_language(-100, "zh-Hant")
-    await store.migrate_chat(-100, -1001)
-    assert await store.get_chat_language(-1001) == "zh-Hant"
-    assert (await store.get_subscription(-1001, None)).language == "zh-Hant"  # type: ignore[union-attr]
+    await store.set_chat_language(telegram(-100), "zh-Hant")
+    await store.migrate_chat(telegram(-100), telegram(-1001))
+    assert await store.get_chat_language(telegram(-1001)) == "zh-Hant"
+    assert (await store.get_subscription(telegram(-1001), None)).language == "zh-Hant"  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------------------------------- scheduling
@@ -230,7 +233,7 @@ async def test_missed_slots_collapse_into_one_delivery(store: SqlStore) -> None:
     assert await store.enqueue_due(back_up, 100) == 1
     assert await store.enqueue_due(back_up, 100) == 0
 
-    subscription = await store.get_subscription(100, None)
+    subscription = await store.get_subscription(telegram(100), None)
     assert subscription is not None and subscription.next_due_at == T0 + timedelta(days=3)
     assert (await claim_one(store, back_up)).period == T0
     stats = await store.delivery_stats()
@@ -265,7 +268,7 @@ async def test_next_due_moves_to_the_first_firing_after_now(
 
     assert await store.enqueue_due(first + timedelta(minutes=1), 10) == 1
 
-    moved = await store.get_subscription(100, None)
+    moved = await store.get_subscription(telegram(100), None)
     assert moved is not None and moved.next_due_at == after_first
     assert await store.next_due_at() == after_first
 
@@ -277,7 +280,7 @@ async def test_enqueue_due_takes_the_earliest_due_first_up_to_the_limit(store: S
 
     assert await store.enqueue_due(T0, 2) == 2
     claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
-    assert sorted(d.subscription.chat_id for d in claimed) == [2, 3]
+    assert sorted(int(d.subscription.chat.id) for d in claimed) == [2, 3]
     assert await store.enqueue_due(T0, 2) == 1
 
 
@@ -286,26 +289,49 @@ async def test_deactivate_chat_stops_enqueueing(store: SqlStore) -> None:
     await store.save_subscription(req(-1001, 7, kind=ChatKind.SUPERGROUP), T0 - timedelta(hours=1))
     await store.save_subscription(req(200), T0 - timedelta(hours=1))
 
-    assert await store.deactivate_chat(-1001, "bot was blocked", T0 - timedelta(minutes=1)) == 2
-    assert await store.deactivate_chat(-1001, "bot was blocked", T0) == 0
+    assert await store.deactivate_chat(telegram(-1001), "bot was blocked", T0 - timedelta(minutes=1)) == 2
+    assert await store.deactivate_chat(telegram(-1001), "bot was blocked", T0) == 0
 
     assert await store.enqueue_due(T0, 100) == 1
     assert await store.count_active() == 1
-    assert [d.subscription.chat_id for d in await store.claim_deliveries("w1", T0, LEASE, 10)] == [200]
+    assert [int(d.subscription.chat.id) for d in await store.claim_deliveries("w1", T0, LEASE, 10)] == [200]
+
+
+async def test_a_gone_workspace_deactivates_its_chats_and_no_other(store: SqlStore) -> None:
+    chats = [ChatAddress.parse(text) for text in
+             ("slack:T0123/C1", "slack:T0123/C2", "slack:T01234/C3", "slack:T9/C0123")]
+    for chat in [*chats, telegram(5)]:
+        await store.save_subscription(SubscriptionRequest(chat, None, ChatKind.GROUP, HK_9AM),
+                                      T0 - timedelta(days=1))
+    await store.enqueue_due(T0, 100)
+
+    assert await store.deactivate_workspace("slack:T0123/", "token_revoked", T0) == 2
+    assert await store.deactivate_workspace("slack:T0123/", "token_revoked", T0) == 0
+    with pytest.raises(ValueError):
+        await store.deactivate_workspace("T0123/", "no platform", T0)
+
+    assert await store.active_by_platform() == {"slack": 2, "telegram": 1}
+    states = {str(chat): (await store.get_subscription(chat, None)).active  # type: ignore[union-attr]
+              for chat in [*chats, telegram(5)]}
+    assert states == {"slack:T0123/C1": False, "slack:T0123/C2": False, "slack:T01234/C3": True,
+                      "slack:T9/C0123": True, "telegram:5": True}
+    claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert sorted(str(d.subscription.chat) for d in claimed) == ["slack:T01234/C3", "slack:T9/C0123", "telegram:5"]
+    assert (await store.delivery_stats()).failed == 2  # the pending digests of the gone workspace
 
 
 async def test_deliveries_of_deactivated_subscriptions_are_failed_not_claimed(store: SqlStore) -> None:
     await subscribe_due(store, 100, 200, 300)
     sending = await store.claim_deliveries("w1", T0, LEASE, 1)
-    assert [d.subscription.chat_id for d in sending] == [100]
+    assert [int(d.subscription.chat.id) for d in sending] == [100]
 
-    await store.unsubscribe(100, None, T0)  # its delivery is being sent: the sender finishes it
-    await store.deactivate_chat(200, "kicked", T0)  # pending: failed at once
+    await store.unsubscribe(telegram(100), None, T0)  # its delivery is being sent: the sender finishes it
+    await store.deactivate_chat(telegram(200), "kicked", T0)  # pending: failed at once
 
     stats = await store.delivery_stats()
     assert (stats.pending, stats.sending, stats.failed) == (1, 1, 1)
     later = T0 + timedelta(seconds=LEASE + 1)
-    assert [d.subscription.chat_id for d in await store.claim_deliveries("w2", later, LEASE, 10)] == [300]
+    assert [int(d.subscription.chat.id) for d in await store.claim_deliveries("w2", later, LEASE, 10)] == [300]
     stats = await store.delivery_stats()
     assert (stats.pending, stats.sending, stats.failed) == (0, 1, 2)
 
@@ -315,7 +341,7 @@ async def test_deliveries_of_deactivated_subscriptions_are_failed_not_claimed(st
 
 async def test_claim_marks_sending_and_leases(store: SqlStore) -> None:
     await subscribe_due(store, 100)
-    subscription = await store.get_subscription(100, None)
+    subscription = await store.get_subscription(telegram(100), None)
 
     delivery = await claim_one(store)
 
@@ -332,8 +358,8 @@ async def test_claim_takes_deliveries_in_order_up_to_the_limit(store: SqlStore) 
     first = await store.claim_deliveries("w1", T0, LEASE, 2)
     second = await store.claim_deliveries("w2", T0, LEASE, 10)
 
-    assert [d.subscription.chat_id for d in first] == [1, 2]
-    assert [d.subscription.chat_id for d in second] == [3, 4, 5]
+    assert [int(d.subscription.chat.id) for d in first] == [1, 2]
+    assert [int(d.subscription.chat.id) for d in second] == [3, 4, 5]
     assert [d.id for d in first + second] == sorted(d.id for d in first + second)
 
 
@@ -621,12 +647,12 @@ async def test_broadcast_enqueues_one_per_active_subscription(store: SqlStore) -
     for chat_id in (1, 2, 3):
         await store.save_subscription(req(chat_id), T0)
     await store.save_subscription(req(3, 9), T0)
-    await store.unsubscribe(2, None, T0)
+    await store.unsubscribe(telegram(2), None, T0)
 
     assert await store.enqueue_broadcast(DigestPayload(("Hello", "world")), T0) == 3
     claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
 
-    assert {(d.subscription.chat_id, d.subscription.thread_id) for d in claimed} == {(1, None), (3, None), (3, 9)}
+    assert {(int(d.subscription.chat.id), d.subscription.thread_id) for d in claimed} == {(1, None), (3, None), (3, 9)}
     assert {(d.kind, d.period, d.payload) for d in claimed} == {
         (DeliveryKind.BROADCAST, T0, DigestPayload(("Hello", "world")))
     }
@@ -696,20 +722,21 @@ async def test_migrate_chat_moves_subscriptions(store: SqlStore) -> None:
     await store.save_subscription(req(old, kind=ChatKind.GROUP), T0 - timedelta(hours=1))
     await store.save_subscription(req(old, 5, kind=ChatKind.GROUP), T0 - timedelta(hours=1))
     quiet = QuietHours(time(23, 0), time(7, 0), "Asia/Hong_Kong")
-    await store.set_quiet_hours(old, quiet)
+    await store.set_quiet_hours(telegram(old), quiet)
     assert await store.enqueue_due(T0, 10) == 2
-    before = await store.get_subscription(old, None)
+    before = await store.get_subscription(telegram(old), None)
 
-    assert await store.migrate_chat(old, new) == 2
+    assert await store.migrate_chat(telegram(old), telegram(new)) == 2
 
-    assert await store.get_subscription(old, None) is None and await store.get_subscription(old, 5) is None
-    moved = await store.get_subscription(new, None)
+    assert await store.get_subscription(telegram(old), None) is None
+    assert await store.get_subscription(telegram(old), 5) is None
+    moved = await store.get_subscription(telegram(new), None)
     assert moved is not None and before is not None
     assert (moved.id, moved.chat_kind, moved.schedule) == (before.id, ChatKind.SUPERGROUP, before.schedule)
-    assert await store.get_quiet_hours(new) == quiet and await store.get_quiet_hours(old) is None
+    assert await store.get_quiet_hours(telegram(new)) == quiet and await store.get_quiet_hours(telegram(old)) is None
     pending = await store.claim_deliveries("w1", T0, LEASE, 10)
-    assert {(d.subscription.chat_id, d.subscription.thread_id) for d in pending} == {(new, None), (new, 5)}
-    assert await store.migrate_chat(old, new) == 0
+    assert {(int(d.subscription.chat.id), d.subscription.thread_id) for d in pending} == {(new, None), (new, 5)}
+    assert await store.migrate_chat(telegram(old), telegram(new)) == 0
 
 
 async def test_migrate_chat_keeps_the_newer_subscription_of_a_topic(store: SqlStore) -> None:
@@ -723,12 +750,13 @@ async def test_migrate_chat_keeps_the_newer_subscription_of_a_topic(store: SqlSt
     await store.save_subscription(req(old, 3, kind=ChatKind.GROUP), T0 + timedelta(hours=2))
     await store.save_subscription(req(new, 3, schedule=evening, kind=ChatKind.SUPERGROUP), T0)
 
-    assert await store.migrate_chat(old, new) == 1  # only topic 3's old subscription is the newer one
+    # only topic 3's old subscription is the newer one
+    assert await store.migrate_chat(telegram(old), telegram(new)) == 1
 
-    kept = await store.get_subscription(new, None)
+    kept = await store.get_subscription(telegram(new), None)
     assert kept is not None and (kept.id, kept.schedule) == (newer.id, evening)
     assert (await store.history(newer.id)).sent_update_keys == {"u-old"}
-    topic = await store.get_subscription(new, 3)
+    topic = await store.get_subscription(telegram(new), 3)
     assert topic is not None and topic.schedule == HK_9AM
     assert await store.count_active() == 2
 
@@ -786,13 +814,13 @@ async def test_a_failed_migration_leaves_nothing_behind(store: SqlStore) -> None
 
 async def test_enqueue_due_uses_an_index(store: SqlStore) -> None:
     rows = [
-        (chat_id, 0, "private", "daily", None, "09:00", "Asia/Hong_Kong", "", True, chat_id % 5 != 0, T0, T0,
-         T0 + timedelta(minutes=chat_id - 10))
+        (f"telegram:{chat_id}", 0, "private", "daily", None, "09:00", "Asia/Hong_Kong", "", True, chat_id % 5 != 0,
+         T0, T0, T0 + timedelta(minutes=chat_id - 10))
         for chat_id in range(3000)
     ]
     async with store.driver.transaction() as tx:
         await tx.executemany(
-            "INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
+            "INSERT INTO subscriptions (chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
             " spotlight, active, created_at, updated_at, next_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
@@ -865,7 +893,7 @@ async def test_a_claimed_digest_comes_with_its_history_in_one_batch(store: SqlSt
     await store.complete_delivery(second.id, T0)
     await store.enqueue_due(T0 + timedelta(days=1), 1000)
     await store.enqueue_broadcast(DigestPayload(("news",)), T0 + timedelta(days=1))
-    claimed = {(d.subscription.chat_id, d.kind): d for d in
+    claimed = {(int(d.subscription.chat.id), d.kind): d for d in
                await store.claim_deliveries("w1", T0 + timedelta(days=1), LEASE, 10)}
     assert claimed[(1, DeliveryKind.DIGEST)].history == DigestHistory(frozenset({"2024-08-13/Sandbox"}),
                                                                       frozenset({"finance/ITF"}))
@@ -1170,24 +1198,24 @@ async def test_the_oldest_open_candidate_and_expiry_use_their_indexes(store: Sql
 
 async def test_a_prompt_is_found_by_chat_and_message_and_a_second_save_replaces_it(store: SqlStore) -> None:
     asked = OpenPrompt("review edit 42", 900, datetime(2026, 3, 2, 9, 30, tzinfo=timezone(timedelta(hours=8))))
-    await store.save_prompt(-1001234567890, 77, asked)
+    await store.save_prompt(telegram(-1001234567890), 77, asked)
 
-    found_again = await store.find_prompt(-1001234567890, 77)
+    found_again = await store.find_prompt(telegram(-1001234567890), 77)
     assert found_again == replace(asked, asked_at=datetime(2026, 3, 2, 1, 30, tzinfo=UTC))
     assert found_again is not None and found_again.asked_at.tzinfo == UTC
-    assert await store.find_prompt(-1001234567890, 78) is None  # another message of the chat
-    assert await store.find_prompt(77, 77) is None  # the same message id in another chat
+    assert await store.find_prompt(telegram(-1001234567890), 78) is None  # another message of the chat
+    assert await store.find_prompt(telegram(77), 77) is None  # the same message id in another chat
 
-    await store.save_prompt(-1001234567890, 77, OpenPrompt("review edit 43", None, T0))
-    assert await store.find_prompt(-1001234567890, 77) == OpenPrompt("review edit 43", None, T0)
+    await store.save_prompt(telegram(-1001234567890), 77, OpenPrompt("review edit 43", None, T0))
+    assert await store.find_prompt(telegram(-1001234567890), 77) == OpenPrompt("review edit 43", None, T0)
 
 
 async def test_old_prompts_are_pruned_in_batches_and_recent_ones_kept(store: SqlStore) -> None:
     for message_id, asked_at in ((1, T0 - timedelta(days=9)), (2, T0 - timedelta(days=8)), (3, T0)):
-        await store.save_prompt(100, message_id, OpenPrompt("review edit 1", 900, asked_at))
+        await store.save_prompt(telegram(100), message_id, OpenPrompt("review edit 1", 900, asked_at))
     cutoff = T0 - timedelta(days=7)
     assert await store.prune_prompts(cutoff, 1) == 1  # the limit holds
     assert await store.prune_prompts(cutoff, 100) == 1
     assert await store.prune_prompts(cutoff, 100) == 0
     assert await store.prune_prompts(cutoff, 0) == 0
-    assert [await store.find_prompt(100, m) is not None for m in (1, 2, 3)] == [False, False, True]
+    assert [await store.find_prompt(telegram(100), m) is not None for m in (1, 2, 3)] == [False, False, True]

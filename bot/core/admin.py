@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+from bot.core.addresses import AddressError, typed_address
 from bot.core.candidates import SourceState
 from bot.core.digest_composer import compose_digest
 from bot.core.document import Block, Document, block, bold, code, doc, heading, italic, line, para, pre
-from bot.core.i18n import ENGLISH, Translator, translator
+from bot.core.i18n import ENGLISH, N_, Translator, translator
 from bot.core.messages import Button, Reply, Request, replacing_on_button
-from bot.core.numbers import chat_id as chat_id_from
 from bot.core.ports import ContentAdmin, ContentOutcome
 from bot.core.render import printable_name
 from bot.core.services import Services
@@ -154,13 +154,19 @@ async def status(request: Request, services: Services) -> Reply:
                                      count=len(manager.last_error.errors))))
     store = services.subscriptions
     if store is not None:
-        active = await store.count_active()
+        by_platform = await store.active_by_platform()
         next_due = await store.next_due_at()
         stats = await store.delivery_stats()
         when = (f"{next_due.astimezone(services.zone):%Y-%m-%d %H:%M %Z}" if next_due
                 else tr.gettext("none scheduled"))
-        lines.append(line(tr.gettext("Active subscriptions: %(active)s. Next digest run: %(when)s.",
-                                     active=tr.number(active), when=when)))
+        active = sum(by_platform.values())
+        if by_platform:
+            platforms = ", ".join(f"{name} {tr.number(count)}" for name, count in by_platform.items())
+            lines.append(line(tr.gettext("Active subscriptions: %(active)s (%(platforms)s). Next digest run: "
+                                         "%(when)s.", active=tr.number(active), platforms=platforms, when=when)))
+        else:
+            lines.append(line(tr.gettext("Active subscriptions: %(active)s. Next digest run: %(when)s.",
+                                         active=tr.number(active), when=when)))
         lines.append(line(tr.gettext("Deliveries: %(pending)s pending, %(sending)s sending, %(sent)s sent, "
                                      "%(failed)s failed, %(duplicates)s possible duplicate(s).",
                                      pending=tr.number(stats.pending), sending=tr.number(stats.sending),
@@ -213,24 +219,27 @@ async def preview(request: Request, services: Services) -> Reply:
     store = services.subscriptions
     if store is None:
         return Reply(doc(tr.gettext("Digests are not available here.")))
-    chat_id = request.chat.id
+    chat = request.chat.address
     if request.args:
-        typed = chat_id_from(request.args[0])
-        if typed is None or len(request.args) > 1:
-            return Reply(doc(tr.gettext("“%(typed)s” is not a chat id. Usage: /preview [chat id], chat ids are whole "
-                                        "numbers like -1001234567890 or 123456789.", typed=request.text)))
-        chat_id = typed
-    subscription = await store.get_subscription(chat_id, None)
-    await audit(services, request, "preview", str(chat_id))
+        try:
+            if len(request.args) > 1:
+                raise AddressError(N_("give one chat only"))
+            chat = typed_address(request.args[0])
+        except AddressError as exc:
+            return Reply(doc(tr.gettext("“%(typed)s” is not a chat id: %(problem)s. Usage: /preview [chat], e.g. "
+                                        "/preview -1001234567890 or /preview slack:T0123/C0456.",
+                                        typed=request.text, problem=exc.translated(tr))))
+    subscription = await store.get_subscription(chat, None)
+    await audit(services, request, "preview", str(chat))
     if subscription is None:
-        return Reply(doc(tr.gettext("Chat %(chat)s has no subscription.", chat=chat_id)))
+        return Reply(doc(tr.gettext("Chat %(chat)s has no subscription.", chat=str(chat))))
     history = await store.history(subscription.id)
     # The digest as that chat would read it, in its own language.
     digest = compose_digest(subscription, services.content.catalogue, services.clock(), history,
                             services.digest_rules)
     state = tr.gettext("active") if subscription.active else tr.gettext("inactive")
-    head = line(italic(tr.gettext("Chat %(chat)s (%(state)s, %(schedule)s) would get now:", chat=chat_id, state=state,
-                                  schedule=describe_schedule(subscription.schedule, tr))))
+    head = line(italic(tr.gettext("Chat %(chat)s (%(state)s, %(schedule)s) would get now:", chat=str(chat),
+                                  state=state, schedule=describe_schedule(subscription.schedule, tr))))
     if digest is None:
         return Reply(doc(block(head, tr.gettext("nothing (no new updates and no spotlight left)."))))
     return Reply(doc(head, digest.message or doc()))

@@ -305,8 +305,8 @@ async def language(request: Request, services: Services) -> Reply:
         return Reply(doc(tr.gettext("Languages cannot be saved here: this bot runs without a store.")))
     if request.chat.kind.is_group and not await services.chat_admins.is_admin(request.chat, request.user):
         return Reply(doc(tr.gettext("Only this group's administrators can change its language.")))
-    await store.set_chat_language(request.chat.id, chosen)
-    services.remember_language(request.chat.id, chosen)
+    await store.set_chat_language(request.chat.address, chosen)
+    services.remember_language(request.chat.address, chosen)
     new = translator(chosen)
     done = new.gettext("Done: this chat's language is now %(name)s. Send /help for the commands.",
                        name=LANGUAGE_NAMES[chosen])
@@ -373,8 +373,8 @@ async def dispatch(request: Request, services: Services) -> Reply:
                                     command=request.command)))
     if command.admin_only and (request.user is None or request.user.id not in services.admin_ids):
         log.warning("refused admin command /%s from user %s in chat %s", command.name,
-                    request.user.id if request.user else None, request.chat.id)
-        await admin.audit(services, request, f"refused:{command.name}", f"chat {request.chat.id}")
+                    request.user.id if request.user else None, request.chat.address)
+        await admin.audit(services, request, f"refused:{command.name}", f"chat {request.chat.address}")
         return Reply(doc(tr.gettext("Sorry, that command is for the bot's admins.")))
     if command.admin_only:
         services.metrics.admin_action(command.name)
@@ -388,6 +388,6 @@ async def dispatch(request: Request, services: Services) -> Reply:
 
 async def _hush_in_quiet_hours(reply: Reply, request: Request, services: Services) -> Reply:
     """A reply made in the chat's quiet hours goes out silently (the rule is Services.hushed)."""
-    if reply.silent or not reply.body or not await services.hushed(request.chat.id):
+    if reply.silent or not reply.body or not await services.hushed(request.chat.address):
         return reply
     return dataclasses.replace(reply, silent=True)

@@ -20,14 +20,14 @@ async def membership_changed(change: MembershipChange, services: Services, langu
         if services.subscriptions is None:
             return NO_REPLY
         reason = "removed from the chat" if chat.kind.is_group else "blocked by the user"
-        ended = await services.subscriptions.deactivate_chat(chat.id, reason, services.clock())
-        log.info("bot %s chat %s: %d subscription(s) deactivated", reason, chat.id, ended)
+        ended = await services.subscriptions.deactivate_chat(chat.address, reason, services.clock())
+        log.info("bot %s chat %s: %d subscription(s) deactivated", reason, chat.address, ended)
         return NO_REPLY
     if change.was_present or not chat.kind.is_group:
         return NO_REPLY  # a promotion is no arrival; a private chat's /start gets its own welcome
     about = services.content.catalogue.about
     address = f"@{services.bot_username}" if services.bot_username else ""
-    tr = translator(await services.chat_language(chat.id, language_code))
+    tr = translator(await services.chat_language(chat.address, language_code))
     return Reply(doc(para(tr.gettext("Hello! I'm "), bold(about.name), f": {about.tagline}"),
                      para(tr.gettext("/help%(address)s lists what I can do; an administrator can start a digest here "
                                      "with /subscribe%(address)s. /language%(address)s switches to Chinese.",

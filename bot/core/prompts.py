@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from bot.core.addresses import ChatAddress
 from bot.core.messages import Chat, Request, User, clean_text, interpret
 
 # An unanswered prompt is forgotten after this long; a reply to it later is an ordinary message.
@@ -31,11 +32,11 @@ class OpenPrompt:
 class PromptStore(Protocol):
     """The prompts sent, by chat and message id, shared by every replica."""
 
-    async def save_prompt(self, chat_id: int, message_id: int, prompt: OpenPrompt) -> None:
-        """Remember the prompt sent as message `message_id` in chat `chat_id` (a second save replaces it)."""
+    async def save_prompt(self, chat: ChatAddress, message_id: int, prompt: OpenPrompt) -> None:
+        """Remember the prompt sent as message `message_id` in `chat` (a second save replaces it)."""
         ...
 
-    async def find_prompt(self, chat_id: int, message_id: int) -> OpenPrompt | None:
+    async def find_prompt(self, chat: ChatAddress, message_id: int) -> OpenPrompt | None:
         """The prompt sent as that message, if it was one and is still remembered."""
         ...
 

@@ -247,7 +247,7 @@ SETTINGS_FORMS = "/settings time 07:30 · /settings daily · /settings weekly fr
 
 def _subscription_request(request: Request, choice: SubscribeChoice) -> SubscriptionRequest:
     chat: Chat = request.chat
-    return SubscriptionRequest(chat_id=chat.id, thread_id=chat.thread_id, chat_kind=chat.kind,
+    return SubscriptionRequest(chat=chat.address, thread_id=chat.thread_id, chat_kind=chat.kind,
                                schedule=choice.schedule, sections=choice.sections)
 
 
@@ -257,7 +257,7 @@ async def subscribe(request: Request, services: Services, store: SubscriptionSto
     catalogue = services.content.catalogue
     tr = translator(request.language)
     if request.from_button:  # a Subscribe button left on an old message must not reset a subscription made since
-        current = await store.get_subscription(request.chat.id, request.chat.thread_id)
+        current = await store.get_subscription(request.chat.address, request.chat.thread_id)
         if current is not None and current.active:
             return replacing_on_button(Reply(doc(para(bold(tr.gettext("Already subscribed.")), " ",
                                                       describe(current, catalogue, tr))),
@@ -279,7 +279,7 @@ async def unsubscribe(request: Request, services: Services, store: SubscriptionS
     tr = translator(request.language)
     if request.from_button and request.args != (CONFIRM,):
         return await _confirm_unsubscribe(request, store, tr)
-    ended = await store.unsubscribe(request.chat.id, request.chat.thread_id, services.clock())
+    ended = await store.unsubscribe(request.chat.address, request.chat.thread_id, services.clock())
     if not ended:
         return Reply(doc(tr.gettext("This chat has no digest subscription. Start one with /subscribe.")))
     return replacing_on_button(Reply(doc(tr.gettext("Unsubscribed: no more digests here. /subscribe brings them "
@@ -288,7 +288,7 @@ async def unsubscribe(request: Request, services: Services, store: SubscriptionS
 
 
 async def _confirm_unsubscribe(request: Request, store: SubscriptionStore, tr: Translator) -> Reply:
-    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.address, request.chat.thread_id)
     if subscription is None or not subscription.active:
         return replacing_on_button(Reply(doc(tr.gettext("This chat has no digest subscription. Start one with "
                                                         "/subscribe.")),
@@ -305,7 +305,7 @@ async def _confirm_unsubscribe(request: Request, store: SubscriptionStore, tr: T
 async def settings(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Show this chat's subscription with buttons to change it; with arguments, change part of it."""
     tr = translator(request.language)
-    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.address, request.chat.thread_id)
     active = subscription is not None and subscription.active
     if request.args and subscription is not None and active:
         if not await _may_manage(request, services):
@@ -315,10 +315,10 @@ async def settings(request: Request, services: Services, store: SubscriptionStor
         except BadArguments as exc:
             return Reply(doc(tr.gettext("%(problem)s You can write: %(forms)s", problem=str(exc),
                                         forms=SETTINGS_FORMS)))
-        changed = SubscriptionRequest(subscription.chat_id, subscription.thread_id, subscription.chat_kind,
+        changed = SubscriptionRequest(subscription.chat, subscription.thread_id, subscription.chat_kind,
                                       schedule, subscription.sections, subscription.spotlight)
         subscription = await store.save_subscription(changed, services.clock())
-    quiet = await services.quiet_hours(request.chat.id)
+    quiet = await services.quiet_hours(request.chat.address)
     quiet_line = describe_quiet(quiet, tr) if quiet else tr.gettext("No quiet hours (/quiet 22:00-07:00).")
     if subscription is None or not active:
         return replacing_on_button(Reply(doc(block(tr.gettext("This chat is not subscribed."), quiet_line),
@@ -335,7 +335,7 @@ async def settings(request: Request, services: Services, store: SubscriptionStor
 async def digest(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Preview the digest this chat would get now."""
     tr = translator(request.language)
-    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.address, request.chat.thread_id)
     if subscription is None or not subscription.active:
         return Reply(doc(tr.gettext("This chat is not subscribed; here is what a new subscription would start with. "
                                     "/subscribe to get it regularly."), await _preview_for_new(request, services)))
@@ -350,7 +350,7 @@ async def digest(request: Request, services: Services, store: SubscriptionStore)
 async def _preview_for_new(request: Request, services: Services) -> Document:
     now = services.clock()
     choice = parse_subscribe((), services.content.catalogue, services.default_timezone)
-    draft = Subscription(id=0, chat_id=request.chat.id, thread_id=request.chat.thread_id,
+    draft = Subscription(id=0, chat=request.chat.address, thread_id=request.chat.thread_id,
                          chat_kind=request.chat.kind, schedule=choice.schedule, sections=(), active=False,
                          created_at=now, next_due_at=choice.schedule.next_after(now), language=request.language)
     payload = compose_digest(draft, services.content.catalogue, now, DigestHistory(), services.digest_rules)
@@ -360,7 +360,7 @@ async def _preview_for_new(request: Request, services: Services) -> Document:
 async def _chat_timezone(chat: Chat, store: SubscriptionStore, default: str) -> str:
     """The timezone of this chat's digest (its topic's, else the chat's), else the operator's default."""
     for thread_id in dict.fromkeys((chat.thread_id, None)):
-        subscription = await store.get_subscription(chat.id, thread_id)
+        subscription = await store.get_subscription(chat.address, thread_id)
         if subscription is not None and subscription.active:
             return subscription.schedule.timezone
     return default
@@ -373,12 +373,12 @@ async def quiet(request: Request, services: Services, store: SubscriptionStore) 
     usage = tr.gettext("Write /quiet 22:00-07:00 (in your digest's timezone, or name one: /quiet 23:00-07:30 "
                        "Europe/London), or /quiet off.")
     if not request.args:
-        current = await services.quiet_hours(request.chat.id)
+        current = await services.quiet_hours(request.chat.address)
         state = describe_quiet(current, tr) if current else tr.gettext("No quiet hours set.")
         return Reply(doc(block(state, usage)))
     if request.args[0].lower() in ("off", "none", "clear"):
-        await store.set_quiet_hours(request.chat.id, None)
-        services.remember_quiet_hours(request.chat.id, None)
+        await store.set_quiet_hours(request.chat.address, None)
+        services.remember_quiet_hours(request.chat.address, None)
         return Reply(doc(tr.gettext("Quiet hours cleared.")))
     start_text, _, end_text = request.args[0].partition("-")
     start, end = parse_time(start_text), parse_time(end_text)
@@ -395,7 +395,7 @@ async def quiet(request: Request, services: Services, store: SubscriptionStore) 
     else:
         zone = await _chat_timezone(request.chat, store, services.default_timezone)
     hours = QuietHours(start, end, zone)
-    await store.set_quiet_hours(request.chat.id, hours)
-    services.remember_quiet_hours(request.chat.id, hours)
+    await store.set_quiet_hours(request.chat.address, hours)
+    services.remember_quiet_hours(request.chat.address, hours)
     return Reply(doc(tr.gettext("Quiet hours set: %(hours)s. Only scheduled digests will make a sound then.",
                                 hours=hours.describe())))

@@ -43,6 +43,7 @@ from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
 from bot.logs import log_context
 from bot.tg.downloads import download_capped
+from bot.tg.ids import chat_address, telegram_id
 from bot.tg.inline import CACHE_SECONDS, articles, results_button
 from bot.tg.render import html_parts
 from bot.tg.sender import NO_PREVIEW
@@ -68,7 +69,7 @@ def core_chat(message: Message) -> Chat:
     """The core's view of the chat a message is in (a forum topic keeps its thread id)."""
     chat = message.chat
     thread = message.message_thread_id if message.is_topic_message else None
-    return Chat(id=chat.id, kind=_KINDS.get(chat.type, ChatKind.GROUP), title=chat.title, thread_id=thread)
+    return Chat(chat_address(chat.id), kind=_KINDS.get(chat.type, ChatKind.GROUP), title=chat.title, thread_id=thread)
 
 
 def is_present(member: ChatMember) -> bool:
@@ -133,7 +134,7 @@ async def send_reply(application: Application, chat: Chat, reply: Reply,  # type
     sent = []
     for number, part in enumerate(parts, 1):
         sent.append(await application.bot.send_message(
-            chat_id=chat.id, text=part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+            chat_id=telegram_id(chat.address), text=part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
             message_thread_id=chat.thread_id, disable_notification=reply.silent or None,
             reply_markup=reply_markup(reply) if number == len(parts) else None,
         ))
@@ -184,7 +185,7 @@ class TelegramFrontEnd:
 
     async def _in_language(self, request: Request, update: Update) -> Request:
         """The request with its chat's language (set from the sender's language_code on first contact)."""
-        language = await self.services.chat_language(request.chat.id, language_code(update))
+        language = await self.services.chat_language(request.chat.address, language_code(update))
         return dataclasses.replace(request, language=language)
 
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -212,7 +213,7 @@ class TelegramFrontEnd:
         prompts = self.services.prompts
         chat = core_chat(message)
         if replied is not None and prompts is not None:
-            asked = await prompts.find_prompt(chat.id, replied.message_id)
+            asked = await prompts.find_prompt(chat.address, replied.message_id)
             request = None if asked is None else answering(asked, message.text, chat, core_user(update),
                                                            context.bot.username)
             if request is not None:
@@ -229,7 +230,7 @@ class TelegramFrontEnd:
         self.services.metrics.reply_sent()
         prompts = self.services.prompts
         if reply.prompt is not None and prompts is not None and sent and chat.kind is not ChatKind.CHANNEL:
-            await prompts.save_prompt(chat.id, sent[-1].message_id, OpenPrompt(
+            await prompts.save_prompt(chat.address, sent[-1].message_id, OpenPrompt(
                 reply.prompt.action, user.id if user is not None else None, self.services.clock()))
 
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -269,10 +270,10 @@ class TelegramFrontEnd:
         if changed is None:
             return
         tg_chat = changed.chat
-        chat = Chat(id=tg_chat.id, kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
+        chat = Chat(chat_address(tg_chat.id), kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
         change = MembershipChange(chat, present=is_present(changed.new_chat_member),
                                   was_present=is_present(changed.old_chat_member))
-        log_context(chat=chat.id)
+        log_context(chat=str(chat.address))
         self.services.metrics.update_handled("my_chat_member", "")
         reply = await membership_changed(change, self.services, language_code(update) if change.present else None)
         if not reply.body:
@@ -280,7 +281,7 @@ class TelegramFrontEnd:
         try:
             await self._send(context, chat, reply, None)
         except TelegramError as exc:  # e.g. a group where members (the bot too) may not write
-            log.info("could not greet chat %s: %s", chat.id, exc)
+            log.info("could not greet chat %s: %s", chat.address, exc)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A pressed inline button: run its action, then edit the message or send a new one."""
@@ -288,7 +289,7 @@ class TelegramFrontEnd:
         if query is None or not query.data:
             return
         message = query.message if isinstance(query.message, Message) else None
-        chat = core_chat(message) if message else Chat(id=query.from_user.id)
+        chat = core_chat(message) if message else Chat(chat_address(query.from_user.id))
         request = interpret(query.data, chat, core_user(update), context.bot.username, from_button=True)
         if request is None:
             await query.answer()
@@ -306,7 +307,7 @@ class TelegramFrontEnd:
         """Run the request's command, counted and timed for the metrics; name it in this update's log lines."""
         found = find_command(request.command)
         command = found.name if found is not None else "unknown"  # a label from the table, never a user's word
-        log_context(chat=request.chat.id, command=command)
+        log_context(chat=str(request.chat.address), command=command)
         started = time.perf_counter()
         reply = await dispatch(request, self.services)
         self.services.metrics.reply_built(time.perf_counter() - started)
@@ -354,8 +355,8 @@ class TelegramFrontEnd:
         if not isinstance(update, Update):
             return
         # Only the cached language: asking the store might fail again the way that just failed.
-        chat_id = update.effective_chat.id if update.effective_chat is not None else None
-        cached = self.services.language_cache.fresh(chat_id) if chat_id is not None else None
+        chat = update.effective_chat
+        cached = self.services.language_cache.fresh(chat_address(chat.id)) if chat is not None else None
         sorry = translator(cached or ENGLISH).gettext(SORRY)
         if update.callback_query is not None:
             with contextlib.suppress(TelegramError):
