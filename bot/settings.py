@@ -73,6 +73,11 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     port: int = 8080
     shared_rate_limit: bool = True  # on PostgreSQL, replicas share one sending ceiling (bot/store/cluster.py)
+    slack_bot_token: Secret = field(default_factory=lambda: Secret(""))  # xoxb-...
+    slack_app_token: Secret = field(default_factory=lambda: Secret(""))  # xapp-...: Socket Mode
+    slack_signing_secret: Secret = field(default_factory=lambda: Secret(""))  # HTTP mode, with WEBHOOK_URL
+    slack_admin_ids: frozenset[str] = frozenset()  # Slack user ids (U0123ABC) of the bot's admins on Slack
+    slack_api_url: str = "https://slack.com/api/"
 
     @property
     def webhook_mode(self) -> bool:
@@ -80,9 +85,25 @@ class Settings:
         return bool(self.webhook_url) and bool(self.telegram_token)
 
     @property
+    def slack_socket_mode(self) -> bool:
+        """With SLACK_BOT_TOKEN and SLACK_APP_TOKEN Slack's events come over Socket Mode (no public URL)."""
+        return bool(self.slack_bot_token) and bool(self.slack_app_token)
+
+    @property
+    def slack_http_mode(self) -> bool:
+        """Without an app token, SLACK_SIGNING_SECRET with WEBHOOK_URL: Slack posts to /slack/events."""
+        return (bool(self.slack_bot_token) and not self.slack_app_token and bool(self.slack_signing_secret)
+                and bool(self.webhook_url))
+
+    @property
+    def slack(self) -> bool:
+        """Whether the Slack front end runs."""
+        return self.slack_socket_mode or self.slack_http_mode
+
+    @property
     def console_mode(self) -> bool:
-        """With no token the bot runs in the terminal (the embedded default)."""
-        return not self.telegram_token
+        """With no Telegram token and no Slack configuration the bot runs in the terminal (the embedded default)."""
+        return not self.telegram_token and not self.slack
 
 
 # setting name -> (environment variable, parser)
@@ -113,7 +134,13 @@ ENVIRONMENT: dict[str, str] = {
     "webhook_listen": "WEBHOOK_LISTEN",
     "port": "PORT",
     "shared_rate_limit": "SHARED_RATE_LIMIT",
+    "slack_bot_token": "SLACK_BOT_TOKEN",
+    "slack_app_token": "SLACK_APP_TOKEN",
+    "slack_signing_secret": "SLACK_SIGNING_SECRET",
+    "slack_admin_ids": "SLACK_ADMIN_IDS",
+    "slack_api_url": "SLACK_API_URL",
 }
+_SECRETS = {"telegram_token", "webhook_secret", "slack_bot_token", "slack_app_token", "slack_signing_secret"}
 
 # numeric settings: name -> (type, smallest allowed value)
 _NUMBERS: dict[str, tuple[type, float]] = {
@@ -132,10 +159,11 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise SettingsError(f"{path}: must be a mapping of settings")
-        unknown = (set(loaded) - set(ENVIRONMENT)) | ({"telegram_token", "webhook_secret"} & set(loaded))
+        unknown = (set(loaded) - set(ENVIRONMENT)) | (_SECRETS & set(loaded))
         if unknown:
             raise SettingsError(f"{path}: unknown or misplaced settings: {', '.join(sorted(unknown))} "
-                                "(TELEGRAM_BOT_TOKEN and WEBHOOK_SECRET belong in the environment, never in a file)")
+                                "(tokens and secrets such as TELEGRAM_BOT_TOKEN, WEBHOOK_SECRET and SLACK_BOT_TOKEN "
+                                "belong in the environment, never in a file)")
         raw.update(loaded)
     env = environ if environ is not None else {}
     for name, variable in ENVIRONMENT.items():
@@ -179,7 +207,22 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     secret = str(raw.get("webhook_secret", ""))
     if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
         raise SettingsError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    slack_admins = raw.get("slack_admin_ids", [])
+    if isinstance(slack_admins, str):
+        slack_admins = [part for part in slack_admins.replace(" ", "").split(",") if part]
+    slack_admin_ids = frozenset(str(value).strip() for value in slack_admins)
+    bad = sorted(value for value in slack_admin_ids if not re.fullmatch(r"[UW][A-Z0-9]{2,31}", value))
+    if bad:
+        raise SettingsError(f"slack_admin_ids / SLACK_ADMIN_IDS must be Slack user ids such as U0123ABC, got {bad}")
+    slack_api_url = str(raw.get("slack_api_url", "https://slack.com/api/")).rstrip("/") + "/"
+    if not slack_api_url.startswith(("http://", "https://")):
+        raise SettingsError(f"slack_api_url / SLACK_API_URL must be an http(s) URL, got {slack_api_url!r}")
     return Settings(
+        slack_bot_token=Secret(str(raw.get("slack_bot_token", ""))),
+        slack_app_token=Secret(str(raw.get("slack_app_token", ""))),
+        slack_signing_secret=Secret(str(raw.get("slack_signing_secret", ""))),
+        slack_admin_ids=slack_admin_ids,
+        slack_api_url=slack_api_url,
         webhook_url=webhook_url,
         webhook_secret=Secret(secret),
         webhook_listen=str(raw.get("webhook_listen", "0.0.0.0")),

@@ -1,0 +1,92 @@
+"""The delivery engine's Sender for Slack: chat.postMessage, with Slack's answers classified like Telegram's.
+
+| Slack answer | outcome |
+|---|---|
+| `ratelimited` / HTTP 429 with Retry-After | RetryAfter: that channel (or, many at once, the workspace) waits |
+| `channel_not_found`, `not_in_channel`, `is_archived` | ChatGone: the channel is deactivated |
+| `account_inactive`, `token_revoked`, `invalid_auth` | WorkspaceGone: the whole workspace is deactivated |
+| HTTP 5xx, timeouts, network errors | TransientFailure: retried with back-off |
+| anything else (`invalid_blocks`, `msg_too_long`, ...) | PermanentFailure: this message fails |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.delivery import ChatGone, DeliveryOutcome, PermanentFailure, RetryAfter, TransientFailure
+from bot.slack.identity import slack_id
+
+if TYPE_CHECKING:
+    from bot.delivery import Sender
+
+log = logging.getLogger(__name__)
+
+CHANNEL_GONE = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
+WORKSPACE_GONE = frozenset({"account_inactive", "token_revoked", "invalid_auth"})
+TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+DEFAULT_RETRY_AFTER = 1.0
+# Slack: "generally one message per second per channel", with a workspace-wide limit it does not publish.
+CHANNEL_INTERVAL = 1.0
+
+
+class WorkspaceGone(ChatGone):
+    """The bot's token no longer works in this workspace: every channel of it is deactivated, none retried."""
+
+
+def classify(status: int, error: str, retry_after: str | None = None) -> DeliveryOutcome:
+    """The delivery outcome for a Slack error answer: `classify(429, "ratelimited", "30")` is RetryAfter(30)."""
+    if status == 429 or error == "ratelimited":
+        try:
+            seconds = float(retry_after) if retry_after else DEFAULT_RETRY_AFTER
+        except ValueError:
+            seconds = DEFAULT_RETRY_AFTER
+        return RetryAfter(max(seconds, 0.0))
+    if error in CHANNEL_GONE:
+        return ChatGone(error)
+    if error in WORKSPACE_GONE:
+        return WorkspaceGone(error)
+    if status >= 500 or error in TRANSIENT:
+        return TransientFailure(error or f"HTTP {status}")
+    return PermanentFailure(error or f"HTTP {status}")
+
+
+class SlackSender:
+    """Posts one rendered part (a Block Kit message as JSON, from bot.slack.render.message_parts) to a channel."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def post(self, channel: str, part: str) -> None:
+        """chat.postMessage to a channel or DM id; raises the delivery outcome of an error answer."""
+        message = json.loads(part)
+        try:
+            await self.client.chat_postMessage(channel=channel, text=message.get("text", ""),
+                                               blocks=message.get("blocks"), unfurl_links=False, unfurl_media=False)
+        except SlackApiError as exc:
+            response = exc.response
+            error = str(response.get("error", "")) if isinstance(response.data, dict) else ""
+            outcome = classify(response.status_code, error, response.headers.get("Retry-After")
+                               or response.headers.get("retry-after"))
+            if isinstance(outcome, ChatGone):
+                log.warning("Slack %s %s: %s", "workspace of channel" if isinstance(outcome, WorkspaceGone)
+                            else "channel", channel, error)
+            raise outcome from exc
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise TransientFailure(f"timed out: {exc!r}") from exc
+        except aiohttp.ClientError as exc:
+            raise TransientFailure(f"network error: {exc!r}") from exc
+
+    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+        """The delivery engine's call: `chat_id` is a chat made by bot.slack.identity.slack_chat."""
+        await self.post(slack_id(chat_id), html)
+
+
+if TYPE_CHECKING:
+    _conforms: type[Sender] = SlackSender
