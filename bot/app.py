@@ -34,6 +34,11 @@ from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
+from bot.slack import connect as slack_connect
+from bot.slack.http import slack_routes
+from bot.slack.identity import slack_id
+from bot.slack.render import message_parts
+from bot.slack.sender import SlackSender
 from bot.sources.fetch import feed_session
 from bot.sources.rounds import NotifyAdmin, SourcePolling
 from bot.store import is_postgres, open_store
@@ -59,6 +64,16 @@ def rate_limits(settings: Settings) -> RateLimits:
                       lease_seconds=settings.lease_seconds)
 
 
+@dataclass(frozen=True)
+class SlackSide:
+    """The Slack front end of a running bot: its bolt app (for /slack/events), Web API client and Services."""
+
+    bolt: Any
+    client: Any
+    services: Services
+    sender: SlackSender
+
+
 @dataclass
 class Runtime:
     """The parts of a running bot, for the front end and for tests to reach.
@@ -80,6 +95,7 @@ class Runtime:
     watcher: asyncio.Task[None] | None = None
     stop_watching: asyncio.Event | None = None
     candidates: CandidateStore | None = None  # the review queue (the same SqlStore as `store`)
+    slack: SlackSide | None = None
 
     def services_for(self, *, bot_username: str = "", chat_admins: ChatAdmins | None = None,
                      admin_ids: frozenset[int] | None = None) -> Services:
@@ -230,7 +246,8 @@ async def running(runtime: Runtime, sender: Sender, render: Render, notify: Call
 @contextlib.asynccontextmanager
 async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIterator[Runtime]:
     """Updates (long polling, or the webhook when WEBHOOK_URL is set), the command menu, the scheduler tick, the
-    delivery loop and the content watcher; all stopped gracefully on exit."""
+    delivery loop and the content watcher; all stopped gracefully on exit. Slack's HTTP mode, when attached
+    (attach_slack), is served by the same web server."""
     settings = runtime.settings
     application = build_application(settings)
     async with application:
@@ -279,7 +296,7 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         return {"content_version": runtime.content.catalogue.version}
 
     server = webhook_server(application, path=path, secret=secret, store=runtime.store,
-                            worker=process_id(), clock=clock, health=health)
+                            worker=process_id(), clock=clock, health=health, extra_routes=_slack_routes(runtime))
     server.listen(settings.port, settings.webhook_listen)
     log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
     try:
@@ -290,6 +307,65 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
     finally:
         server.stop()  # no new connections; requests in progress finish
         await server.close_all_connections()
+
+
+def _slack_routes(runtime: Runtime) -> list[Any]:
+    slack = runtime.slack
+    return slack_routes(slack.bolt) if slack is not None and runtime.settings.slack_http_mode else []
+
+
+def _health(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def health() -> dict[str, Any]:
+        await runtime.store.next_due_at()  # a cheap, indexed query: the database answers
+        return {"content_version": runtime.content.catalogue.version}
+    return health
+
+
+def attach_slack(runtime: Runtime) -> SlackSide:
+    """The Slack front end's Services (SLACK_ADMIN_IDS are its bot admins; channel admins asked of Slack), its bolt
+    app and its sender."""
+    settings = runtime.settings
+    client = slack_connect.web_client(settings.slack_bot_token.reveal(), settings.slack_api_url)
+    services = runtime.services_for(chat_admins=slack_connect.chat_admins(client, settings.slack_admin_ids),
+                                    admin_ids=slack_connect.admin_numbers(settings.slack_admin_ids))
+    signing = settings.slack_signing_secret.reveal() if settings.slack_http_mode else ""
+    bolt = slack_connect.bolt_app(client, signing, services)
+    runtime.slack = SlackSide(bolt, client, services, SlackSender(client))
+    return runtime.slack
+
+
+@contextlib.asynccontextmanager
+async def slack_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIterator[SlackSide]:
+    """Slack alone (no Telegram): Socket Mode, or /slack/events on PORT; the digests and broadcasts go to Slack."""
+    settings = runtime.settings
+    slack = runtime.slack or attach_slack(runtime)
+    runtime.services = slack.services
+
+    async def notify_admin(admin_id: int, message: Document) -> None:
+        for part in message_parts(message):
+            try:
+                await slack.sender.post(slack_id(admin_id), part)
+            except Exception as exc:
+                log.warning("could not notify Slack admin %s: %s", admin_id, exc)
+
+    async def notify_admins(message: Document) -> None:
+        for admin_id in sorted(slack.services.admin_ids):
+            await notify_admin(admin_id, message)
+
+    async with running(runtime, slack.sender, message_parts, notify_admins, clock, notify_admin):
+        if settings.slack_socket_mode:
+            async with slack_connect.socket_mode(slack.bolt, settings.slack_app_token.reveal()):
+                yield slack
+            return
+        server = webhook_server(None, path="/", secret="", store=runtime.store, worker=process_id(), clock=clock,
+                                health=_health(runtime), extra_routes=_slack_routes(runtime))
+        server.listen(settings.port, settings.webhook_listen)
+        log.info("serving Slack's events on %s:%s/slack/events", settings.webhook_listen, settings.port)
+        try:
+            yield slack
+        finally:
+            server.stop()
+            await server.close_all_connections()
 
 
 async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console: bool = False,
@@ -318,9 +394,22 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            log.info("starting (%s) against %s", "webhook" if settings.webhook_mode else "long polling",
-                     settings.telegram_api_url)
-            async with telegram_running(runtime, clock):
+            if settings.telegram_token:
+                log.info("starting Telegram (%s) against %s", "webhook" if settings.webhook_mode else "long polling",
+                         settings.telegram_api_url)
+            if settings.slack:
+                log.info("starting Slack (%s)", "Socket Mode" if settings.slack_socket_mode else "HTTP mode")
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.slack:
+                    attach_slack(runtime)
+                if settings.telegram_token:
+                    await stack.enter_async_context(telegram_running(runtime, clock))
+                    if settings.slack_socket_mode:
+                        assert runtime.slack is not None
+                        await stack.enter_async_context(
+                            slack_connect.socket_mode(runtime.slack.bolt, settings.slack_app_token.reveal()))
+                else:
+                    await stack.enter_async_context(slack_running(runtime, clock))
                 freeze_startup_objects()
                 await stop.wait()
                 log.info("stopping: finishing in-flight sends")
@@ -349,6 +438,8 @@ def webhook_secret(settings: Settings) -> Secret:
 def run(settings: Settings, *, force_console: bool = False) -> int:
     """Configure logging and serve; the process's exit status."""
     secrets = [settings.telegram_token, webhook_secret(settings)] if settings.telegram_token else []
+    secrets += [secret for secret in (settings.slack_bot_token, settings.slack_app_token,
+                                      settings.slack_signing_secret) if secret]
     configure_logging(settings.log_level, secrets)
     if force_console or settings.console_mode:
         logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable

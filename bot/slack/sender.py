@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING
@@ -78,7 +77,7 @@ class SlackSender:
                 log.warning("Slack %s %s: %s", "workspace of channel" if isinstance(outcome, WorkspaceGone)
                             else "channel", channel, error)
             raise outcome from exc
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise TransientFailure(f"timed out: {exc!r}") from exc
         except aiohttp.ClientError as exc:
             raise TransientFailure(f"network error: {exc!r}") from exc

@@ -10,6 +10,7 @@ method (and channel): `ratelimited` (HTTP 429 with Retry-After), `channel_not_fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -26,7 +27,10 @@ from aiohttp import web
 SPEC_PATH = Path(__file__).with_name("slack-web-api-openapi-v2.json")
 # Arguments slack-sdk sends that Slack added after the 2020 spec (checked against slack-sdk's method signatures).
 NEWER_ARGUMENTS = {"chat.postMessage": {"metadata", "unfurl_links", "unfurl_media"},
-                   "chat.postEphemeral": set(), "users.info": set(), "conversations.info": set()}
+                   "auth.test": {"team_id"}, "chat.postEphemeral": set(), "users.info": set(),
+                   "conversations.info": set()}
+# bolt's per-request client adds the workspace to every call (org-wide installations need it).
+EVERY_METHOD = {"team_id"}
 BLOCK_TYPES = {"section", "context", "actions", "divider", "header", "image", "input", "rich_text"}
 HTTP_500 = "http_500"
 
@@ -195,11 +199,11 @@ class SlackApiDouble:
         """The section and context texts of every message posted to a channel, one string per message."""
         return [_message_text(message) for message in self.posted.get(channel, [])]
 
-    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
+    async def wait_for(self, predicate: Any, within: float = 30.0) -> None:
         """Wait until `predicate()` holds (checked whenever a call arrives)."""
         assert self.changed is not None
         async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
+            await asyncio.wait_for(self.changed.wait_for(predicate), within)
 
     async def __aenter__(self) -> Self:
         """Start serving on a free local port."""
@@ -251,7 +255,7 @@ class SlackApiDouble:
             return _error("unknown_method", status=404)
         required, allowed, _ = known[method]
         missing = required - set(args)
-        unknown = set(args) - allowed - NEWER_ARGUMENTS.get(method, set())
+        unknown = set(args) - allowed - NEWER_ARGUMENTS.get(method, set()) - EVERY_METHOD
         if missing or unknown:
             self.violations.append(f"{method}: missing {sorted(missing)}, unknown {sorted(unknown)}")
             return _error("invalid_arguments")
@@ -382,10 +386,8 @@ async def _arguments(request: web.Request) -> dict[str, Any]:
             args.update(parse_qsl(raw.decode(), keep_blank_values=True))
     for name in ("blocks", "attachments"):
         if isinstance(args.get(name), str):
-            try:
+            with contextlib.suppress(ValueError):
                 args[name] = json.loads(args[name])
-            except ValueError:
-                pass
     return args
 
 

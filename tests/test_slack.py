@@ -1,0 +1,135 @@
+"""The Slack front end end to end: signed slash commands, events and button presses reach the real bolt app over
+HTTP; its answers and digests reach the Slack Web API double, which checks them against Slack's spec."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from doubles.slack_api import SlackApiDouble, message_text
+from harness import FakeClock
+from slack_harness import running_slack_bot, slack_settings
+
+
+async def eventually(read: Callable[[], Awaitable[object]], expected: object, within: float = 30.0) -> None:
+    """Wait until `await read()` gives `expected` (the delivery loop runs in the background)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (value := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still {value!r}, expected {expected!r}"
+        await asyncio.sleep(0.05)
+
+
+OWNER, MEMBER, CREATOR, BOT_ADMIN = "U0OWNER", "U0MEMBER", "U0CREATOR", "U0BOTADM"
+CHANNEL, DM = "C0456", "D0789"
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[SlackApiDouble]:
+    async with SlackApiDouble() as api:
+        api.add_user(OWNER, owner=True)
+        api.add_user(MEMBER)
+        api.add_user(CREATOR)
+        api.add_user(BOT_ADMIN)
+        api.add_channel(CHANNEL, creator=CREATOR, name="hk-ai")
+        api.add_channel(DM, creator=MEMBER, im=True)
+        yield api
+        assert api.violations == []
+
+
+async def test_slash_command_sector_finance_answers_in_block_kit(slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (_, slack):
+        status, _ = await slack.command(slack_api, "sector finance", channel=CHANNEL, user=MEMBER)
+        assert status == 200
+        await slack_api.wait_for(lambda: slack_api.responses)
+    [answer] = slack_api.responses
+    assert answer["response_type"] == "ephemeral"  # in a channel, only the asker sees a lookup
+    text = message_text(answer)
+    assert text.startswith("*AI in finance*")
+    actions = [block for block in answer["blocks"] if block["type"] == "actions"]
+    assert any(element["value"] == "sectors" for block in actions for element in block["elements"])
+
+
+async def test_a_pressed_button_runs_its_action_like_telegrams(slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (_, slack):
+        status, _ = await slack.press(slack_api, "sector finance", channel=DM, user=MEMBER)
+        assert status == 200
+        await slack_api.wait_for(lambda: slack_api.responses)
+    [answer] = slack_api.responses
+    assert "AI in finance" in message_text(answer)
+
+
+async def test_unsigned_or_badly_signed_requests_are_refused(slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (_, slack):
+        status, _ = await slack.post("command=/hkai&text=help", "application/x-www-form-urlencoded", signed=False)
+        assert status == 401
+        slack.secret = "not-the-secret"
+        status, _ = await slack.command(slack_api, "help", channel=CHANNEL, user=MEMBER)
+        assert status == 401
+    assert slack_api.responses == []
+
+
+async def test_help_in_a_channel_is_ephemeral_and_a_dm_is_answered_in_the_dm(slack_api: SlackApiDouble,
+                                                                                tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (_, slack):
+        await slack.command(slack_api, "", channel=CHANNEL, user=MEMBER)
+        await slack_api.wait_for(lambda: slack_api.responses)
+        assert slack_api.responses[0]["response_type"] == "ephemeral"
+        assert "/subscribe" in message_text(slack_api.responses[0])
+        status, _ = await slack.event({"type": "message", "channel_type": "im", "channel": DM, "user": MEMBER,
+                                       "text": "sector finance", "ts": "1700000000.1"})
+        assert status == 200
+        await slack_api.wait_for(lambda: slack_api.posted.get(DM))
+    assert "AI in finance" in slack_api.texts(DM)[0]
+
+
+async def test_an_app_mention_searches_and_answers_in_the_channel(slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (_, slack):
+        await slack.event({"type": "app_mention", "channel": CHANNEL, "user": MEMBER, "text": "<@U0BOT> finance",
+                           "ts": "1700000000.2"})
+        await slack_api.wait_for(lambda: slack_api.posted.get(CHANNEL))
+    assert "Results for “finance”" in slack_api.texts(CHANNEL)[0]
+
+
+async def test_in_a_channel_a_member_may_not_subscribe_but_owner_creator_and_bot_admins_may(
+        slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    settings = slack_settings(slack_api, tmp_path, slack_admin_ids=frozenset({BOT_ADMIN}))
+    async with running_slack_bot(slack_api, settings) as (runtime, slack):
+        await slack.command(slack_api, "subscribe", channel=CHANNEL, user=MEMBER)
+        await slack_api.wait_for(lambda: len(slack_api.responses) == 1)
+        assert "Only this group's administrators" in message_text(slack_api.responses[0])
+        assert slack_api.responses[0]["response_type"] == "ephemeral"
+        assert await runtime.store.count_active() == 0
+        for number, user in enumerate((OWNER, CREATOR, BOT_ADMIN), 2):
+            await slack.command(slack_api, "subscribe weekly mon 08:30", channel=CHANNEL, user=user)
+            await slack_api.wait_for(lambda n=number: len(slack_api.responses) == n)  # type: ignore[misc]
+            assert "Subscribed" in message_text(slack_api.responses[-1]) or "Updated" in message_text(
+                slack_api.responses[-1]) or "already" in message_text(slack_api.responses[-1]).lower()
+            assert slack_api.responses[-1]["response_type"] == "in_channel"
+        assert await runtime.store.count_active() == 1
+    # Each answer was cached briefly: one users.info per user, one conversations.info for the channel.
+    lookups = [call.method for call in slack_api.calls if call.method == "conversations.info"]
+    assert len(lookups) == 1
+
+
+async def test_a_digest_arrives_in_the_channel_at_the_chosen_time_and_an_archived_channel_is_deactivated(
+        slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2025, 4, 16, 0, 0, tzinfo=UTC))  # 08:00 in Hong Kong, Wednesday 16 Apr 2025
+    settings = slack_settings(slack_api, tmp_path, digest_lookback_days=5)
+    async with running_slack_bot(slack_api, settings, clock) as (runtime, slack):
+        await slack.command(slack_api, "subscribe daily 09:00", channel=CHANNEL, user=OWNER)
+        await slack_api.wait_for(lambda: slack_api.responses)
+        assert "Subscribed" in message_text(slack_api.responses[0])
+        assert not slack_api.posted.get(CHANNEL)  # not due yet
+        clock.advance(hours=1)  # 09:00 HKT
+        await slack_api.wait_for(lambda: slack_api.posted.get(CHANNEL))
+        [digest] = slack_api.texts(CHANNEL)
+        assert "digest · Wed 16 Apr 2025" in digest and "Digital Policy Office issues Generative AI" in digest
+
+        slack_api.channels[CHANNEL].is_archived = True
+        clock.advance(days=1)  # the next digest finds the channel archived: deactivated, not retried
+        await eventually(lambda: runtime.store.count_active(), 0)
+        assert any(call.method == "chat.postMessage" for call in slack_api.calls[-3:])
+    assert len(slack_api.texts(CHANNEL)) == 1
