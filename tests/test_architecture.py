@@ -72,6 +72,17 @@ def test_only_the_telegram_front_end_and_the_composition_root_import_telegram() 
     assert offenders("only bot.tg and bot.app", ("telegram",), ("bot.tg", "bot.app")) == []
 
 
+def test_only_the_slack_front_end_imports_slack_bolt_and_slack_sdk() -> None:
+    assert "slack_bolt.async_app" in imports()["bot.slack.connect"]  # the scan sees them
+    assert offenders("only bot.slack", ("slack_bolt", "slack_sdk"), ("bot.slack",)) == []
+
+
+def test_the_slack_front_end_imports_no_telegram() -> None:
+    bad = [f"{module}: {name}" for module, names in imports().items() if within(module, "bot.slack")
+           for name in names if within(name, "telegram", "bot.tg")]
+    assert bad == []
+
+
 BOT = Path(__file__).parent.parent / "bot"
 # Path methods, and os/shutil/tempfile functions, that create, change or delete files.
 WRITING_METHODS = {"write_text", "write_bytes", "unlink", "rmdir", "mkdir", "touch", "symlink_to", "hardlink_to",
