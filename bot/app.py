@@ -36,7 +36,7 @@ from bot.logs import configure_logging
 from bot.settings import Secret, Settings
 from bot.slack import connect as slack_connect
 from bot.slack.http import slack_routes
-from bot.slack.identity import slack_id
+from bot.slack.identity import is_slack_number, slack_id
 from bot.slack.render import message_parts
 from bot.slack.sender import SlackSender
 from bot.sources.fetch import feed_session
@@ -266,7 +266,11 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        async with sender, running(runtime, sender, html_parts, notify_admins, clock, notify_admin), \
+        route: Sender = sender
+        render: Render = html_parts
+        if runtime.slack is not None:  # Slack too: each chat's parts go to its own platform
+            route, render = TwoPlatformSender(sender, runtime.slack.sender), two_platform_parts
+        async with sender, running(runtime, route, render, notify_admins, clock, notify_admin), \
                 _receiving_updates(runtime, application, clock):
             await application.start()
             try:
@@ -307,6 +311,37 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
     finally:
         server.stop()  # no new connections; requests in progress finish
         await server.close_all_connections()
+
+
+_TELEGRAM_PART, _SLACK_PART = "telegram\0", "slack\0"
+
+
+def two_platform_parts(document: Document) -> list[str]:
+    """A document's parts for both platforms, each marked with its platform: Telegram's HTML parts, then Slack's.
+
+    A stopgap until the delivery engine picks a renderer per chat: the engine renders a document once for every
+    chat, so each chat's sender sends its own platform's parts and skips the others (recorded as sent).
+    """
+    return [_TELEGRAM_PART + part for part in html_parts(document)] + \
+        [_SLACK_PART + part for part in message_parts(document)]
+
+
+class TwoPlatformSender:
+    """Sends a chat's own platform's parts of two_platform_parts (a Slack chat by its number, see bot.slack.identity)
+    and skips the other platform's."""
+
+    def __init__(self, telegram: Sender, slack: SlackSender) -> None:
+        self.telegram = telegram
+        self.slack = slack
+
+    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+        """Send the part if it is for the chat's platform."""
+        platform, _, part = html.partition("\0")
+        if is_slack_number(chat_id):
+            if platform + "\0" == _SLACK_PART:
+                await self.slack.send(chat_id, thread_id, part, silent=silent)
+        elif platform + "\0" == _TELEGRAM_PART:
+            await self.telegram.send(chat_id, thread_id, part, silent=silent)
 
 
 def _slack_routes(runtime: Runtime) -> list[Any]:

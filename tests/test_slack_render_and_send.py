@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from doubles.slack_api import HTTP_500, SlackApiDouble, block_kit_problems
 
-from bot.core.document import block, bold, code, doc, heading, item, italic, line, link, para, pre
+from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, para, pre
 from bot.core.messages import Button, Reply
 from bot.delivery import ChatGone, PermanentFailure, RetryAfter, TransientFailure
 from bot.slack.connect import web_client

@@ -1,0 +1,61 @@
+"""Telegram and Slack in one process: one delivery engine, each chat's message through its own platform."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import time
+from pathlib import Path
+
+import pytest
+from doubles.fake_bot_api import FakeBotApi
+from doubles.slack_api import SlackApiDouble
+from harness import FakeClock, e2e_settings, sent_message_ids, texts
+
+from bot.app import attach_slack, opened, telegram_running
+from bot.core.messages import ChatKind
+from bot.core.schedule import Cadence, Schedule
+from bot.core.subscriptions import SubscriptionRequest
+from bot.settings import Secret
+from bot.slack.identity import slack_chat
+
+ADMIN, TG_CHAT, CHANNEL = 900, 21, "C0456"
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[SlackApiDouble]:
+    async with SlackApiDouble() as api:
+        api.add_user("U0OWNER", owner=True)
+        api.add_channel(CHANNEL, creator="U0OWNER")
+        yield api
+        assert api.violations == []
+
+
+async def test_a_broadcast_reaches_telegram_and_slack_subscribers_alike(fake: FakeBotApi, slack_api: SlackApiDouble,
+                                                                         tmp_path: Path) -> None:
+    settings = e2e_settings(fake, tmp_path, slack_bot_token=Secret(slack_api.token), slack_api_url=slack_api.base_url)
+    clock = FakeClock()
+    async with contextlib.AsyncExitStack() as stack:
+        runtime = await stack.enter_async_context(opened(settings, clock))
+        attach_slack(runtime)
+        await stack.enter_async_context(telegram_running(runtime, clock))
+        await fake.wait_for("setMyCommands")
+        fake.push_update(fake.command_update("/subscribe", chat_id=TG_CHAT, user_id=TG_CHAT))
+        await fake.wait_for("sendMessage", chat_id=TG_CHAT)
+        channel = slack_chat(CHANNEL)
+        await runtime.store.save_subscription(SubscriptionRequest(
+            channel.id, None, ChatKind.GROUP, Schedule(Cadence.DAILY, time(9), "Asia/Hong_Kong")), clock())
+
+        fake.push_update(fake.command_update("/broadcast Meetup at <Cyberport> & online", chat_id=ADMIN,
+                                             user_id=ADMIN))
+        [draft] = await fake.wait_for("sendMessage", chat_id=ADMIN)
+        send = next(b["callback_data"] for row in draft["reply_markup"]["inline_keyboard"] for b in row
+                    if b["callback_data"].startswith("broadcast send"))
+        fake.push_update(fake.callback_update(send, chat_id=ADMIN, user_id=ADMIN,
+                                              message_id=sent_message_ids(fake, ADMIN)[-1]))
+        await fake.wait_for("sendMessage", count=2, chat_id=TG_CHAT)
+        await slack_api.wait_for(lambda: slack_api.posted.get(CHANNEL))
+    assert texts(fake, TG_CHAT)[-1] == "Meetup at &lt;Cyberport&gt; &amp; online"
+    assert slack_api.texts(CHANNEL) == ["Meetup at &lt;Cyberport&gt; &amp; online"]
+    # Neither platform was asked to send to the other's chat.
+    assert all(int(r.params["chat_id"]) < 2**53 for r in fake.requests if r.method == "sendMessage")
