@@ -77,7 +77,7 @@ async def test_help_in_a_channel_is_ephemeral_and_a_dm_is_answered_in_the_dm(sla
         await slack.command(slack_api, "", channel=CHANNEL, user=MEMBER)
         await slack_api.wait_for(lambda: slack_api.responses)
         assert slack_api.responses[0]["response_type"] == "ephemeral"
-        assert "/subscribe" in message_text(slack_api.responses[0])
+        assert "/hkai subscribe" in message_text(slack_api.responses[0])  # commands as typed in Slack
         status, _ = await slack.event({"type": "message", "channel_type": "im", "channel": DM, "user": MEMBER,
                                        "text": "sector finance", "ts": "1700000000.1"})
         assert status == 200

@@ -60,6 +60,13 @@ def test_a_long_document_is_split_within_3000_characters_and_50_blocks_with_butt
     assert shown.count("z") == 7000 and "paragraph 119" in shown  # nothing lost in the cuts
 
 
+def test_commands_named_in_a_reply_read_as_the_slash_command_slack_users_type() -> None:
+    [message] = reply_messages(Reply(doc(para("Send /help, or ", code("/sector finance"), "; ",
+                                              link("/sector page", "https://x.hk/sector/a"), " /unknown"))))
+    assert message["blocks"][0]["text"]["text"] == (
+        "Send /hkai help, or `/hkai sector finance`; <https://x.hk/sector/a|/hkai sector page> /unknown")
+
+
 def test_delivery_parts_are_the_messages_as_json() -> None:
     [part] = message_parts(doc("Hello & welcome"))
     assert json.loads(part)["blocks"][0]["text"]["text"] == "Hello &amp; welcome"

@@ -17,11 +17,10 @@ from bot.core.document import doc
 from bot.core.messages import SORRY, Chat, Reply, Request, User, interpret
 from bot.core.services import Services
 from bot.slack.identity import NotASlackId, slack_chat, slack_user
-from bot.slack.render import ACTION_PREFIX, reply_messages
+from bot.slack.render import ACTION_PREFIX, SLASH_COMMAND, reply_messages
 
 log = logging.getLogger(__name__)
 
-SLASH_COMMAND = "/hkai"
 # In a channel a slash command's answer is seen only by whoever typed it (Slack's own default), except a change
 # to the channel's subscription by someone allowed to make it: the channel should know its digest changed.
 CHANNEL_NEWS = frozenset({"subscribe", "unsubscribe", "quiet"})

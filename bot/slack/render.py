@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from bot.core.commands import COMMANDS
 from bot.core.document import Block, Document, Line, LineKind, Span, Style
 from bot.core.messages import Button, Reply
 
@@ -21,6 +23,10 @@ BUTTON_TEXT_LIMIT = 75
 FALLBACK_LIMIT = 3000  # the notification text: Slack truncates long ones; a summary is all it needs
 ACTION_PREFIX = "hkai:"  # every button's action_id starts so; its value is the core's action (`sector finance`)
 BULLET = "• "
+SLASH_COMMAND = "/hkai"  # the app's one slash command: `/sector finance` in a reply reads `/hkai sector finance`
+# A command named in a reply's text (`/sector finance`, not a path such as `hk/sector` or a URL).
+_COMMAND_MENTION = re.compile(r"(?<![\w/@.])/(" + "|".join(sorted((re.escape(c.name) for c in COMMANDS), key=len,
+                                                                   reverse=True)) + r")\b")
 
 SlackMessage = dict[str, Any]  # {"text": fallback, "blocks": [...]}: the arguments of one chat.postMessage
 
@@ -35,8 +41,13 @@ def _url(url: str) -> str:
     return url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
 
 
+def slack_commands(text: str) -> str:
+    """Commands named in a text as Slack users type them: `send /help` -> `send /hkai help`."""
+    return _COMMAND_MENTION.sub(SLASH_COMMAND + r" \1", text) if "/" in text else text
+
+
 def _span(span: Span, in_bold: bool = False) -> str:
-    text = escape(span.text)
+    text = escape(slack_commands(span.text))
     style = span.style
     if style is Style.PLAIN or (in_bold and style is Style.BOLD) or not text.strip():
         return text
@@ -61,7 +72,7 @@ def render_line(line: Line) -> str:
 
 
 def _plain_line(line: Line) -> str:
-    text = "".join(span.text for span in line.spans)
+    text = slack_commands("".join(span.text for span in line.spans))
     return BULLET + text if line.kind is LineKind.ITEM else text
 
 
