@@ -64,13 +64,13 @@ class SlackClient:
             return answer.status, await answer.text()
 
     async def command(self, api: SlackApiDouble, text: str, *, channel: str, user: str,
-                      response: str = "r") -> tuple[int, str]:
+                      response: str = "r", timestamp: int | None = None) -> tuple[int, str]:
         """`/hkai <text>` typed by `user` in `channel`."""
         form = {"token": "legacy", "team_id": TEAM, "team_domain": "hk-ai", "channel_id": channel,
                 "channel_name": channel.lower(), "user_id": user, "user_name": user.lower(), "command": "/hkai",
                 "text": text, "api_app_id": "A0APP", "response_url": api.response_url(response),
                 "trigger_id": "1.2.3"}
-        return await self.post(urlencode(form), "application/x-www-form-urlencoded")
+        return await self.post(urlencode(form), "application/x-www-form-urlencoded", timestamp=timestamp)
 
     async def press(self, api: SlackApiDouble, value: str, *, channel: str, user: str,
                     action_id: str = "hkai:1") -> tuple[int, str]:

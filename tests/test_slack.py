@@ -4,6 +4,7 @@ HTTP; its answers and digests reach the Slack Web API double, which checks them 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from doubles.slack_api import SlackApiDouble, message_text
 from harness import FakeClock
 from slack_harness import running_slack_bot, slack_settings
+from test_webhook import exchange, status_of
 
 
 async def eventually(read: Callable[[], Awaitable[object]], expected: object, within: float = 30.0) -> None:
@@ -133,3 +135,20 @@ async def test_a_digest_arrives_in_the_channel_at_the_chosen_time_and_an_archive
         await eventually(lambda: runtime.store.count_active(), 0)
         assert any(call.method == "chat.postMessage" for call in slack_api.calls[-3:])
     assert len(slack_api.texts(CHANNEL)) == 1
+
+
+async def test_a_huge_or_stale_slack_request_is_refused_and_nothing_runs(slack_api: SlackApiDouble,
+                                                                          tmp_path: Path) -> None:
+    settings = slack_settings(slack_api, tmp_path)
+    signed = "X-Slack-Signature: v0=abc\nX-Slack-Request-Timestamp: 1\n"
+    huge = "POST /slack/events HTTP/1.1\nHost: bot\nContent-Type: application/json\nContent-Length: 95000000\n"
+    async with running_slack_bot(slack_api, settings) as (_, slack):
+        unsigned = await exchange(settings.port, huge + "\n")
+        too_big = await exchange(settings.port, huge + signed + "\n")
+        chunked = await exchange(settings.port, "POST /slack/events HTTP/1.1\nHost: bot\nTransfer-Encoding: chunked\n"
+                                 + signed + "\n", f"{95_000_000:x}\r\n".encode() + b" " * (1024 * 1024 + 100))
+        stale, _ = await slack.command(slack_api, "sector finance", channel=CHANNEL, user=MEMBER,
+                                       timestamp=int(time.time()) - 3600)  # a replayed request: an hour old
+    assert status_of(unsigned) == 401 and status_of(too_big) == 413 and status_of(chunked) == 413
+    assert stale == 401
+    assert slack_api.responses == [] and not slack_api.posted
