@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import signal
 import sys
@@ -313,35 +314,36 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         await server.close_all_connections()
 
 
-_TELEGRAM_PART, _SLACK_PART = "telegram\0", "slack\0"
-
-
 def two_platform_parts(document: Document) -> list[str]:
-    """A document's parts for both platforms, each marked with its platform: Telegram's HTML parts, then Slack's.
+    """A document's parts for both platforms: part i is `[Telegram's part i, Slack's message i]` as JSON (null
+    where one platform needs fewer parts).
 
     A stopgap until the delivery engine picks a renderer per chat: the engine renders a document once for every
-    chat, so each chat's sender sends its own platform's parts and skips the others (recorded as sent).
+    chat, and each chat's sender sends its own platform's half. Pairing the parts (rather than listing one
+    platform's after the other's) keeps a digest one part on both platforms, so no part is only skipped: a delivery
+    is never left half-done between a real send and a skipped one, where a crash would flag it needlessly.
     """
-    return [_TELEGRAM_PART + part for part in html_parts(document)] + \
-        [_SLACK_PART + part for part in message_parts(document)]
+    telegram, slack = html_parts(document), message_parts(document)
+    return [json.dumps([telegram[i] if i < len(telegram) else None, slack[i] if i < len(slack) else None],
+                       ensure_ascii=False) for i in range(max(len(telegram), len(slack)))]
 
 
 class TwoPlatformSender:
-    """Sends a chat's own platform's parts of two_platform_parts (a Slack chat by its number, see bot.slack.identity)
-    and skips the other platform's."""
+    """Sends a chat's own platform's half of a two_platform_parts part (a Slack chat is known by its number, see
+    bot.slack.identity); a missing half is nothing to send."""
 
     def __init__(self, telegram: Sender, slack: SlackSender) -> None:
         self.telegram = telegram
         self.slack = slack
 
     async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
-        """Send the part if it is for the chat's platform."""
-        platform, _, part = html.partition("\0")
+        """Send the chat's platform's half of the part, if any."""
+        telegram, slack = json.loads(html)
         if is_slack_number(chat_id):
-            if platform + "\0" == _SLACK_PART:
-                await self.slack.send(chat_id, thread_id, part, silent=silent)
-        elif platform + "\0" == _TELEGRAM_PART:
-            await self.telegram.send(chat_id, thread_id, part, silent=silent)
+            if slack is not None:
+                await self.slack.send(chat_id, thread_id, slack, silent=silent)
+        elif telegram is not None:
+            await self.telegram.send(chat_id, thread_id, telegram, silent=silent)
 
 
 def _slack_routes(runtime: Runtime) -> list[Any]:
