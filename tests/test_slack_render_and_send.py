@@ -112,9 +112,12 @@ async def test_the_sender_posts_and_maps_the_doubles_faults(slack_api: SlackApiD
     slack_api.fail("chat.postMessage", "channel_not_found")
     with pytest.raises(ChatGone):
         await sender.post("C0456", part)
+    with pytest.raises(ChatGone):
+        await sender.post("C0999", part)  # no such channel
     slack_api.fail("chat.postMessage", "invalid_auth")
     with pytest.raises(WorkspaceGone):
         await sender.post("C0456", part)
-    with pytest.raises(ChatGone):
-        await sender.post("C0999", part)  # no such channel
-    assert len(slack_api.texts("C0456")) == 1
+    calls = len(slack_api.calls)
+    with pytest.raises(WorkspaceGone):  # the whole workspace: Slack is not asked again with a refused token
+        await sender.post("C0456", part)
+    assert len(slack_api.calls) == calls and len(slack_api.texts("C0456")) == 1

@@ -61,9 +61,14 @@ class SlackSender:
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
+        self.workspace_gone: str | None = None  # the error that showed the token no longer works here
 
     async def post(self, channel: str, part: str) -> None:
         """chat.postMessage to a channel or DM id; raises the delivery outcome of an error answer."""
+        if self.workspace_gone is not None:
+            # The token is dead for the whole workspace: every channel's delivery ends the same way, without
+            # asking Slack again with a token it refused.
+            raise WorkspaceGone(self.workspace_gone)
         message = json.loads(part)
         try:
             await self.client.chat_postMessage(channel=channel, text=message.get("text", ""),
@@ -73,9 +78,12 @@ class SlackSender:
             error = str(response.get("error", "")) if isinstance(response.data, dict) else ""
             outcome = classify(response.status_code, error, response.headers.get("Retry-After")
                                or response.headers.get("retry-after"))
-            if isinstance(outcome, ChatGone):
-                log.warning("Slack %s %s: %s", "workspace of channel" if isinstance(outcome, WorkspaceGone)
-                            else "channel", channel, error)
+            if isinstance(outcome, WorkspaceGone):
+                self.workspace_gone = error
+                log.error("Slack refused the bot token (%s): every channel of the workspace is deactivated as its "
+                          "next message falls due", error)
+            elif isinstance(outcome, ChatGone):
+                log.warning("Slack channel %s deactivated: %s", channel, error)
             raise outcome from exc
         except TimeoutError as exc:
             raise TransientFailure(f"timed out: {exc!r}") from exc
