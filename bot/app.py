@@ -362,7 +362,8 @@ def attach_slack(runtime: Runtime) -> SlackSide:
     """The Slack front end's Services (SLACK_ADMIN_IDS are its bot admins; channel admins asked of Slack), its bolt
     app and its sender."""
     settings = runtime.settings
-    client = slack_connect.web_client(settings.slack_bot_token.reveal(), settings.slack_api_url)
+    client = slack_connect.web_client(settings.slack_bot_token.reveal(), settings.slack_api_url,
+                                      connections=max(settings.max_in_flight, 1))
     services = runtime.services_for(chat_admins=slack_connect.chat_admins(client, settings.slack_admin_ids),
                                     admin_ids=slack_connect.admin_numbers(settings.slack_admin_ids))
     signing = settings.slack_signing_secret.reveal() if settings.slack_http_mode else ""
@@ -389,7 +390,10 @@ async def slack_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIt
         for admin_id in sorted(slack.services.admin_ids):
             await notify_admin(admin_id, message)
 
-    async with running(runtime, slack.sender, message_parts, notify_admins, clock, notify_admin):
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(slack_connect.close_client, slack.client)
+        await stack.enter_async_context(running(runtime, slack.sender, message_parts, notify_admins, clock,
+                                                notify_admin))
         if settings.slack_socket_mode:
             async with slack_connect.socket_mode(slack.bolt, settings.slack_app_token.reveal()):
                 yield slack
@@ -438,7 +442,7 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
                 log.info("starting Slack (%s)", "Socket Mode" if settings.slack_socket_mode else "HTTP mode")
             async with contextlib.AsyncExitStack() as stack:
                 if settings.slack:
-                    attach_slack(runtime)
+                    stack.push_async_callback(slack_connect.close_client, attach_slack(runtime).client)
                 if settings.telegram_token:
                     await stack.enter_async_context(telegram_running(runtime, clock))
                     if settings.slack_socket_mode:

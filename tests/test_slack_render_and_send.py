@@ -11,7 +11,7 @@ from doubles.slack_api import HTTP_500, SlackApiDouble, block_kit_problems
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, para, pre
 from bot.core.messages import Button, Reply
 from bot.delivery import ChatGone, PermanentFailure, RetryAfter, TransientFailure
-from bot.slack.connect import web_client
+from bot.slack.connect import close_client, web_client
 from bot.slack.identity import id_number, slack_chat, slack_id
 from bot.slack.render import BLOCKS_LIMIT, TEXT_LIMIT, escape, message_parts, reply_messages
 from bot.slack.sender import SlackSender, WorkspaceGone, classify
@@ -98,7 +98,14 @@ async def slack_api() -> AsyncIterator[SlackApiDouble]:
 
 
 async def test_the_sender_posts_and_maps_the_doubles_faults(slack_api: SlackApiDouble) -> None:
-    sender = SlackSender(web_client(slack_api.token, slack_api.base_url))
+    client = web_client(slack_api.token, slack_api.base_url)
+    try:
+        await _send_through(SlackSender(client), slack_api)
+    finally:
+        await close_client(client)
+
+
+async def _send_through(sender: SlackSender, slack_api: SlackApiDouble) -> None:
     [part] = message_parts(doc(heading("Digest"), para("One update")))
     await sender.send(slack_chat("C0456").id, None, part, silent=False)
     assert slack_api.texts("C0456") == ["*Digest*\nOne update"]

@@ -17,6 +17,7 @@ from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import SubscriptionRequest
 from bot.settings import Secret
+from bot.slack.connect import close_client
 from bot.slack.identity import slack_chat
 
 ADMIN, TG_CHAT, CHANNEL = 900, 21, "C0456"
@@ -37,7 +38,7 @@ async def test_a_broadcast_reaches_telegram_and_slack_subscribers_alike(fake: Fa
     clock = FakeClock()
     async with contextlib.AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(opened(settings, clock))
-        attach_slack(runtime)
+        stack.push_async_callback(close_client, attach_slack(runtime).client)
         await stack.enter_async_context(telegram_running(runtime, clock))
         await fake.wait_for("setMyCommands")
         fake.push_update(fake.command_update("/subscribe", chat_id=TG_CHAT, user_id=TG_CHAT))

@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -18,9 +19,18 @@ from bot.slack.identity import id_number
 log = logging.getLogger(__name__)
 
 
-def web_client(token: str, base_url: str) -> AsyncWebClient:
-    """A Web API client for the bot token (base_url: Slack's, or a local double's)."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=10)
+def web_client(token: str, base_url: str, *, connections: int = 64) -> AsyncWebClient:
+    """A Web API client for the bot token (base_url: Slack's, or a local double's) over one HTTP session, so a
+    fan-out reuses its connections (slack-sdk opens a session per call otherwise). Close it with close_client.
+    Call it with the event loop running."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
+    return AsyncWebClient(token=token, base_url=base_url, timeout=10, session=session)
+
+
+async def close_client(client: AsyncWebClient) -> None:
+    """Close the client's HTTP session."""
+    if client.session is not None and not client.session.closed:
+        await client.session.close()
 
 
 def admin_numbers(slack_admin_ids: frozenset[str]) -> frozenset[int]:

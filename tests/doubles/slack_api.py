@@ -161,6 +161,7 @@ class SlackApiDouble:
     violations: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     revoked: bool = False
+    latency: float = 0.0  # seconds before each answer (a round trip to Slack)
     # Enforce chat.postMessage's 1 message/s per channel (bursts of `channel_burst` allowed) with 429s.
     enforce_channel_rate: bool = False
     channel_burst: int = 3
@@ -241,8 +242,11 @@ class SlackApiDouble:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        arrived = time.monotonic()  # before the body is read: when the request reached us
         args = await _arguments(request)
-        self.calls.append(Call(method, args, time.monotonic()))
+        self.calls.append(Call(method, args, arrived))
+        if self.latency:
+            await asyncio.sleep(self.latency)
         try:
             return await self._answer(request, method, args)
         finally:
