@@ -27,6 +27,7 @@ from bench.common import CONTENT, print_table, write_results
 from bench.double import DoubleProcess
 from bot.app import opened, telegram_running
 from bot.content import load_catalogue
+from bot.core.addresses import telegram
 from bot.core.commands import dispatch
 from bot.core.messages import Chat, Request, User
 from bot.core.services import Services, StaticContent
@@ -37,7 +38,7 @@ COMMANDS = ("/sector finance", "/search hkust ai", "/start")
 
 def _request(text: str) -> Request:
     command, *args = text.lstrip("/").split()
-    return Request(command, tuple(args), Chat(42), User(42, "Ada"))
+    return Request(command, tuple(args), Chat(telegram(42)), User(42, "Ada"))
 
 
 async def reply_build_times(iterations: int) -> list[dict[str, Any]]:

@@ -98,12 +98,12 @@ async def fill_subscriptions(store: SqlStore, count: int, due: Sequence[datetime
                              created_at: datetime | None = None) -> None:
     """Insert `count` daily 09:00 Hong Kong subscriptions in bulk, the i-th due at due[i % len(due)]."""
     created = created_at or due[0]
-    columns = ("chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,"
+    columns = ("chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,"
                " created_at, updated_at, next_due_at")
     sql = f"INSERT INTO subscriptions ({columns}) VALUES (?, 0, 'private', 'daily', NULL, '09:00', 'Asia/Hong_Kong'," \
           " '', TRUE, TRUE, ?, ?, ?)"
     for start in range(0, count, FILL_CHUNK):
-        rows = [(first_chat + i, created, created, due[i % len(due)])
+        rows = [(f"telegram:{first_chat + i}", created, created, due[i % len(due)])
                 for i in range(start, min(count, start + FILL_CHUNK))]
         async with store.driver.transaction() as tx:
             await tx.executemany(sql, rows)

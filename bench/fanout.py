@@ -54,9 +54,9 @@ from bot.delivery import DeliveryEngine, RateLimits, Sender
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.slack.connect import close_client, web_client
 from bot.slack.identity import slack_chat
-from bot.slack.render import message_parts
-from bot.slack.sender import SlackSender
+from bot.slack.sender import SlackSender, slack_platform
 from bot.store import open_store
+from bot.tg.platform import telegram_platform
 from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender, TelegramSender
 
@@ -87,12 +87,13 @@ class Job:
 def _sample_digest(now: datetime) -> str:
     """One digest as the composer writes it, for the baselines (which have no store)."""
     catalogue = load_catalogue(CONTENT, now=now)
+    from bot.core.addresses import telegram
     from bot.core.messages import ChatKind
     from bot.core.schedule import Cadence, Schedule
     from bot.core.subscriptions import Subscription
 
     schedule = Schedule(Cadence.DAILY, datetime.strptime("09:00", "%H:%M").time(), "Asia/Hong_Kong")
-    subscription = Subscription(1, 1, None, ChatKind.PRIVATE, schedule, (), True, now, now)
+    subscription = Subscription(1, telegram(1), None, ChatKind.PRIVATE, schedule, (), True, now, now)
     payload = compose_digest(subscription, catalogue, now, DigestHistory(), DigestRules())
     assert payload is not None
     assert payload.message is not None
@@ -116,14 +117,12 @@ async def _engine_run(job: Job) -> dict[str, Any]:
 
             limits = RateLimits(messages_per_second=job.ceiling, max_in_flight=job.in_flight,
                                 max_claimed=max(256, 2 * job.in_flight))
-            render: Any = html_parts
             async with contextlib.AsyncExitStack() as stack:
                 sender: Sender
                 if job.variant == "engine-slack":
                     client = web_client(job.token, job.api_url, connections=job.in_flight)
                     stack.push_async_callback(close_client, client)
                     sender = SlackSender(client)
-                    render = message_parts
                 elif job.variant == "engine-json":
                     sender = await stack.enter_async_context(BotApiSender(f"{job.api_url}/bot{job.token}"))
                 else:
@@ -131,9 +130,10 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                     bot = await stack.enter_async_context(Bot(job.token, base_url=f"{job.api_url}/bot",
                                                               request=request))
                     sender = TelegramSender(bot)
-                engine = DeliveryEngine(store, sender, limits, worker_id="bench",
-                                        compose=digest_composer(store, content, clock, DigestRules()), now=clock,
-                                        render=render)
+                platform = (slack_platform(sender) if job.variant == "engine-slack"
+                            else telegram_platform(sender))
+                engine = DeliveryEngine(store, platform, limits, worker_id="bench",
+                                        compose=digest_composer(store, content, clock, DigestRules()), now=clock)
                 service = DigestService(store, engine, clock, tick_seconds=15.0)
                 freeze_startup_objects()  # as `python -m bot` does once it has started
                 cpu0, wall0 = time.process_time(), time.monotonic()
@@ -163,10 +163,10 @@ async def _engine_run(job: Job) -> dict[str, Any]:
 
 async def _fill_slack_channels(store: Any, count: int, due: datetime) -> None:
     """`count` Slack channels (C0000001 ...), each with a daily digest due at `due` (as fill_subscriptions does)."""
-    sql = ("INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
+    sql = ("INSERT INTO subscriptions (chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
            " spotlight, active, created_at, updated_at, next_due_at) VALUES (?, 0, 'group', 'daily', NULL, '09:00',"
            " 'Asia/Hong_Kong', '', TRUE, TRUE, ?, ?, ?)")
-    rows = [(slack_chat(f"C{number:07d}").id, due, due, due) for number in range(1, count + 1)]
+    rows = [(str(slack_chat("T0123", f"C{number:07d}").address), due, due, due) for number in range(1, count + 1)]
     async with store.driver.transaction() as tx:
         await tx.executemany(sql, rows)
 

@@ -31,10 +31,11 @@ from typing import Any
 
 from bench.common import CONTENT, ROOT, fill_subscriptions, peak_rss_mb, print_table, spread_over_a_day, write_results
 from bot.app import build_digests, opened
+from bot.core.addresses import ChatAddress
 from bot.digest_scheduler import PRUNE_BATCH
 from bot.settings import Settings
 from bot.store import SqlStore, open_store
-from bot.tg.render import html_parts
+from bot.tg.platform import telegram_platform
 
 BASE = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 SLOTS = 1440
@@ -44,7 +45,7 @@ TICKS = 5
 class NullSender:
     """A Sender that sends nothing (the memory run has nothing due)."""
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
         """Do nothing."""
 
 
@@ -52,9 +53,9 @@ async def _fill_postgres(store: SqlStore, count: int) -> None:
     """Set-based insert on PostgreSQL (generate_series): the same rows fill_subscriptions writes."""
     async with store.driver.transaction() as tx:
         await tx.execute(
-            "INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
+            "INSERT INTO subscriptions (chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
             " spotlight, active, created_at, updated_at, next_due_at)"
-            " SELECT g, 0, 'private', 'daily', NULL, '09:00', 'Asia/Hong_Kong', '', TRUE, TRUE, ?, ?,"
+            " SELECT 'telegram:' || g, 0, 'private', 'daily', NULL, '09:00', 'Asia/Hong_Kong', '', TRUE, TRUE, ?, ?,"
             " CAST(? AS TIMESTAMPTZ) + ((g - 1) % 1440) * INTERVAL '1 minute' FROM generate_series(1, ?) AS g",
             (BASE, BASE, BASE, count),
         )
@@ -137,7 +138,7 @@ async def _memory_child(count: int) -> dict[str, Any]:
         settings = Settings(content_dir=CONTENT, content_history_dir=Path(tmp) / "history", database_url=url,
                             tick_seconds=0.2, watch_content=False, watch_sources=False)
         async with opened(settings) as runtime:
-            digests = build_digests(runtime, NullSender(), lambda: datetime.now(UTC), html_parts)
+            digests = build_digests(runtime, [telegram_platform(NullSender())], lambda: datetime.now(UTC))
             digests.start()
             await asyncio.sleep(1.5)  # a few idle ticks
             active = await runtime.store.count_active()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TextIO
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.console import CONSOLE_USER, Console, ConsoleSender, console_parts
+from bot.console import CONSOLE_USER, Console, console_platform
 from bot.content import ContentLibrary, InvalidContent
 from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
@@ -31,15 +30,15 @@ from bot.core.messages import Chat, Reply
 from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
 from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
-from bot.delivery import DeliveryEngine, RateLimiter, RateLimits, Render, Sender
+from bot.delivery import DeliveryEngine, Platform, RateLimiter, RateLimits
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.settings import Secret, Settings
 from bot.slack import connect as slack_connect
 from bot.slack.http import slack_routes
-from bot.slack.identity import is_slack_number, slack_id
+from bot.slack.identity import slack_id
 from bot.slack.render import message_parts
-from bot.slack.sender import SlackSender
+from bot.slack.sender import SlackSender, slack_platform
 from bot.sources.fetch import feed_session
 from bot.sources.rounds import NotifyAdmin, SourcePolling
 from bot.store import is_postgres, open_store
@@ -47,8 +46,9 @@ from bot.store.cluster import GlobalPacer, SchedulerLeadership, process_id
 from bot.store.snapshots import snapshot_store
 from bot.tg.admins import TelegramChatAdmins
 from bot.tg.frontend import UPDATE_TYPES, TelegramFrontEnd, send_reply
+from bot.tg.ids import chat_address
 from bot.tg.ordering import PerChatOrderedProcessor
-from bot.tg.render import html_parts
+from bot.tg.platform import TelegramPace, telegram_platform
 from bot.tg.sender import BotApiSender
 from bot.tg.webhook import derive_secret, webhook_server
 
@@ -59,9 +59,7 @@ CONCURRENT_UPDATES = 32
 
 def rate_limits(settings: Settings) -> RateLimits:
     """Delivery pacing from settings."""
-    return RateLimits(messages_per_second=settings.messages_per_second,
-                      private_interval=settings.private_chat_interval,
-                      group_per_minute=settings.group_messages_per_minute, max_in_flight=settings.max_in_flight,
+    return RateLimits(messages_per_second=settings.messages_per_second, max_in_flight=settings.max_in_flight,
                       lease_seconds=settings.lease_seconds)
 
 
@@ -73,6 +71,12 @@ class SlackSide:
     client: Any
     services: Services
     sender: SlackSender
+
+
+def telegram_pace(settings: Settings) -> TelegramPace:
+    """Telegram's per-chat limits from settings."""
+    return TelegramPace(private_interval=settings.private_chat_interval,
+                        group_per_minute=settings.group_messages_per_minute)
 
 
 @dataclass
@@ -136,36 +140,41 @@ def build_services(settings: Settings, content: ContentLibrary, store: Subscript
                     wake_delivery=wake_delivery, candidates=candidates)
 
 
-def build_digests(runtime: Runtime, sender: Sender, clock: WallClock, render: Render,
+def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallClock,
                   notify_admin: NotifyAdmin | None = None) -> DigestService:
     """The delivery engine, the scheduler tick and (on the leader) the polling of official sources."""
     settings = runtime.settings
     services = runtime.services
 
     async def silent(delivery: Delivery) -> bool:
-        return await services.hushed(delivery.subscription.chat_id,
+        return await services.hushed(delivery.subscription.chat,
                                      scheduled_digest=delivery.kind is DeliveryKind.DIGEST)
 
     # Replicas on one PostgreSQL: one of them schedules, and all of them share the sending ceiling.
     replicas = is_postgres(settings.database_url)
     leadership = SchedulerLeadership(settings.database_url) if replicas else None
-    pacer = (GlobalPacer(settings.database_url, settings.messages_per_second)
-             if replicas and settings.shared_rate_limit and settings.messages_per_second > 0 else None)
+    shared = replicas and settings.shared_rate_limit and settings.messages_per_second > 0
     limits = rate_limits(settings)
-    engine = DeliveryEngine(runtime.store, sender, limits, silent=silent, render=render,
-                            worker_id=process_id(),
+    # Each platform's overall ceiling is shared by the replicas under the platform's own name.
+    pacers = {platform.name: GlobalPacer(settings.database_url, settings.messages_per_second, name=platform.name)
+              for platform in platforms if shared}
+    paced = [replace(platform, limiter=platform.limiter or RateLimiter(limits, pace=platform.pace,
+                                                                        global_pacer=pacers.get(platform.name)))
+             for platform in platforms]
+    engine = DeliveryEngine(runtime.store, paced, limits, silent=silent, worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
-                            now=clock, limiter=RateLimiter(limits, global_pacer=pacer))
+                            now=clock)
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
     expiry = timedelta(days=settings.candidate_expiry_days) if settings.candidate_expiry_days else None
     polling = None
     if settings.watch_sources and runtime.candidates is not None:
         polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
                                 admin_ids=services.admin_ids, notify=notify_admin,
-                                hushed=lambda chat_id: services.hushed(chat_id))
+                                hushed=lambda admin_id: services.hushed(chat_address(admin_id)))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
-                         closing=[part for part in (leadership, pacer) if part is not None], retention=retention,
+                         closing=[part for part in (leadership, *pacers.values()) if part is not None],
+                         retention=retention,
                          wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
                          polling=polling)
 
@@ -219,7 +228,7 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def running(runtime: Runtime, sender: Sender, render: Render, notify: Callable[[Document], Awaitable[None]],
+async def running(runtime: Runtime, platforms: Sequence[Platform], notify: Callable[[Document], Awaitable[None]],
                   clock: WallClock, notify_admin: NotifyAdmin | None = None) -> AsyncIterator[DigestService]:
     """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
     the digests (scheduler tick, delivery loop, sources polling) and the content watcher; stop them in reverse.
@@ -229,7 +238,7 @@ async def running(runtime: Runtime, sender: Sender, render: Render, notify: Call
     if runtime.sync is not None:
         await runtime.sync.start()  # takes the published content before anything is answered
     try:
-        digests = runtime.digests = build_digests(runtime, sender, clock, render, notify_admin)
+        digests = runtime.digests = build_digests(runtime, platforms, clock, notify_admin)
         digests.start()
         try:
             runtime.start_watching(notify)
@@ -256,7 +265,7 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
 
         async def notify_admin(admin_id: int, message: Document) -> None:
             try:
-                await send_reply(application, Chat(admin_id), Reply(message))
+                await send_reply(application, Chat(chat_address(admin_id)), Reply(message))
             except TelegramError as exc:
                 log.warning("could not notify admin %s: %s", admin_id, exc)
 
@@ -267,11 +276,10 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        route: Sender = sender
-        render: Render = html_parts
-        if runtime.slack is not None:  # Slack too: each chat's parts go to its own platform
-            route, render = TwoPlatformSender(sender, runtime.slack.sender), two_platform_parts
-        async with sender, running(runtime, route, render, notify_admins, clock, notify_admin), \
+        platforms = [telegram_platform(sender, telegram_pace(settings))]
+        if runtime.slack is not None:  # Slack too: one engine, each chat through its own platform
+            platforms.append(slack_platform(runtime.slack.sender))
+        async with sender, running(runtime, platforms, notify_admins, clock, notify_admin), \
                 _receiving_updates(runtime, application, clock):
             await application.start()
             try:
@@ -312,38 +320,6 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
     finally:
         server.stop()  # no new connections; requests in progress finish
         await server.close_all_connections()
-
-
-def two_platform_parts(document: Document) -> list[str]:
-    """A document's parts for both platforms: part i is `[Telegram's part i, Slack's message i]` as JSON (null
-    where one platform needs fewer parts).
-
-    A stopgap until the delivery engine picks a renderer per chat: the engine renders a document once for every
-    chat, and each chat's sender sends its own platform's half. Pairing the parts (rather than listing one
-    platform's after the other's) keeps a digest one part on both platforms, so no part is only skipped: a delivery
-    is never left half-done between a real send and a skipped one, where a crash would flag it needlessly.
-    """
-    telegram, slack = html_parts(document), message_parts(document)
-    return [json.dumps([telegram[i] if i < len(telegram) else None, slack[i] if i < len(slack) else None],
-                       ensure_ascii=False) for i in range(max(len(telegram), len(slack)))]
-
-
-class TwoPlatformSender:
-    """Sends a chat's own platform's half of a two_platform_parts part (a Slack chat is known by its number, see
-    bot.slack.identity); a missing half is nothing to send."""
-
-    def __init__(self, telegram: Sender, slack: SlackSender) -> None:
-        self.telegram = telegram
-        self.slack = slack
-
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
-        """Send the chat's platform's half of the part, if any."""
-        telegram, slack = json.loads(html)
-        if is_slack_number(chat_id):
-            if slack is not None:
-                await self.slack.send(chat_id, thread_id, slack, silent=silent)
-        elif telegram is not None:
-            await self.telegram.send(chat_id, thread_id, telegram, silent=silent)
 
 
 def _slack_routes(runtime: Runtime) -> list[Any]:
@@ -392,7 +368,7 @@ async def slack_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIt
 
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(slack_connect.close_client, slack.client)
-        await stack.enter_async_context(running(runtime, slack.sender, message_parts, notify_admins, clock,
+        await stack.enter_async_context(running(runtime, [slack_platform(slack.sender)], notify_admins, clock,
                                                 notify_admin))
         if settings.slack_socket_mode:
             async with slack_connect.socket_mode(slack.bolt, settings.slack_app_token.reveal()):
@@ -426,7 +402,7 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
                     if admin_id == CONSOLE_USER.id:  # the other admins are not at this terminal
                         console.show(message)
 
-                async with running(runtime, ConsoleSender(console), console_parts, notify_console, clock,
+                async with running(runtime, [console_platform(console)], notify_console, clock,
                                    notify_console_admin):
                     freeze_startup_objects()
                     await console.run()

@@ -8,13 +8,15 @@ import logging
 import sys
 from typing import TextIO
 
+from bot.core.addresses import CONSOLE, ChatAddress
 from bot.core.commands import dispatch
 from bot.core.document import Document, Line, LineKind, Style
 from bot.core.messages import SORRY, Button, Chat, ChatKind, Reply, User, interpret
 from bot.core.numbers import whole_number
 from bot.core.services import Services
+from bot.delivery import Platform
 
-CONSOLE_CHAT = Chat(id=1, kind=ChatKind.PRIVATE, title="console")
+CONSOLE_CHAT = Chat(ChatAddress(CONSOLE, "1"), kind=ChatKind.PRIVATE, title="console")
 # The person at the terminal runs the bot: they are its admin (content reloads, /status, broadcasts).
 CONSOLE_USER = User(id=1, name="console")
 PROMPT = "you> "
@@ -129,6 +131,11 @@ class ConsoleSender:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
         """Print a digest part (rendered by console_parts) between the user's lines."""
-        self.console.show(html)
+        self.console.show(part)
+
+
+def console_platform(console: Console) -> Platform:
+    """The console as a delivery platform: its one chat, no limits, plain-text parts."""
+    return Platform(CONSOLE, ConsoleSender(console), render=console_parts)

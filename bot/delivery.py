@@ -1,4 +1,5 @@
-"""Digest and broadcast fan-out: claims deliveries from the store and sends them under Telegram's rate limits."""
+"""Digest and broadcast fan-out: claims deliveries from the store and sends each to its chat's platform, under that
+platform's rate limits. The engine knows platforms only through `Platform`: the address prefix picks one."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import math
 import operator
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
+from bot.core.addresses import ChatAddress
 from bot.core.document import Document
 from bot.core.ports import MonotonicClock, WallClock, utc_now
 from bot.core.subscriptions import Delivery, DigestPayload, SubscriptionStore
@@ -51,12 +53,21 @@ class ChatGone(_Failure):
     """The bot can no longer write to the chat (blocked, kicked, chat not found): deactivate it, never retry."""
 
 
-class ChatMoved(DeliveryOutcome):
-    """The group became a supergroup with `new_chat_id`: migrate the chat and resend there once."""
+class WorkspaceGone(_Failure):
+    """The bot can no longer write anywhere in a workspace (its token revoked, the workspace closed): deactivate
+    every chat whose address starts with `prefix` (`slack:T0123/`), never retry."""
 
-    def __init__(self, new_chat_id: int) -> None:
-        super().__init__(f"chat moved to {new_chat_id}")
-        self.new_chat_id = new_chat_id
+    def __init__(self, prefix: str, reason: str) -> None:
+        super().__init__(reason)
+        self.prefix = prefix
+
+
+class ChatMoved(DeliveryOutcome):
+    """The chat now lives at `new` (a group that became a supergroup): migrate it and resend there once."""
+
+    def __init__(self, new: ChatAddress) -> None:
+        super().__init__(f"chat moved to {new}")
+        self.new = new
 
 
 class PermanentFailure(_Failure):
@@ -71,9 +82,25 @@ class Sender(Protocol):
     """The edge that puts one message part, rendered for its platform, into a chat; raises a DeliveryOutcome when it
     cannot."""
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
         """Send one message part."""
         ...
+
+
+@dataclass(frozen=True)
+class ChatPace:
+    """How often one chat may get a message: at most `sends` starts in any `period` seconds."""
+
+    sends: int
+    period: float
+
+
+ChatPacing = Callable[[ChatAddress], "ChatPace | None"]  # a chat's own limit; None: only the overall ceiling
+
+
+def unpaced(chat: ChatAddress) -> ChatPace | None:
+    """No per-chat limit (tests, benchmarks and the console)."""
+    return None
 
 
 def pacing_interval(messages_per_second: float, pacing: float) -> float:
@@ -101,16 +128,14 @@ class RateLimits:
     """Pacing and retry policy. A limit of 0 disables that limit (tests, paid broadcasts)."""
 
     messages_per_second: float = 30.0  # the ceiling: never more starts than this in any 1 s window
-    private_interval: float = 1.0
-    group_per_minute: int = 20
     max_in_flight: int = 64  # sends awaiting their answer at once
     max_claimed: int = 256  # deliveries held at once, including those waiting for their chat's turn
-    # A 5xx is retried after 1, 2, 4 ... 300 s: about 18 minutes of Telegram errors before a digest is given up.
+    # A 5xx is retried after 1, 2, 4 ... 300 s: about 18 minutes of server errors before a digest is given up.
     max_attempts: int = 12
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     lease_seconds: float = 300.0
-    # Even pacing below the ceiling leaves room for network jitter between our start and Telegram's count.
+    # Even pacing below the ceiling leaves room for network jitter between our start and the platform's count.
     pacing: float = 0.98
     # Lateness (a slow wake-up, a busy loop) the pacer may make up by sending sooner; idle time is never banked.
     catch_up_seconds: float = 0.05
@@ -120,7 +145,7 @@ class RateLimits:
     max_inline_pause: float = 60.0
     # A 429 for one chat holds that chat. When at least `flood_burst` 429s in a second are also at least
     # `flood_share` of that second's sends, the bot as a whole is over the limit: every send pauses for the time
-    # Telegram asked. A real flood refuses nearly every send, so it crosses both within a fraction of a second;
+    # the platform asked. A real flood refuses nearly every send, so it crosses both within a fraction of a second;
     # 2% of chats answering 429 by chance does not (at 30/s, 3 of 30 in one second used to pause everyone in 7%
     # of the seconds: 6 of 30 happens by chance about once in 25,000 seconds).
     flood_burst: int = 5
@@ -134,10 +159,11 @@ class RateLimits:
 class _ChatGate:
     """One chat's recent start times and the lock that queues its sends one at a time."""
 
-    __slots__ = ("lock", "starts")
+    __slots__ = ("lock", "period", "starts")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, period: float) -> None:
         self.lock = asyncio.Lock()
+        self.period = period
         self.starts: deque[float] = deque(maxlen=capacity)
 
 
@@ -150,10 +176,10 @@ class RateLimiter:
     """
 
     WINDOW = 1.0
-    GROUP_PERIOD = 60.0
 
-    def __init__(self, limits: RateLimits, *, monotonic: MonotonicClock = time.monotonic, sleep: Sleep = asyncio.sleep,
-                 global_pacer: SharedPacer | None = None) -> None:
+    def __init__(self, limits: RateLimits, *, pace: ChatPacing = unpaced, monotonic: MonotonicClock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep, global_pacer: SharedPacer | None = None) -> None:
+        self._pace = pace
         self._monotonic = monotonic
         # Several replicas: the overall ceiling comes from the shared pacer; per-chat limits stay local, which is
         # enough because each delivery is claimed by exactly one replica.
@@ -172,11 +198,9 @@ class RateLimiter:
         self._paused_until = -math.inf
         self._lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(limits.max_in_flight) if limits.max_in_flight > 0 else None
-        self._private_interval = max(limits.private_interval, 0.0)
-        self._group_quota = max(limits.group_per_minute, 0)
-        self._gates: dict[int, _ChatGate] = {}
+        self._gates: dict[ChatAddress, _ChatGate] = {}
         self._sweep_at = 1024
-        self._held: dict[int, float] = {}  # chat id -> clock time before which it gets nothing (its own 429)
+        self._held: dict[ChatAddress, float] = {}  # chat -> clock time before which it gets nothing (its own 429)
         self._floods: deque[float] = deque()
         self._flood_burst = max(limits.flood_burst, 1)
         self._flood_share = max(limits.flood_share, 0.0)
@@ -192,12 +216,12 @@ class RateLimiter:
         if self.global_pacer is not None:
             self.global_pacer.pause(seconds)
 
-    def flood(self, chat_id: int, seconds: float) -> bool:
-        """Telegram answered 429 for `chat_id`: hold that chat for `seconds`; pause everything when 429s are a
-        large share of the last second's sends (the bot as a whole is over the limit, not one chat).
+    def flood(self, chat: ChatAddress, seconds: float) -> bool:
+        """The platform answered "too many requests" for `chat`: hold that chat for `seconds`; pause everything when
+        such answers are a large share of the last second's sends (the bot as a whole is over the limit).
         Returns True when everything paused."""
         now = self._monotonic()
-        self._held[chat_id] = max(self._held.get(chat_id, -math.inf), now + seconds)
+        self._held[chat] = max(self._held.get(chat, -math.inf), now + seconds)
         floods = self._floods
         floods.append(now)
         while floods and floods[0] < now - self.WINDOW:
@@ -209,18 +233,18 @@ class RateLimiter:
             return True
         return False
 
-    async def acquire(self, chat_id: int) -> float:
-        """Wait until a message to `chat_id` may start; returns the clock time it started. Pair with release()."""
+    async def acquire(self, chat: ChatAddress) -> float:
+        """Wait until a message to `chat` may start; returns the clock time it started. Pair with release()."""
         if self._held:
-            while (wait := self._held.get(chat_id, -math.inf) - self._monotonic()) > 0:
+            while (wait := self._held.get(chat, -math.inf) - self._monotonic()) > 0:
                 await self._sleep(wait)
-            self._held.pop(chat_id, None)
-        gate = self._gate(chat_id)
+            self._held.pop(chat, None)
+        gate = self._gate(chat)
         if gate is None:
             return await self._start()
         async with gate.lock:
             # Holding the chat's lock through the global wait keeps a second send to this chat behind this one.
-            period = self._period(chat_id) + self._margin
+            period = gate.period + self._margin
             starts = gate.starts
             while len(starts) == starts.maxlen and (wait := starts[0] + period - self._monotonic()) > 0:
                 await self._sleep(wait)
@@ -232,7 +256,7 @@ class RateLimiter:
         """Just before a request leaves: hold the 1 s window on the moments sends actually go out as well.
 
         Work between acquire() and the send (the bookkeeping write) takes a varying time, so sends granted in
-        order can leave bunched; Telegram counts them as they arrive.
+        order can leave bunched; the platform counts them as they arrive.
         """
         sent = self._sent
         if sent is None or self.global_pacer is not None:
@@ -290,34 +314,27 @@ class RateLimiter:
         base = self._next_slot if now - self._next_slot <= self._catch_up else now
         self._next_slot = base + self._interval
 
-    def _period(self, chat_id: int) -> float:
-        return self.GROUP_PERIOD if chat_id < 0 else self._private_interval
-
-    def _gate(self, chat_id: int) -> _ChatGate | None:
-        gate = self._gates.get(chat_id)
+    def _gate(self, chat: ChatAddress) -> _ChatGate | None:
+        gate = self._gates.get(chat)
         if gate is not None:
             return gate
-        if chat_id < 0:
-            if self._group_quota == 0:
-                return None
-            gate = _ChatGate(self._group_quota)
-        else:
-            if self._private_interval == 0:
-                return None
-            gate = _ChatGate(1)
+        pace = self._pace(chat)
+        if pace is None or pace.sends <= 0 or pace.period <= 0:
+            return None
+        gate = _ChatGate(pace.sends, pace.period)
         if len(self._gates) >= self._sweep_at:
             self._sweep()
-        self._gates[chat_id] = gate
+        self._gates[chat] = gate
         return gate
 
     def _sweep(self) -> None:
         """Forget chats whose last send is older than their period and that nobody is waiting on."""
         now = self._monotonic()
-        idle = [chat_id for chat_id, gate in self._gates.items()
+        idle = [chat for chat, gate in self._gates.items()
                 if not gate.lock.locked()
-                and (not gate.starts or gate.starts[-1] + self._period(chat_id) + self._margin <= now)]
-        for chat_id in idle:
-            del self._gates[chat_id]
+                and (not gate.starts or gate.starts[-1] + gate.period + self._margin <= now)]
+        for chat in idle:
+            del self._gates[chat]
         self._sweep_at = max(1024, 2 * len(self._gates))
 
 
@@ -362,36 +379,66 @@ RENDERED_DOCUMENTS = 64  # distinct digests rendered and kept per engine (a day 
 Render = Callable[[Document], Sequence[str]]  # a message as the parts its sender's platform sends
 
 
+@dataclass(frozen=True)
+class Platform:
+    """One chat platform, as the engine sees it; the chats whose address starts with `name:` go through it.
+
+    `sender` puts a part into a chat and classifies the platform's errors as DeliveryOutcomes (retry after N s,
+    chat gone, workspace gone, moved, transient, permanent); `pace` is each chat's own limit; `render` turns a
+    message document into the parts it sends; `limiter`, when given, holds the platform's overall ceiling (the
+    engine builds one from its RateLimits otherwise).
+    """
+
+    name: str
+    sender: Sender
+    pace: ChatPacing = unpaced
+    render: Render | None = None
+    limiter: RateLimiter | None = None
+
+
+class _Route:
+    """A platform with the engine's per-platform state: its limiter and its cache of rendered documents."""
+
+    def __init__(self, platform: Platform, limiter: RateLimiter) -> None:
+        self.platform = platform
+        self.sender = platform.sender
+        self.limiter = limiter
+        render = platform.render
+        # Chats with the same sections get one digest document (the composer shares it): render it once.
+        self.render = None if render is None else functools.lru_cache(maxsize=RENDERED_DOCUMENTS)(
+            lambda message: tuple(render(message)))  # a tuple: every delivery of the document shares it
+
+
 class DeliveryEngine:
     """Claims due deliveries and sends them, many at once, with the store's bookkeeping before and after each part."""
 
     def __init__(
         self,
         store: SubscriptionStore,
-        sender: Sender,
+        platforms: Platform | Iterable[Platform],
         limits: RateLimits | None = None,
         *,
         worker_id: str,
         compose: Compose,
         now: WallClock = utc_now,
         silent: Silent | None = None,
-        render: Render | None = None,
-        limiter: RateLimiter | None = None,
         monotonic: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store
-        self._sender = sender
         self.limits = limits or RateLimits()
         self.worker_id = worker_id
         self._compose = compose
         self._now = now
         self._silent = silent
-        # Chats with the same sections get one digest document (the composer shares it): render it once.
-        self._render = None if render is None else functools.lru_cache(maxsize=RENDERED_DOCUMENTS)(
-            lambda message: tuple(render(message)))  # a tuple: every delivery of the document shares it
         self._monotonic = monotonic
-        self.limiter = limiter or RateLimiter(self.limits, monotonic=monotonic, sleep=sleep)
+        self._routes: dict[str, _Route] = {}
+        for platform in [platforms] if isinstance(platforms, Platform) else platforms:
+            if platform.name in self._routes:
+                raise ValueError(f"two platforms named {platform.name!r}")
+            limiter = platform.limiter or RateLimiter(self.limits, pace=platform.pace, monotonic=monotonic,
+                                                      sleep=sleep)
+            self._routes[platform.name] = _Route(platform, limiter)
         self.total = DeliveryReport()  # counted in place by every run since the engine was made
         self._stopping = False
         self._waiting: set[asyncio.Task[Any]] = set()  # tasks parked in the limiter: safe to cancel on stop
@@ -448,7 +495,7 @@ class DeliveryEngine:
                     failure = task.exception()
                     if failure is not None and error is None:
                         log.error("delivery %s to chat %s stopped the run: %r",
-                                  delivery.id, delivery.subscription.chat_id, failure)
+                                  delivery.id, delivery.subscription.chat, failure)
                         error = failure
                         self._begin_stop()
         finally:
@@ -484,9 +531,13 @@ class DeliveryEngine:
         """Hand an unfinished delivery back to the store: pending, due now, its parts sent so far kept."""
         await self._store.retry_delivery(delivery.id, self._now(), why)
         self.total.released += 1
-        log.info("delivery %s to chat %s released: %s", delivery.id, delivery.subscription.chat_id, why)
+        log.info("delivery %s to chat %s released: %s", delivery.id, delivery.subscription.chat, why)
 
-    async def _turn(self, chat_id: int) -> bool:
+    def limiter(self, platform: str) -> RateLimiter:
+        """The rate limiter of one platform's sends."""
+        return self._routes[platform].limiter
+
+    async def _turn(self, route: _Route, chat: ChatAddress) -> bool:
         """Wait for the limiter; False when the engine is stopping and this send must not start."""
         if self._stopping:
             return False
@@ -494,7 +545,7 @@ class DeliveryEngine:
         assert task is not None
         self._waiting.add(task)
         try:
-            await self.limiter.acquire(chat_id)
+            await route.limiter.acquire(chat)
         except asyncio.CancelledError:
             if task in self._cancelled_for_stop:
                 self._cancelled_for_stop.discard(task)
@@ -511,14 +562,19 @@ class DeliveryEngine:
         if delivery.in_flight_at_crash:
             counts.possible_duplicates += 1
             log.warning("delivery %s to chat %s may have been sent twice (its sender stopped mid-send)",
-                        delivery.id, delivery.subscription.chat_id)
+                        delivery.id, delivery.subscription.chat)
+        route = self._routes.get(delivery.subscription.chat.platform)
+        if route is None:
+            # Another process may serve that platform (or this one will, once configured): retry, never drop.
+            await self._retry_later(delivery, f"no {delivery.subscription.chat.platform} platform in this process")
+            return
         payload = delivery.payload
         try:
             if payload is None:
                 payload = await self._compose(delivery)
             # Rendered once per claim, whatever number of sends and waits follow: the same document renders to
             # the same parts, so a resumed delivery's parts_sent still counts these parts.
-            parts = self._parts(payload) if payload is not None else ()
+            parts = self._parts(route, payload) if payload is not None else ()
         except Exception as exc:
             log.exception("composing delivery %s failed", delivery.id)
             await self._retry_later(delivery, f"compose failed: {exc!r}")
@@ -526,33 +582,35 @@ class DeliveryEngine:
         if payload is None or (delivery.payload is None and not parts):
             await self._store.complete_delivery(delivery.id, self._now())
             counts.empty += 1
-            log.debug("delivery %s to chat %s had nothing to send", delivery.id, delivery.subscription.chat_id)
+            log.debug("delivery %s to chat %s had nothing to send", delivery.id, delivery.subscription.chat)
             return
         silent = await self._silent(delivery) if self._silent is not None else False
-        await self._send_parts(delivery, payload, parts, silent, store_payload=delivery.payload is None)
+        await self._send_parts(route, delivery, payload, parts, silent, store_payload=delivery.payload is None)
 
-    def _parts(self, payload: DigestPayload) -> Sequence[str]:
+    @staticmethod
+    def _parts(route: _Route, payload: DigestPayload) -> Sequence[str]:
         if payload.message is None:
             return payload.parts
-        if self._render is None:
-            raise RuntimeError("this delivery engine has no renderer for a message document")
-        return self._render(payload.message)
+        if route.render is None:
+            raise RuntimeError(f"the {route.platform.name} platform has no renderer for a message document")
+        return route.render(payload.message)
 
-    async def _send_parts(self, delivery: Delivery, payload: DigestPayload, parts: Sequence[str], silent: bool, *,
-                          store_payload: bool) -> None:
+    async def _send_parts(self, route: _Route, delivery: Delivery, payload: DigestPayload, parts: Sequence[str],
+                          silent: bool, *, store_payload: bool) -> None:
         counts = self.total
-        chat_id = delivery.subscription.chat_id
+        chat = delivery.subscription.chat
+        limiter = route.limiter
         thread_id = delivery.subscription.thread_id
         # Past this age another worker may take the delivery over; hand it back rather than race it.
         hold_until = self._monotonic() + 0.9 * self.limits.lease_seconds
         moved = False
         index = delivery.parts_sent
         while index < len(parts):
-            if not await self._turn(chat_id):
+            if not await self._turn(route, chat):
                 await self._release(delivery, "stopped before sending")
                 return
             if self._monotonic() > hold_until:
-                self.limiter.release()
+                limiter.release()
                 await self._release(delivery, "lease nearly over")
                 return
             outcome: DeliveryOutcome | None = None
@@ -564,9 +622,9 @@ class DeliveryEngine:
                         await self._store.set_payload(delivery.id, payload)
                     else:
                         await self._store.mark_started(delivery.id)
-                await self.limiter.at_send()
+                await limiter.at_send()
                 try:
-                    await self._sender.send(chat_id, thread_id, parts[index], silent=silent)
+                    await route.sender.send(chat, thread_id, parts[index], silent=silent)
                 except DeliveryOutcome as exc:
                     outcome = exc
                 else:
@@ -577,21 +635,21 @@ class DeliveryEngine:
                         # complete_delivery records the last part: one write fewer, the same crash window
                         await self._store.complete_delivery(delivery.id, self._now())
                         counts.sent += 1
-                        log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat_id, len(parts))
+                        log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat, len(parts))
                         return
                     await self._store.record_part_sent(delivery.id, index, self._now())
             finally:
-                self.limiter.release()
+                limiter.release()
             if outcome is None:
                 continue
             if isinstance(outcome, RetryAfter):
                 counts.rate_limited += 1
-                if self.limiter.flood(chat_id, outcome.seconds):
-                    log.warning("flood control: 429s in a burst, pausing all sends for %g s (delivery %s, chat %s)",
-                                outcome.seconds, delivery.id, chat_id)
+                if limiter.flood(chat, outcome.seconds):
+                    log.warning("flood control: refusals in a burst, pausing all %s sends for %g s (delivery %s,"
+                                " chat %s)", route.platform.name, outcome.seconds, delivery.id, chat)
                 else:
                     log.info("flood control for chat %s: retrying delivery %s in %g s",
-                             chat_id, delivery.id, outcome.seconds)
+                             chat, delivery.id, outcome.seconds)
                 if self._monotonic() + outcome.seconds > hold_until or outcome.seconds > self.limits.max_inline_pause:
                     not_before = self._now() + timedelta(seconds=outcome.seconds)
                     await self._store.retry_delivery(delivery.id, not_before, str(outcome))
@@ -599,43 +657,53 @@ class DeliveryEngine:
                     return
             elif isinstance(outcome, ChatMoved):
                 if moved:
-                    await self._fail(delivery, chat_id, f"chat moved twice: {outcome}")
+                    await self._fail(delivery, chat, f"chat moved twice: {outcome}")
+                    return
+                if outcome.new.platform != chat.platform:
+                    await self._fail(delivery, chat, f"chat moved to another platform: {outcome}")
                     return
                 moved = True
-                await self._store.migrate_chat(chat_id, outcome.new_chat_id)
+                await self._store.migrate_chat(chat, outcome.new)
                 counts.migrated += 1
                 log.info("chat %s became %s: subscriptions migrated, resending delivery %s",
-                         chat_id, outcome.new_chat_id, delivery.id)
-                chat_id = outcome.new_chat_id
+                         chat, outcome.new, delivery.id)
+                chat = outcome.new
             elif isinstance(outcome, ChatGone):
-                deactivated = await self._store.deactivate_chat(chat_id, outcome.reason, self._now())
+                deactivated = await self._store.deactivate_chat(chat, outcome.reason, self._now())
                 counts.deactivated += 1
                 log.info("chat %s is gone (%s): %d subscription(s) deactivated",
-                         chat_id, outcome.reason, deactivated)
-                await self._fail(delivery, chat_id, f"chat gone: {outcome.reason}")
+                         chat, outcome.reason, deactivated)
+                await self._fail(delivery, chat, f"chat gone: {outcome.reason}")
+                return
+            elif isinstance(outcome, WorkspaceGone):
+                deactivated = await self._store.deactivate_workspace(outcome.prefix, outcome.reason, self._now())
+                counts.deactivated += 1
+                log.warning("workspace %s is gone (%s): %d subscription(s) deactivated",
+                            outcome.prefix, outcome.reason, deactivated)
+                await self._fail(delivery, chat, f"workspace gone: {outcome.reason}")
                 return
             elif isinstance(outcome, TransientFailure):
-                await self._retry_later(delivery, outcome.reason, chat_id)
+                await self._retry_later(delivery, outcome.reason, chat)
                 return
             else:  # PermanentFailure, or an outcome this engine does not know: never retried
-                await self._fail(delivery, chat_id, str(outcome))
+                await self._fail(delivery, chat, str(outcome))
                 return
         await self._store.complete_delivery(delivery.id, self._now())
         counts.sent += 1
-        log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat_id, len(parts))
+        log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat, len(parts))
 
-    async def _fail(self, delivery: Delivery, chat_id: int, reason: str) -> None:
+    async def _fail(self, delivery: Delivery, chat: ChatAddress, reason: str) -> None:
         await self._store.fail_delivery(delivery.id, reason, self._now())
         self.total.failed += 1
-        log.info("delivery %s to chat %s failed: %s", delivery.id, chat_id, reason)
+        log.info("delivery %s to chat %s failed: %s", delivery.id, chat, reason)
 
-    async def _retry_later(self, delivery: Delivery, reason: str, chat_id: int | None = None) -> None:
-        chat_id = delivery.subscription.chat_id if chat_id is None else chat_id
+    async def _retry_later(self, delivery: Delivery, reason: str, chat: ChatAddress | None = None) -> None:
+        chat = delivery.subscription.chat if chat is None else chat
         if delivery.attempts >= self.limits.max_attempts:
-            await self._fail(delivery, chat_id, f"gave up after {delivery.attempts} attempts: {reason}")
+            await self._fail(delivery, chat, f"gave up after {delivery.attempts} attempts: {reason}")
             return
         delay = self.limits.backoff(delivery.attempts)
         await self._store.retry_delivery(delivery.id, self._now() + timedelta(seconds=delay), reason)
         self.total.retried += 1
         log.info("delivery %s to chat %s will be retried in %g s (attempt %d): %s",
-                 delivery.id, chat_id, delay, delivery.attempts, reason)
+                 delivery.id, chat, delay, delivery.attempts, reason)

@@ -83,6 +83,57 @@ def test_the_slack_front_end_imports_no_telegram() -> None:
     assert bad == []
 
 
+# The shared path: what every platform's chats go through. It learns a platform only from a `Platform` it is given.
+SHARED = ("bot.core", "bot.delivery", "bot.digest_scheduler")
+# Where the core names the platforms it knows: the address type checks each platform's ids (a bare number typed to
+# /preview is a Telegram chat id, as it always was).
+ADDRESS_REGISTRY = ("bot.core.addresses", "bot.core.numbers")
+# Bot API words: a chat id, its methods and parameters. None has a place in a platform-neutral module.
+TELEGRAM_WORDS = {"chat_id", "send_message", "sendmessage", "parse_mode", "message_thread_id", "migrate_to_chat_id",
+                  "retry_after", "disable_notification", "forbidden", "badrequest", "chatmigrated", "bot_api"}
+
+
+def identifiers(path: Path) -> set[str]:
+    """Every name a module defines, uses or passes as a keyword (not its strings, comments or docstrings)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif isinstance(node, (ast.arg, ast.keyword)) and node.arg:
+            found.add(node.arg)
+        elif isinstance(node, ast.alias):
+            found.add(node.asname or node.name.rpartition(".")[2])
+    return found
+
+
+def test_the_shared_path_imports_no_front_end() -> None:
+    fronts = ("telegram", "bot.tg", "bot.console", "bot.app", "slack_sdk", "slack_bolt", "bot.slack")
+    bad = [f"{module}: {name}" for module, names in imports().items() if within(module, *SHARED)
+           for name in names if within(name, *fronts)]
+    assert bad == []
+
+
+def test_the_shared_path_names_nothing_of_telegram() -> None:
+    bad = []
+    for path in sorted(BOT.rglob("*.py")):
+        module = module_name(path)
+        if not within(module, *SHARED) or within(module, *ADDRESS_REGISTRY):
+            continue
+        words = {name for name in identifiers(path)
+                 if name.lower() in TELEGRAM_WORDS or "telegram" in name.lower() or name.lower().startswith("tg_")}
+        bad += [f"{module}: {word}" for word in sorted(words)]
+    assert bad == []
+
+
+def test_the_telegram_check_finds_telegram_words() -> None:
+    sample = BOT / "tg" / "sender.py"
+    assert {"chat_id", "parse_mode", "telegram_id"} <= identifiers(sample)
+
+
 BOT = Path(__file__).parent.parent / "bot"
 # Path methods, and os/shutil/tempfile functions, that create, change or delete files.
 WRITING_METHODS = {"write_text", "write_bytes", "unlink", "rmdir", "mkdir", "touch", "symlink_to", "hardlink_to",

@@ -12,6 +12,7 @@ import pytest
 from replies import html
 
 from bot.content import load_catalogue
+from bot.core.addresses import telegram
 from bot.core.commands import COMMANDS, dispatch, resolve_section
 from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, Request, User, interpret
 from bot.core.render import format_date
@@ -29,7 +30,7 @@ def services(catalogue: object = SHIPPED, admins: frozenset[int] = frozenset()) 
                     admin_ids=admins)
 
 
-PRIVATE_CHAT = Chat(5, ChatKind.PRIVATE)
+PRIVATE_CHAT = Chat(telegram(5), ChatKind.PRIVATE)
 
 
 async def ask(text: str, catalogue: object = SHIPPED, *, button: bool = False, chat: Chat = PRIVATE_CHAT) -> Reply:
@@ -251,18 +252,18 @@ async def test_a_failing_command_answers_politely(monkeypatch: pytest.MonkeyPatc
         def catalogue(self) -> object:
             raise RuntimeError("disk on fire")
 
-    request = Request("sectors", chat=Chat(1), user=User(1))
+    request = Request("sectors", chat=Chat(telegram(1)), user=User(1))
     reply = await dispatch(request, Services(content=Broken(), clock=lambda: NOW))
     assert "something went wrong" in html(reply) and "disk on fire" not in html(reply)
 
 
 def test_interpret_commands_addressed_to_bots() -> None:
-    group = Chat(-100, ChatKind.SUPERGROUP)
+    group = Chat(telegram(-100), ChatKind.SUPERGROUP)
     mine = interpret("/sector@HK_AI_Pulse_Bot finance", group, None, "hk_ai_pulse_bot")
     assert mine is not None and mine.command == "sector" and mine.args == ("finance",)
     assert interpret("/sector@other_bot finance", group, None, "hk_ai_pulse_bot") is None
     assert interpret("hello everyone", group, None, "hk_ai_pulse_bot") is None
-    private = interpret("cyberport funding", Chat(1), None, "hk_ai_pulse_bot")
+    private = interpret("cyberport funding", Chat(telegram(1)), None, "hk_ai_pulse_bot")
     assert private is not None and private.command == "search" and private.args == ("cyberport", "funding")
 
 

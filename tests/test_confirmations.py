@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from replies import html
 
-from bot.console import Console
+from bot.console import CONSOLE_CHAT, Console
 from bot.content import load_catalogue
+from bot.core.addresses import ChatAddress, telegram
 from bot.core.commands import dispatch
 from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, Request, User, interpret
 from bot.core.services import Services, StaticContent
@@ -20,8 +21,8 @@ from bot.store import SqlStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CATALOGUE = load_catalogue(Path(__file__).parent.parent / "content", now=NOW)
-CHAT = Chat(7, ChatKind.PRIVATE)
-CONSOLE_CHAT_ID = 1  # bot.console.CONSOLE_CHAT
+CHAT = Chat(telegram(7), ChatKind.PRIVATE)
+CONSOLE_CHAT_ID = CONSOLE_CHAT.address
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def services(store: SqlStore) -> Services:
 
 
 async def say(services: Services, text: str, *, button: bool = False, chat: Chat = CHAT) -> Reply:
-    request = interpret(text, chat, User(chat.id, "Ada"), from_button=button)
+    request = interpret(text, chat, User(int(chat.address.id), "Ada"), from_button=button)
     assert request is not None
     return await dispatch(request, services)
 
@@ -43,8 +44,8 @@ def actions(reply: Reply) -> list[str]:
     return [button.action for row in reply.buttons for button in row]
 
 
-async def active(store: SqlStore, chat_id: int) -> bool:
-    subscription = await store.get_subscription(chat_id, None)
+async def active(store: SqlStore, chat: ChatAddress) -> bool:
+    subscription = await store.get_subscription(chat, None)
     return subscription is not None and subscription.active
 
 
@@ -55,17 +56,17 @@ async def test_the_unsubscribe_button_asks_first_and_only_the_confirm_button_act
     assert "unsubscribe" in actions(shown)
 
     asked = await say(bot, "unsubscribe", button=True)
-    assert await active(store, CHAT.id)
+    assert await active(store, CHAT.address)
     assert "Unsubscribe this chat?" in html(asked) and asked.replace
     assert [b.label for row in asked.buttons for b in row] == ["Yes, unsubscribe", "Keep it"]
     assert actions(asked) == [UNSUBSCRIBE_CONFIRMED, "settings"]
     assert all(len(action.encode()) <= CALLBACK_DATA_LIMIT for action in actions(asked))
 
     kept = await say(bot, "settings", button=True)
-    assert await active(store, CHAT.id) and "Your digest" in html(kept)
+    assert await active(store, CHAT.address) and "Your digest" in html(kept)
 
     done = await say(bot, UNSUBSCRIBE_CONFIRMED, button=True)
-    assert not await active(store, CHAT.id)
+    assert not await active(store, CHAT.address)
     assert "Unsubscribed" in html(done)
 
 
@@ -74,21 +75,21 @@ async def test_a_stale_unsubscribe_button_cannot_act_without_confirming(store: S
     await say(bot, "/subscribe")
     for _ in range(3):  # pressed again and again on an old settings message
         await say(bot, "unsubscribe", button=True)
-    assert await active(store, CHAT.id)
+    assert await active(store, CHAT.address)
 
 
 async def test_typed_unsubscribe_is_explicit_and_acts_at_once(store: SqlStore) -> None:
     bot = services(store)
     await say(bot, "/subscribe")
     assert "Unsubscribed" in html(await say(bot, "/unsubscribe"))
-    assert not await active(store, CHAT.id)
+    assert not await active(store, CHAT.address)
 
 
 async def test_a_stale_subscribe_button_does_not_reset_a_subscription_made_since(store: SqlStore) -> None:
     bot = services(store)
     await say(bot, "/subscribe weekly fri 18:00 finance")
     reply = await say(bot, "subscribe daily 09:00", button=True)  # from the message shown before subscribing
-    subscription = await store.get_subscription(CHAT.id, None)
+    subscription = await store.get_subscription(CHAT.address, None)
     assert subscription is not None and subscription.sections == ("finance",) and subscription.schedule.at.hour == 18
     assert "Already subscribed." in html(reply)
 
@@ -99,13 +100,13 @@ async def test_in_a_group_a_member_gets_a_refusal_not_a_confirmation(store: SqlS
             return user is not None and user.id == 1
 
     bot = replace(services(store), chat_admins=OnlyUserOne())
-    group = Chat(-100, ChatKind.SUPERGROUP)
+    group = Chat(telegram(-100), ChatKind.SUPERGROUP)
     await dispatch(Request("subscribe", (), group, User(1)), bot)
     for action in ("unsubscribe", UNSUBSCRIBE_CONFIRMED):
         request = interpret(action, group, User(2), from_button=True)
         assert request is not None
         assert "Only this group's administrators" in html(await dispatch(request, bot))
-    assert (await store.get_subscription(-100, None)).active  # type: ignore[union-attr]
+    assert (await store.get_subscription(telegram(-100), None)).active  # type: ignore[union-attr]
 
 
 def console(store: SqlStore) -> Console:

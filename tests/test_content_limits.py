@@ -26,6 +26,7 @@ from bot.content import (
 from bot.content.diff import ContentChange
 from bot.content.manager import BlockingRecord, ContentManager, OffLoopContentAdmin
 from bot.content.parse import _LineLoader
+from bot.core.addresses import telegram
 from bot.core.catalogue import Catalogue
 from bot.core.commands import dispatch
 from bot.core.messages import Chat, Request, User
@@ -193,8 +194,8 @@ async def test_an_unforeseen_reload_failure_reaches_admins_and_status(content: P
     services = Services(content=manager.library, clock=lambda: NOW, admin_ids=frozenset({ADMIN}),
                         content_admin=OffLoopContentAdmin(manager))
 
-    reloaded = await dispatch(Request("reload", user=User(ADMIN), chat=Chat(ADMIN)), services)
-    status = await dispatch(Request("status", user=User(ADMIN), chat=Chat(ADMIN)), services)
+    reloaded = await dispatch(Request("reload", user=User(ADMIN), chat=Chat(telegram(ADMIN))), services)
+    status = await dispatch(Request("status", user=User(ADMIN), chat=Chat(telegram(ADMIN))), services)
 
     assert "Not applied" in html(reloaded)
     assert ".:0: (content): could not be loaded: RuntimeError: disk on fire" in html(reloaded)
@@ -239,7 +240,7 @@ async def _services(manager: ContentManager, store: SqlStore) -> Services:
 
 
 def _upload(name: str, data: bytes) -> Request:
-    return Request("upload", chat=Chat(ADMIN), user=User(ADMIN), attachment=(name, data))
+    return Request("upload", chat=Chat(telegram(ADMIN)), user=User(ADMIN), attachment=(name, data))
 
 
 @pytest.fixture
@@ -271,7 +272,7 @@ async def test_no_message_shows_a_server_path(content: Path, tmp_path: Path, sql
     manager = ContentManager(ContentLibrary.open(content, now=NOW), tmp_path / "history", lambda: NOW)
     services = await _services(manager, sqlite_store)
     (content / "sections" / "finance.yaml").write_bytes(b"\xff")
-    texts = [html(await dispatch(Request(command, chat=Chat(ADMIN), user=User(ADMIN)), services))
+    texts = [html(await dispatch(Request(command, chat=Chat(telegram(ADMIN)), user=User(ADMIN)), services))
              for command in ("reload", "rollback")]
     texts.append(html(await dispatch(_upload("robotics.yaml", ROBOTICS.encode()), services)))
     assert "sections/finance.yaml:1: (file): not UTF-8 text" in texts[0]
@@ -357,8 +358,8 @@ async def test_other_users_are_answered_while_an_upload_is_being_read(content: P
 
     uploading = asyncio.create_task(run("upload", _upload("robotics.yaml", ROBOTICS.encode())))
     assert await asyncio.to_thread(started.wait, 10)
-    await run("sectors", Request("sectors", chat=Chat(USER), user=User(USER)))
-    await run("help", Request("help", chat=Chat(USER), user=User(USER)))
+    await run("sectors", Request("sectors", chat=Chat(telegram(USER)), user=User(USER)))
+    await run("help", Request("help", chat=Chat(telegram(USER)), user=User(USER)))
     release.set()
     await asyncio.wait_for(uploading, timeout=15)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.addresses import SLACK, TELEGRAM, ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
@@ -21,16 +22,20 @@ from bot.core.subscriptions import Delivery, DigestPayload, IncomingClaim, Subsc
 from bot.delivery import (
     ChatGone,
     ChatMoved,
+    ChatPace,
     DeliveryEngine,
     DeliveryReport,
     PermanentFailure,
+    Platform,
     RateLimiter,
     RateLimits,
     RetryAfter,
     TransientFailure,
+    WorkspaceGone,
 )
 from bot.digest_scheduler import MIN_IDLE_WAIT, DigestService
 from bot.store import SqlStore, open_store
+from bot.tg.platform import TelegramPace, telegram_platform
 
 # --- The rate limiter on a virtual clock -------------------------------------------------------------------------
 
@@ -87,17 +92,20 @@ def most_in_any_window(starts: list[float], window: float) -> int:
     return max((bisect_left(ordered, t + window) - i for i, t in enumerate(ordered)), default=0)
 
 
-def limiter(time: VirtualTime, **overrides: float) -> RateLimiter:
-    """A limiter on virtual time; in-flight slots are off unless asked for, as these tests never release()."""
+def limiter(time: VirtualTime, *, private_interval: float = 1.0, group_per_minute: int = 20,
+            **overrides: float) -> RateLimiter:
+    """A limiter at Telegram's pace on virtual time; in-flight slots are off unless asked for, as these tests never
+    release()."""
     settings = {"max_in_flight": 0, **overrides}
-    return RateLimiter(RateLimits(**settings), monotonic=time.clock, sleep=time.sleep)  # type: ignore[arg-type]
+    return RateLimiter(RateLimits(**settings), pace=TelegramPace(private_interval, group_per_minute),  # type: ignore[arg-type]
+                       monotonic=time.clock, sleep=time.sleep)
 
 
 @pytest.mark.parametrize("oversleep", [0.0, 0.004])
 async def test_global_pace_holds_the_ceiling_and_at_least_95_percent_of_it(oversleep: float) -> None:
     time = VirtualTime(oversleep=oversleep)
     pacer = limiter(time, messages_per_second=30)
-    starts = [await pacer.acquire(chat_id) for chat_id in range(1, 601)]
+    starts = [await pacer.acquire(telegram(chat_id)) for chat_id in range(1, 601)]
     assert most_in_any_window(starts, 1.0) <= 30
     assert 600 / (starts[-1] - starts[0]) >= 0.95 * 30
 
@@ -105,7 +113,7 @@ async def test_global_pace_holds_the_ceiling_and_at_least_95_percent_of_it(overs
 async def test_concurrent_senders_never_exceed_the_ceiling_in_any_second() -> None:
     time = VirtualTime(oversleep=0.002)
     pacer = limiter(time, messages_per_second=50)
-    starts = await asyncio.gather(*(pacer.acquire(chat_id) for chat_id in range(1, 501)))
+    starts = await asyncio.gather(*(pacer.acquire(telegram(chat_id)) for chat_id in range(1, 501)))
     assert most_in_any_window(starts, 1.0) <= 50
     assert most_in_any_window(starts, 1.0) >= 0.95 * 50
 
@@ -113,7 +121,7 @@ async def test_concurrent_senders_never_exceed_the_ceiling_in_any_second() -> No
 async def test_a_high_ceiling_is_held_too() -> None:
     time = VirtualTime(oversleep=0.0005)
     pacer = limiter(time, messages_per_second=1000)
-    starts = [await pacer.acquire(chat_id) for chat_id in range(1, 5001)]
+    starts = [await pacer.acquire(telegram(chat_id)) for chat_id in range(1, 5001)]
     assert most_in_any_window(starts, 1.0) <= 1000
     assert 5000 / (starts[-1] - starts[0]) >= 950
 
@@ -121,7 +129,7 @@ async def test_a_high_ceiling_is_held_too() -> None:
 async def test_a_private_chat_gets_one_message_per_second() -> None:
     time = VirtualTime()
     pacer = limiter(time)
-    starts = await asyncio.gather(*(pacer.acquire(7) for _ in range(5)))
+    starts = await asyncio.gather(*(pacer.acquire(telegram(7)) for _ in range(5)))
     gaps = [b - a for a, b in pairwise(sorted(starts))]
     assert min(gaps) >= 1.0
 
@@ -129,15 +137,15 @@ async def test_a_private_chat_gets_one_message_per_second() -> None:
 async def test_other_chats_are_not_held_up_by_a_busy_private_chat() -> None:
     time = VirtualTime()
     pacer = limiter(time)
-    await pacer.acquire(7)
-    started = await pacer.acquire(8)
+    await pacer.acquire(telegram(7))
+    started = await pacer.acquire(telegram(8))
     assert started < 0.1
 
 
 async def test_a_group_gets_at_most_twenty_messages_a_minute() -> None:
     time = VirtualTime()
     pacer = limiter(time)
-    starts = sorted(await asyncio.gather(*(pacer.acquire(-100123) for _ in range(45))))
+    starts = sorted(await asyncio.gather(*(pacer.acquire(telegram(-100123)) for _ in range(45))))
     assert most_in_any_window(starts, 60.0) <= 20
     assert starts[20] - starts[0] >= 60.0
     assert starts[19] - starts[0] < 5.0  # the first twenty need not wait for each other
@@ -146,16 +154,16 @@ async def test_a_group_gets_at_most_twenty_messages_a_minute() -> None:
 async def test_flood_control_pauses_every_chat() -> None:
     time = VirtualTime()
     pacer = limiter(time)
-    first = await pacer.acquire(1)
+    first = await pacer.acquire(telegram(1))
     pacer.pause(5.0)
-    starts = await asyncio.gather(*(pacer.acquire(chat_id) for chat_id in (2, 3, -1004)))
+    starts = await asyncio.gather(*(pacer.acquire(telegram(chat_id)) for chat_id in (2, 3, -1004)))
     assert min(starts) >= first + 5.0
 
 
 async def test_sends_delayed_after_their_slot_still_leave_within_the_window() -> None:
     time = VirtualTime()
     pacer = limiter(time, messages_per_second=10, private_interval=0)
-    granted = [await pacer.acquire(chat) for chat in range(10)]
+    granted = [await pacer.acquire(telegram(chat)) for chat in range(1, 11)]
     for _ in granted:
         pacer.release()
     # The first five sends were held up (a slow bookkeeping write) until the next second began.
@@ -164,7 +172,7 @@ async def test_sends_delayed_after_their_slot_still_leave_within_the_window() ->
     for _ in range(10):
         await pacer.at_send()
         left.append(time.now)
-    late = await pacer.acquire(99)
+    late = await pacer.acquire(telegram(99))
     pacer.release()
     time.now = max(time.now, late)
     await pacer.at_send()
@@ -175,10 +183,10 @@ async def test_sends_delayed_after_their_slot_still_leave_within_the_window() ->
 async def test_one_chats_429_holds_only_that_chat() -> None:
     time = VirtualTime()
     pacer = limiter(time, private_interval=0)
-    assert not pacer.flood(1, 5.0)
-    other = await pacer.acquire(2)
+    assert not pacer.flood(telegram(1), 5.0)
+    other = await pacer.acquire(telegram(2))
     pacer.release()
-    held = await pacer.acquire(1)
+    held = await pacer.acquire(telegram(1))
     assert other < 1.0 and held >= 5.0
 
 
@@ -186,9 +194,9 @@ async def test_scattered_429s_at_a_high_rate_do_not_pause_everyone() -> None:
     time = VirtualTime()
     pacer = limiter(time, private_interval=0, messages_per_second=1000)
     for chat in range(100, 200):  # 100 sends started within the last second
-        await pacer.acquire(chat)
+        await pacer.acquire(telegram(chat))
         pacer.release()
-    assert [pacer.flood(chat, 1.0) for chat in range(1, 11)] == [False] * 10  # 10% of the sends
+    assert [pacer.flood(telegram(chat), 1.0) for chat in range(1, 11)] == [False] * 10  # 10% of the sends
     assert pacer.paused_until < 0
 
 
@@ -196,24 +204,24 @@ async def test_a_few_429s_at_30_per_second_hold_their_chats_but_a_fifth_of_the_s
     time = VirtualTime()
     pacer = limiter(time, private_interval=0, messages_per_second=30)
     for chat in range(100, 130):  # a full second of sends at the free ceiling
-        await pacer.acquire(chat)
+        await pacer.acquire(telegram(chat))
         pacer.release()
-    assert [pacer.flood(chat, 1.0) for chat in range(1, 7)] == [False] * 5 + [True]  # 5 of 30 by chance: no
+    assert [pacer.flood(telegram(chat), 1.0) for chat in range(1, 7)] == [False] * 5 + [True]  # 5 of 30 by chance: no
     assert pacer.paused_until > time.now
 
 
 async def test_429s_in_a_burst_pause_every_chat() -> None:
     time = VirtualTime()
     pacer = limiter(time, private_interval=0)
-    assert [pacer.flood(chat, 2.0) for chat in range(1, 6)] == [False] * 4 + [True]
-    assert await pacer.acquire(9) >= 2.0
+    assert [pacer.flood(telegram(chat), 2.0) for chat in range(1, 6)] == [False] * 4 + [True]
+    assert await pacer.acquire(telegram(9)) >= 2.0
 
 
 async def test_a_pause_during_a_wait_still_holds_the_waiters() -> None:
     time = VirtualTime()
     pacer = limiter(time)
-    await pacer.acquire(1)
-    waiting = asyncio.ensure_future(pacer.acquire(1))  # waits a second for its chat
+    await pacer.acquire(telegram(1))
+    waiting = asyncio.ensure_future(pacer.acquire(telegram(1)))  # waits a second for its chat
     await asyncio.sleep(0)
     pacer.pause(10.0)
     assert await waiting >= 10.0
@@ -222,29 +230,30 @@ async def test_a_pause_during_a_wait_still_holds_the_waiters() -> None:
 async def test_disabled_limits_do_not_wait() -> None:
     time = VirtualTime()
     pacer = limiter(time, messages_per_second=0, private_interval=0, group_per_minute=0)
-    starts = [await pacer.acquire(chat_id) for chat_id in (5, 5, -5, -5) * 10]
+    starts = [await pacer.acquire(telegram(chat_id)) for chat_id in (5, 5, -5, -5) * 10]
     assert max(starts) == 0.0
 
 
 async def test_pacing_is_even_with_no_burst_after_idle_time() -> None:
     time = VirtualTime()
     pacer = limiter(time, messages_per_second=30)
-    await pacer.acquire(1)
+    await pacer.acquire(telegram(1))
     time.now += 10.0  # idle: nothing is banked for later
-    starts = [await pacer.acquire(chat_id) for chat_id in range(2, 12)]
+    starts = [await pacer.acquire(telegram(chat_id)) for chat_id in range(2, 12)]
     gaps = [b - a for a, b in pairwise(starts)]
     assert min(gaps) >= 1 / 30
 
 
 async def test_sends_in_flight_are_capped_but_a_chat_waiting_its_turn_holds_no_slot() -> None:
     time = ManualTime()
-    pacer = RateLimiter(RateLimits(messages_per_second=0, max_in_flight=1), monotonic=time.clock, sleep=time.sleep)
-    await pacer.acquire(1)
+    pacer = RateLimiter(RateLimits(messages_per_second=0, max_in_flight=1), pace=TelegramPace(), monotonic=time.clock,
+                        sleep=time.sleep)
+    await pacer.acquire(telegram(1))
     pacer.release()
-    chat_1_again = asyncio.ensure_future(pacer.acquire(1))  # must wait a second for its chat
+    chat_1_again = asyncio.ensure_future(pacer.acquire(telegram(1)))  # must wait a second for its chat
     await settle()
-    assert await asyncio.wait_for(pacer.acquire(2), 0.5) == 0.0  # the slot was free for another chat
-    chat_3 = asyncio.ensure_future(pacer.acquire(3))
+    assert await asyncio.wait_for(pacer.acquire(telegram(2)), 0.5) == 0.0  # the slot was free for another chat
+    chat_3 = asyncio.ensure_future(pacer.acquire(telegram(3)))
     await settle()
     assert not chat_3.done()  # one send in flight already
     pacer.release()
@@ -259,7 +268,7 @@ async def test_idle_chats_are_forgotten() -> None:
     time = VirtualTime()
     pacer = limiter(time, messages_per_second=0)
     for chat_id in range(1, 5001):
-        await pacer.acquire(chat_id)
+        await pacer.acquire(telegram(chat_id))
         time.now += 0.01
     assert len(pacer._gates) < 2100
 
@@ -268,8 +277,8 @@ async def test_idle_chats_are_forgotten() -> None:
 
 NOW = datetime(2025, 3, 5, 12, 0, tzinfo=UTC)
 DAILY = Schedule(Cadence.DAILY, dtime(9, 0), "Asia/Hong_Kong")
-FAST = RateLimits(messages_per_second=1000, private_interval=0, group_per_minute=0, max_in_flight=16,
-                  max_attempts=3, backoff_base=60.0, backoff_cap=600.0)
+FAST = RateLimits(messages_per_second=1000, max_in_flight=16, max_attempts=3, backoff_base=60.0, backoff_cap=600.0)
+UNPACED = TelegramPace(private_interval=0, group_per_minute=0)
 
 
 class Crash(Exception):
@@ -305,7 +314,8 @@ class FakeSender:
     def to(self, chat_id: int) -> list[str]:
         return [html for chat, _, html, _ in self.sent if chat == chat_id]
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, html: str, *, silent: bool) -> None:
+        chat_id = int(chat.id)
         self.calls.append(chat_id)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -335,7 +345,7 @@ class Composer:
         self.calls += 1
         if self.parts == 0:
             return None
-        chat = delivery.subscription.chat_id
+        chat = int(delivery.subscription.chat.id)
         return DigestPayload(parts=tuple(f"digest {chat} part {n}" for n in range(1, self.parts + 1)),
                              update_keys=(f"u-{chat}",))
 
@@ -369,14 +379,16 @@ async def subscribe(store: SubscriptionStore, *chat_ids: int, thread_id: int | N
     """Subscribe the chats two days ago, then enqueue their digests due now."""
     for chat_id in chat_ids:
         kind = ChatKind.PRIVATE if chat_id > 0 else ChatKind.SUPERGROUP
-        await store.save_subscription(SubscriptionRequest(chat_id, thread_id, kind, DAILY), NOW - timedelta(days=2))
+        await store.save_subscription(SubscriptionRequest(telegram(chat_id), thread_id, kind, DAILY),
+                                      NOW - timedelta(days=2))
     assert await store.enqueue_due(NOW, 10_000) == len(chat_ids)
 
 
 def engine(store: SubscriptionStore, sender: FakeSender, compose: Composer | None = None, *,
-           clock: Clock | None = None, limits: RateLimits = FAST, worker_id: str = "w1") -> DeliveryEngine:
-    return DeliveryEngine(store, sender, limits, worker_id=worker_id, compose=compose or Composer(),
-                          now=clock or Clock())
+           clock: Clock | None = None, limits: RateLimits = FAST, pace: TelegramPace = UNPACED,
+           worker_id: str = "w1") -> DeliveryEngine:
+    return DeliveryEngine(store, telegram_platform(sender, pace), limits, worker_id=worker_id,
+                          compose=compose or Composer(), now=clock or Clock())
 
 
 async def test_every_due_delivery_is_sent_exactly_once(store: SubscriptionStore) -> None:
@@ -403,7 +415,7 @@ async def test_parts_go_out_in_order_to_the_subscribed_topic(store: Subscription
 async def test_a_composed_digest_remembers_what_it_sent(store: SubscriptionStore) -> None:
     await subscribe(store, 5)
     await engine(store, FakeSender()).run_once()
-    subscription = await store.get_subscription(5, None)
+    subscription = await store.get_subscription(telegram(5), None)
     assert subscription is not None
     assert (await store.history(subscription.id)).sent_update_keys == {"u-5"}
 
@@ -433,9 +445,10 @@ async def test_a_silent_hook_mutes_the_messages_it_chooses(store: SubscriptionSt
     sender = FakeSender()
 
     async def quiet_for_two(delivery: Delivery) -> bool:
-        return delivery.subscription.chat_id == 2
+        return int(delivery.subscription.chat.id) == 2
 
-    run = DeliveryEngine(store, sender, FAST, worker_id="w", compose=Composer(), now=Clock(), silent=quiet_for_two)
+    run = DeliveryEngine(store, telegram_platform(sender, UNPACED), FAST,
+                         worker_id="w", compose=Composer(), now=Clock(), silent=quiet_for_two)
     await run.run_once()
     assert sorted((chat, silent) for chat, _, _, silent in sender.sent) == [(1, False), (2, True)]
 
@@ -491,7 +504,7 @@ async def test_a_chat_that_blocked_the_bot_is_deactivated_and_not_retried(store:
     clock = Clock()
     report = await engine(store, sender, clock=clock).run_once()
     assert report == DeliveryReport(sent=1, failed=1, deactivated=1)
-    gone = await store.get_subscription(2, None)
+    gone = await store.get_subscription(telegram(2), None)
     assert gone is not None and not gone.active
     clock.advance(3600)
     assert await engine(store, sender, clock=clock).run_once() == DeliveryReport()
@@ -501,20 +514,20 @@ async def test_a_chat_that_blocked_the_bot_is_deactivated_and_not_retried(store:
 async def test_a_migrated_group_is_moved_and_the_message_resent_to_its_new_id(store: SubscriptionStore) -> None:
     await subscribe(store, -555)
     sender = FakeSender()
-    sender.always(-555, ChatMoved(-100_555))
+    sender.always(-555, ChatMoved(telegram(-100_555)))
     report = await engine(store, sender, Composer(parts=2)).run_once()
     assert report == DeliveryReport(sent=1, migrated=1)
     assert sender.to(-100_555) == ["digest -555 part 1", "digest -555 part 2"]
-    moved = await store.get_subscription(-100_555, None)
+    moved = await store.get_subscription(telegram(-100_555), None)
     assert moved is not None and moved.active
-    assert await store.get_subscription(-555, None) is None
+    assert await store.get_subscription(telegram(-555), None) is None
 
 
 async def test_a_chat_moving_twice_in_one_delivery_fails_it(store: SubscriptionStore) -> None:
     await subscribe(store, -555)
     sender = FakeSender()
-    sender.always(-555, ChatMoved(-100_555))
-    sender.always(-100_555, ChatMoved(-100_556))
+    sender.always(-555, ChatMoved(telegram(-100_555)))
+    sender.always(-100_555, ChatMoved(telegram(-100_556)))
     report = await engine(store, sender).run_once()
     assert report == DeliveryReport(failed=1, migrated=1)
 
@@ -691,7 +704,7 @@ async def test_a_permanent_failure_is_recorded_and_never_retried(store: Subscrip
     clock.advance(86_400)
     assert await engine(store, sender, clock=clock).run_once() == DeliveryReport()
     assert sender.calls.count(3) == 1
-    subscription = await store.get_subscription(3, None)
+    subscription = await store.get_subscription(telegram(3), None)
     assert subscription is not None and subscription.active  # a bad message is no reason to drop the chat
 
 
@@ -703,7 +716,7 @@ async def test_flood_control_for_one_chat_holds_that_chat_and_resends_the_same_p
     report = await run.run_once()
     assert report == DeliveryReport(sent=2, rate_limited=1)
     assert sender.to(3) == ["digest 3 part 1", "digest 3 part 2"]
-    assert run.limiter.paused_until < 0  # one chat's 429 does not stop the others
+    assert run.limiter(TELEGRAM).paused_until < 0  # one chat's 429 does not stop the others
 
 
 async def test_a_burst_of_429s_pauses_every_send(store: SubscriptionStore) -> None:
@@ -714,7 +727,7 @@ async def test_a_burst_of_429s_pauses_every_send(store: SubscriptionStore) -> No
     run = engine(store, sender)
     report = await run.run_once()
     assert report == DeliveryReport(sent=6, rate_limited=5)
-    assert run.limiter.paused_until > 0
+    assert run.limiter(TELEGRAM).paused_until > 0
 
 
 async def test_a_long_flood_wait_hands_the_delivery_back_until_it_is_over(store: SubscriptionStore) -> None:
@@ -735,7 +748,8 @@ async def test_a_failing_composer_is_retried_like_a_transient_failure(store: Sub
     async def broken(delivery: Delivery) -> DigestPayload | None:
         raise KeyError("section")
 
-    run = DeliveryEngine(store, FakeSender(), FAST, worker_id="w", compose=broken, now=Clock())
+    run = DeliveryEngine(store, telegram_platform(FakeSender(), UNPACED), FAST,
+                         worker_id="w", compose=broken, now=Clock())
     assert await run.run_once() == DeliveryReport(retried=1)
 
 
@@ -769,9 +783,9 @@ async def test_a_stop_interrupts_a_wait_for_the_chat_and_keeps_the_parts_already
     await subscribe(store, 9)
     stop = asyncio.Event()
     sender = StopAfter(1, stop)
-    slow_chat = replace(FAST, private_interval=30.0)  # part 2 would wait 30 s of real time for its chat
+    slow_chat = TelegramPace(private_interval=30.0)  # part 2 would wait 30 s of real time for its chat
     started = loop_time()
-    report = await engine(store, sender, Composer(parts=2), limits=slow_chat).run_once(stop)
+    report = await engine(store, sender, Composer(parts=2), pace=slow_chat).run_once(stop)
     assert loop_time() - started < 1.0
     assert report == DeliveryReport(released=1)
     assert sender.to(9) == ["digest 9 part 1"]
@@ -786,13 +800,14 @@ async def test_a_delivery_held_nearly_as_long_as_its_lease_is_handed_back_and_re
     monotonic = VirtualTime()
 
     class SlowFirstPart(FakeSender):
-        async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
-            await super().send(chat_id, thread_id, html, silent=silent)
+        async def send(self, chat: ChatAddress, thread_id: int | None, html: str, *, silent: bool) -> None:
+            await super().send(chat, thread_id, html, silent=silent)
             if len(self.sent) == 1:
                 monotonic.now += 0.95 * FAST.lease_seconds  # e.g. a long wait for a busy group's turn
 
     sender = SlowFirstPart()
-    run = DeliveryEngine(store, sender, FAST, worker_id="w", compose=Composer(parts=2), now=Clock(),
+    run = DeliveryEngine(store, telegram_platform(sender, UNPACED), FAST,
+                         worker_id="w", compose=Composer(parts=2), now=Clock(),
                          monotonic=monotonic.clock, sleep=monotonic.sleep)
     assert await run.run_once() == DeliveryReport(sent=1, released=1)  # re-claimed at once, with a fresh lease
     assert sender.to(9) == ["digest 9 part 1", "digest 9 part 2"]
@@ -823,10 +838,10 @@ class StopAfter(FakeSender):
         self._stop = stop
         self.latency = 0.01
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, html: str, *, silent: bool) -> None:
         if len(self.calls) + 1 == self._n:
             self._stop.set()
-        await super().send(chat_id, thread_id, html, silent=silent)
+        await super().send(chat, thread_id, html, silent=silent)
 
 
 class CrashAfterFirstPart:
@@ -845,3 +860,75 @@ class CrashAfterFirstPart:
 
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
+
+
+# --- Platforms: the address picks the sender -------------------------------------------------------------------
+
+
+class Workspace:
+    """Another platform's edge (Slack-like addresses): records what it sends, refuses a revoked workspace's chats."""
+
+    def __init__(self, revoked: str | None = None) -> None:
+        self.sent: list[tuple[ChatAddress, str]] = []
+        self.revoked = revoked
+
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
+        if self.revoked and str(chat).startswith(self.revoked):
+            raise WorkspaceGone(self.revoked, "token_revoked")
+        self.sent.append((chat, part))
+
+
+async def subscribe_addresses(store: SubscriptionStore, *chats: str) -> list[ChatAddress]:
+    addresses = [ChatAddress.parse(chat) for chat in chats]
+    for chat in addresses:
+        await store.save_subscription(SubscriptionRequest(chat, None, ChatKind.GROUP, DAILY), NOW - timedelta(days=2))
+    assert await store.enqueue_due(NOW, 100) == len(addresses)
+    return addresses
+
+
+async def test_each_chat_goes_through_the_platform_its_address_names(store: SubscriptionStore) -> None:
+    telegram_chats, slack = FakeSender(), Workspace()
+    await subscribe_addresses(store, "telegram:1", "slack:T0123/C1", "telegram:-100200", "slack:T0123/C2")
+    slack_platform = Platform(SLACK, slack, pace=lambda chat: ChatPace(1, 1.0))
+    run = DeliveryEngine(store, [telegram_platform(telegram_chats, UNPACED), slack_platform], FAST, worker_id="w",
+                         compose=AddressedComposer(), now=Clock())
+    assert await run.run_once() == DeliveryReport(sent=4)
+    assert sorted(chat for chat, _, _, _ in telegram_chats.sent) == [-100200, 1]
+    assert sorted(str(chat) for chat, _ in slack.sent) == ["slack:T0123/C1", "slack:T0123/C2"]
+    assert "digest for slack:T0123/C1" in [part for _, part in slack.sent]
+    with pytest.raises(ValueError, match="two platforms"):
+        DeliveryEngine(store, [slack_platform, slack_platform], FAST, worker_id="w", compose=Composer())
+
+
+async def test_a_chat_whose_platform_this_process_lacks_waits_and_is_not_lost(store: SubscriptionStore) -> None:
+    sender = FakeSender()
+    await subscribe_addresses(store, "telegram:1", "slack:T0123/C1")
+    clock = Clock()
+    only_telegram = DeliveryEngine(store, telegram_platform(sender, UNPACED), FAST, worker_id="w",
+                                   compose=AddressedComposer(), now=clock)
+    assert await only_telegram.run_once() == DeliveryReport(sent=1, retried=1)
+    clock.advance(FAST.backoff_cap)
+    slack = Workspace()
+    both = DeliveryEngine(store, [telegram_platform(sender, UNPACED), Platform(SLACK, slack)], FAST, worker_id="w2",
+                          compose=AddressedComposer(), now=clock)
+    assert await both.run_once() == DeliveryReport(sent=1)
+    assert [str(chat) for chat, _ in slack.sent] == ["slack:T0123/C1"]
+
+
+async def test_a_revoked_workspace_deactivates_every_chat_in_it_and_no_other(store: SubscriptionStore) -> None:
+    slack = Workspace(revoked="slack:T0123/")
+    chats = await subscribe_addresses(store, "slack:T0123/C1", "slack:T0123/C2", "slack:T0999/C3")
+    run = DeliveryEngine(store, Platform(SLACK, slack), FAST, worker_id="w", compose=AddressedComposer(), now=Clock())
+    report = await run.run_once()
+    assert (report.sent, report.failed, report.retried) == (1, 2, 0)
+    assert report.deactivated >= 1
+    active = [(await store.get_subscription(chat, None)).active for chat in chats]  # type: ignore[union-attr]
+    assert active == [False, False, True]
+    assert [str(chat) for chat, _ in slack.sent] == ["slack:T0999/C3"]
+
+
+class AddressedComposer:
+    """One part per delivery, naming its chat's address."""
+
+    async def __call__(self, delivery: Delivery) -> DigestPayload | None:
+        return DigestPayload(parts=(f"digest for {delivery.subscription.chat}",))

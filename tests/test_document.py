@@ -11,6 +11,7 @@ import pytest
 
 from bot.console import console_parts, render_reply, render_text
 from bot.content import load_catalogue
+from bot.core.addresses import TELEGRAM, ChatAddress, telegram
 from bot.core.commands import dispatch
 from bot.core.document import (
     Block,
@@ -35,7 +36,7 @@ from bot.core.messages import Button, Chat, ChatKind, Reply, Request, User
 from bot.core.schedule import Cadence, Schedule
 from bot.core.services import Services, StaticContent
 from bot.core.subscriptions import DigestPayload, SubscriptionRequest, SubscriptionStore
-from bot.delivery import DeliveryEngine, RateLimits
+from bot.delivery import DeliveryEngine, Platform, RateLimits
 from bot.tg.render import MESSAGE_LIMIT, html_parts, message_length, render_html, text_length
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -64,7 +65,7 @@ def test_a_document_survives_its_stored_form() -> None:
 
 async def test_the_core_leaves_content_text_plain() -> None:
     services = Services(content=StaticContent(FIXTURE), clock=lambda: NOW)
-    reply = await dispatch(Request("sector", ("finance",), Chat(5), User(5)), services)
+    reply = await dispatch(Request("sector", ("finance",), Chat(telegram(5)), User(5)), services)
     spans = [span.text for each in reply.body.blocks for one in each.lines for span in one.spans]
     assert "Banks & brokers use <AI> for fraud detection." in spans
     assert not any("&amp;" in text or "<b>" in text for text in spans)
@@ -127,10 +128,10 @@ class Sent:
     """A Sender that keeps what it was given."""
 
     def __init__(self) -> None:
-        self.texts: list[tuple[int, str]] = []
+        self.texts: list[tuple[ChatAddress, str]] = []
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
-        self.texts.append((chat_id, html))
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
+        self.texts.append((chat, part))
 
 
 class CountingRender:
@@ -155,7 +156,8 @@ def store(sqlite_store: SubscriptionStore) -> SubscriptionStore:
 
 async def test_a_broadcast_is_stored_as_a_document_and_rendered_once_per_delivery(store: SubscriptionStore) -> None:
     schedule = Schedule(Cadence.DAILY, time(9), "UTC")
-    await store.save_subscription(SubscriptionRequest(1, None, ChatKind.PRIVATE, schedule), NOW - timedelta(days=1))
+    await store.save_subscription(SubscriptionRequest(telegram(1), None, ChatKind.PRIVATE, schedule),
+                                  NOW - timedelta(days=1))
     message = doc(para(bold("News & views")), para("word " * 20))
     assert await store.enqueue_broadcast(DigestPayload(message=message), NOW) == 1
     # A row an earlier version wrote holds Telegram HTML parts and no document: it is sent as it is.
@@ -166,8 +168,8 @@ async def test_a_broadcast_is_stored_as_a_document_and_rendered_once_per_deliver
     for each in claimed:
         await store.retry_delivery(each.id, NOW, "handed back for the engine")
     sender, render = Sent(), CountingRender()
-    engine = DeliveryEngine(store, sender, RateLimits(messages_per_second=1000, private_interval=0),
-                            worker_id="w", compose=_nothing, now=lambda: NOW + timedelta(seconds=3), render=render)
+    engine = DeliveryEngine(store, Platform(TELEGRAM, sender, render=render), RateLimits(messages_per_second=1000),
+                            worker_id="w", compose=_nothing, now=lambda: NOW + timedelta(seconds=3))
     report = await engine.run_once()
     assert report.sent == 2
     assert render.calls == 1  # the document once, however many parts; the old row not at all
@@ -181,12 +183,12 @@ async def test_a_broadcast_is_stored_as_a_document_and_rendered_once_per_deliver
 async def test_one_document_sent_to_many_chats_is_rendered_once(store: SubscriptionStore) -> None:
     schedule = Schedule(Cadence.DAILY, time(9), "UTC")
     for chat_id in (1, 2, 3):
-        await store.save_subscription(SubscriptionRequest(chat_id, None, ChatKind.PRIVATE, schedule),
+        await store.save_subscription(SubscriptionRequest(telegram(chat_id), None, ChatKind.PRIVATE, schedule),
                                       NOW - timedelta(days=1))
     assert await store.enqueue_broadcast(DigestPayload(message=doc(para("Same for all"))), NOW) == 3
     sender, render = Sent(), CountingRender()
-    engine = DeliveryEngine(store, sender, RateLimits(messages_per_second=1000, private_interval=0),
-                            worker_id="w", compose=_nothing, now=lambda: NOW + timedelta(seconds=3), render=render)
+    engine = DeliveryEngine(store, Platform(TELEGRAM, sender, render=render), RateLimits(messages_per_second=1000),
+                            worker_id="w", compose=_nothing, now=lambda: NOW + timedelta(seconds=3))
     assert (await engine.run_once()).sent == 3
-    assert sorted(chat for chat, _ in sender.texts) == [1, 2, 3]
+    assert sorted(chat for chat, _ in sender.texts) == [telegram(1), telegram(2), telegram(3)]
     assert render.calls == 1  # each claim reads its own copy back from the store; equal documents share a rendering

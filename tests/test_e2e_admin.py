@@ -138,10 +138,10 @@ async def test_status_preview_and_reload_for_admins(fake: FakeBotApi, tmp_path: 
         fake.push_update(fake.command_update("/preview 8", chat_id=ADMIN, user_id=ADMIN))
         fake.push_update(fake.command_update("/reload", chat_id=ADMIN, user_id=ADMIN))
         status, preview, reload = await fake.wait_for("sendMessage", count=3, chat_id=ADMIN)
-    assert "Active subscriptions: 1" in status["text"] and "Next digest run:" in status["text"]
+    assert "Active subscriptions: 1 (telegram 1)." in status["text"] and "Next digest run:" in status["text"]
     shipped = load_catalogue(content, now=datetime(2026, 12, 4, tzinfo=UTC))
     assert f" {len(shipped.initiatives)} initiatives, {len(shipped.updates)} updates" in status["text"]
-    assert "Chat 8 (active" in preview["text"] and "digest" in preview["text"]
+    assert "Chat telegram:8 (active" in preview["text"] and "digest" in preview["text"]
     assert "Reloaded." in reload["text"]
 
 

@@ -10,6 +10,8 @@ import pytest
 from doubles.fake_bot_api import FakeBotApi
 from harness import FakeClock, e2e_settings, running_bot, texts
 
+from bot.core.addresses import telegram
+
 GROUP = -100777
 ADMIN, MEMBER = 11, 12
 
@@ -59,7 +61,7 @@ async def test_in_a_group_only_administrators_may_subscribe(fake: FakeBotApi, tm
                                              chat_type="supergroup"))
         [refusal] = await fake.wait_for("sendMessage", chat_id=GROUP)
         assert "Only this group's administrators" in refusal["text"]
-        assert await runtime.store.get_subscription(GROUP, None) is None
+        assert await runtime.store.get_subscription(telegram(GROUP), None) is None
         fake.push_update(fake.command_update("/subscribe@hk_ai_pulse_bot weekly fri 18:00 finance", chat_id=GROUP,
                                              user_id=ADMIN, chat_type="supergroup"))
         [_, accepted] = await fake.wait_for("sendMessage", count=2, chat_id=GROUP)
@@ -76,8 +78,8 @@ async def test_a_forum_topic_subscription_delivers_into_that_topic(fake: FakeBot
                                              chat_type="supergroup", thread_id=77))
         [confirmation] = await fake.wait_for("sendMessage", chat_id=GROUP)
         assert confirmation["message_thread_id"] == 77
-        subscription = await runtime.store.get_subscription(GROUP, 77)
-        assert subscription is not None and await runtime.store.get_subscription(GROUP, None) is None
+        subscription = await runtime.store.get_subscription(telegram(GROUP), 77)
+        assert subscription is not None and await runtime.store.get_subscription(telegram(GROUP), None) is None
         clock.advance(hours=2)
         [_, digest] = await fake.wait_for("sendMessage", count=2, chat_id=GROUP)
     assert digest["message_thread_id"] == 77 and "digest" in digest["text"]
@@ -95,7 +97,7 @@ async def test_a_channel_subscribes_by_posting_subscribe(fake: FakeBotApi, tmp_p
         fake.push_update(update)
         [confirmation] = await fake.wait_for("sendMessage", chat_id=channel)
         assert "Subscribed." in confirmation["text"]
-        subscription = await runtime.store.get_subscription(channel, None)
+        subscription = await runtime.store.get_subscription(telegram(channel), None)
     assert subscription is not None and subscription.schedule.at.hour == 7
 
 
@@ -166,7 +168,7 @@ async def test_settings_buttons_change_the_schedule(fake: FakeBotApi, tmp_path: 
         message_id = [r.result["message_id"] for r in fake.requests if r.method == "sendMessage"][-1]
         fake.push_update(fake.callback_update("settings time 07:00", chat_id=604, user_id=604, message_id=message_id))
         [edit] = await fake.wait_for("editMessageText")
-        subscription = await runtime.store.get_subscription(604, None)
+        subscription = await runtime.store.get_subscription(telegram(604), None)
     assert subscription is not None and subscription.schedule.at.hour == 7
     assert "daily at 07:00" in edit["text"]
     assert fake.calls("answerCallbackQuery")[-1].get("text") == "Saved"
@@ -179,10 +181,10 @@ async def test_the_unsubscribe_button_asks_to_confirm_in_the_same_message(fake: 
         message_id = [r.result["message_id"] for r in fake.requests if r.method == "sendMessage"][-1]
         fake.push_update(fake.callback_update("unsubscribe", chat_id=606, user_id=606, message_id=message_id))
         [asked] = await fake.wait_for("editMessageText")
-        still = await runtime.store.get_subscription(606, None)
+        still = await runtime.store.get_subscription(telegram(606), None)
         fake.push_update(fake.callback_update("unsubscribe confirm", chat_id=606, user_id=606, message_id=message_id))
         [_, done] = await fake.wait_for("editMessageText", count=2)
-        ended = await runtime.store.get_subscription(606, None)
+        ended = await runtime.store.get_subscription(telegram(606), None)
     assert "Unsubscribe this chat?" in asked["text"]
     assert [[b["text"] for b in row] for row in asked["reply_markup"]["inline_keyboard"]] == [
         ["Yes, unsubscribe", "Keep it"]]
@@ -194,7 +196,7 @@ async def test_bad_subscribe_arguments_show_the_accepted_forms(fake: FakeBotApi,
     async with running_bot(fake, e2e_settings(fake, tmp_path)) as runtime:
         fake.push_update(fake.command_update("/subscribe sometimes Mars/Base", chat_id=605, user_id=605))
         [answer] = await fake.wait_for("sendMessage", chat_id=605)
-        assert await runtime.store.get_subscription(605, None) is None
+        assert await runtime.store.get_subscription(telegram(605), None) is None
     assert "I don't understand “sometimes”" in answer["text"]
     assert "/subscribe daily 08:30 Europe/London" in answer["text"]
 
@@ -213,12 +215,12 @@ async def test_quiet_hours_set_on_another_replica_are_seen_within_a_minute(
     monkeypatch.setattr(services_module.time, "monotonic", lambda: now[0])
     try:
         services = Services(content=StaticContent(None), clock=FakeClock(), subscriptions=store)  # type: ignore[arg-type]
-        assert await services.quiet_hours(42) is None
+        assert await services.quiet_hours(telegram(42)) is None
         hours = QuietHours(clock_time(22), clock_time(7), "Asia/Hong_Kong")
-        await store.set_quiet_hours(42, hours)  # as another replica's /quiet would
+        await store.set_quiet_hours(telegram(42), hours)  # as another replica's /quiet would
         now[0] += QUIET_HOURS_TTL - 1
-        assert await services.quiet_hours(42) is None  # still the cached answer
+        assert await services.quiet_hours(telegram(42)) is None  # still the cached answer
         now[0] += 2
-        assert await services.quiet_hours(42) == hours
+        assert await services.quiet_hours(telegram(42)) == hours
     finally:
         await store.close()

@@ -16,6 +16,7 @@ from harness import CONTENT, e2e_settings, running_bot, texts
 from telegram import Bot, Update
 
 from bot.app import Runtime
+from bot.core.addresses import telegram
 from bot.settings import Secret
 from bot.tg.webhook import SECRET_HEADER
 
@@ -37,7 +38,7 @@ async def subscribed_group(fake: FakeBotApi, runtime: Runtime, chat_id: int, cha
                                          chat_type=chat_type))
     [confirmation] = await fake.wait_for("sendMessage", chat_id=chat_id)
     assert "Subscribed." in confirmation["text"]
-    subscription = await runtime.store.get_subscription(chat_id, None)
+    subscription = await runtime.store.get_subscription(telegram(chat_id), None)
     assert subscription is not None and subscription.active
 
 
@@ -50,7 +51,7 @@ async def test_removed_from_a_group_its_subscription_ends_at_once(fake: FakeBotA
         await subscribed_group(fake, runtime, GROUP, "supergroup")
         fake.push_update(fake.my_chat_member_update(status, chat_id=GROUP, user_id=OWNER))
         await settled(fake)
-        subscription = await runtime.store.get_subscription(GROUP, None)
+        subscription = await runtime.store.get_subscription(telegram(GROUP), None)
         assert subscription is not None and not subscription.active  # no send had to fail first
         assert await runtime.store.count_active() == 0
     assert len(texts(fake, GROUP)) == 1  # the confirmation only: nothing is said to a chat the bot has left
@@ -62,7 +63,7 @@ async def test_a_user_who_blocks_the_bot_is_unsubscribed_at_once(fake: FakeBotAp
         await fake.wait_for("sendMessage", chat_id=41)
         fake.push_update(fake.my_chat_member_update("kicked", chat_id=41, user_id=41, chat_type="private"))
         await settled(fake)
-        subscription = await runtime.store.get_subscription(41, None)
+        subscription = await runtime.store.get_subscription(telegram(41), None)
     assert subscription is not None and not subscription.active
     assert len(texts(fake, 41)) == 1
 
@@ -78,7 +79,7 @@ async def test_removed_from_a_channel_its_subscription_ends_at_once(fake: FakeBo
         await fake.wait_for("sendMessage", chat_id=CHANNEL)
         fake.push_update(fake.my_chat_member_update("kicked", chat_id=CHANNEL, user_id=OWNER))
         await settled(fake)
-        subscription = await runtime.store.get_subscription(CHANNEL, None)
+        subscription = await runtime.store.get_subscription(telegram(CHANNEL), None)
     assert subscription is not None and not subscription.active
 
 
@@ -133,7 +134,7 @@ async def test_a_webhook_asks_for_and_acts_on_my_chat_member(fake: FakeBotApi, t
                                     headers={SECRET_HEADER: "groups-test-secret",
                                              "Content-Type": "application/json"}) as answer:
                 assert answer.status == 200  # answered once processed
-        subscription = await runtime.store.get_subscription(45, None)
+        subscription = await runtime.store.get_subscription(telegram(45), None)
     assert subscription is not None and not subscription.active
 
 
@@ -152,7 +153,7 @@ async def test_a_newly_promoted_admin_is_not_refused_for_the_cache_lifetime(fake
                                              chat_type="supergroup"))
         [_, accepted] = await fake.wait_for("sendMessage", count=2, chat_id=GROUP)
         assert "Subscribed." in accepted["text"]
-        subscription = await runtime.store.get_subscription(GROUP, None)
+        subscription = await runtime.store.get_subscription(telegram(GROUP), None)
         assert subscription is not None and subscription.active
         assert len(fake.calls("getChatAdministrators")) == 2
 

@@ -25,6 +25,7 @@ from replies import html
 
 from bot.app import Runtime, opened
 from bot.console import Console
+from bot.core.addresses import telegram
 from bot.core.commands import _likeness, dispatch
 from bot.core.messages import SORRY, Chat, ChatKind, Reply, User, interpret
 from bot.settings import Settings
@@ -35,8 +36,9 @@ EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
 BOT = "hk_ai_pulse_bot"
 ADMIN = 900
 CONSOLE_ADMIN = 1
-CHATS = [Chat(5), Chat(-1001, ChatKind.GROUP, "g"), Chat(-1002, ChatKind.SUPERGROUP, "s", thread_id=7),
-         Chat(-1003, ChatKind.CHANNEL, "c")]
+CHATS = [Chat(telegram(5)), Chat(telegram(-1001), ChatKind.GROUP, "g"),
+         Chat(telegram(-1002), ChatKind.SUPERGROUP, "s", thread_id=7),
+         Chat(telegram(-1003), ChatKind.CHANNEL, "c")]
 USERS = [User(5, "Ada"), User(ADMIN, "Admin"), User(-1003, "c"), None]
 
 
@@ -78,15 +80,15 @@ def test_a_slash_without_a_command_name_is_ignored_not_an_error(text: str) -> No
 
 
 def test_invisible_marks_and_control_characters_do_not_hide_a_command() -> None:
-    request = interpret("\u200f/\u200esector\x00 \u200f fin\u200bance\ud800 ", Chat(5), None, BOT)
+    request = interpret("\u200f/\u200esector\x00 \u200f fin\u200bance\ud800 ", Chat(telegram(5)), None, BOT)
     assert request is not None
     assert request.command == "sector" and request.args == ("fin\u200bance\ufffd",)
-    addressed = interpret("/Sector@HK_AI_Pulse_Bot finance", Chat(-1, ChatKind.GROUP), None, BOT)
+    addressed = interpret("/Sector@HK_AI_Pulse_Bot finance", Chat(telegram(-1), ChatKind.GROUP), None, BOT)
     assert addressed is not None and addressed.command == "sector" and addressed.addressed
 
 
 async def test_a_superscript_digit_is_not_a_count(runtime: Runtime) -> None:
-    request = interpret("/latest ²", Chat(5), User(5), BOT)
+    request = interpret("/latest ²", Chat(telegram(5)), User(5), BOT)
     assert request is not None
     reply = await dispatch(request, runtime.services)
     assert "/latest takes a number from 1 to 20" in html(reply)
@@ -94,7 +96,7 @@ async def test_a_superscript_digit_is_not_a_count(runtime: Runtime) -> None:
 
 @pytest.mark.parametrize("text", ["/broadcast", "/broadcast \u200f", "/preview 1x", "/quiet", "/settings tz"])
 async def test_usage_answers_are_html_telegram_accepts(runtime: Runtime, text: str) -> None:
-    request = interpret(text, Chat(ADMIN), User(ADMIN), BOT)
+    request = interpret(text, Chat(telegram(ADMIN)), User(ADMIN), BOT)
     assert request is not None
     assert_sendable(await dispatch(request, runtime.services))
 
@@ -103,7 +105,7 @@ async def test_a_huge_sector_name_is_answered_without_comparing_it_letter_by_let
     # difflib's full ratio of a 4,000-character name took a third of a CPU second against the section names: the
     # length check must rule every name out before that comparison (the cost itself is bench material, not a test's).
     huge = "fin " * 1000
-    request = interpret("/sector " + huge, Chat(5), User(5), BOT)  # a 4,000-character message
+    request = interpret("/sector " + huge, Chat(telegram(5)), User(5), BOT)  # a 4,000-character message
     assert request is not None
     reply = await dispatch(request, runtime.services)
     assert "No sector called" in html(reply)

@@ -23,6 +23,7 @@ import pytest
 from doubles.fake_bot_api import FakeBotApi
 from harness import CONTENT, ROOT
 
+from bot.core.addresses import telegram
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import SubscriptionRequest
@@ -96,17 +97,17 @@ async def subscribe_everyone(database_url: str) -> None:
     try:
         yesterday = datetime.now(UTC) - timedelta(days=1)
         schedule = Schedule(Cadence.DAILY, clock_time(9, 0), "Asia/Hong_Kong")
-        await store.save_subscription(SubscriptionRequest(1, None, ChatKind.PRIVATE, schedule), yesterday)
+        await store.save_subscription(SubscriptionRequest(telegram(1), None, ChatKind.PRIVATE, schedule), yesterday)
     finally:
         await store.close()
     columns = ("thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active, created_at,"
                " updated_at, next_due_at")
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         # Copies of chat 1's row, exactly as save_subscription wrote it: one statement instead of 5,000.
-        await conn.execute(f"INSERT INTO subscriptions (chat_id, {columns}) SELECT g, {columns}"
-                           " FROM subscriptions, generate_series(2, %s) AS g WHERE chat_id = 1", (CHATS,))
-        await conn.execute("UPDATE subscriptions SET next_due_at = now() + interval '1 day' WHERE chat_id >= %s",
-                           (LATE.start,))
+        await conn.execute(f"INSERT INTO subscriptions (chat, {columns}) SELECT 'telegram:' || g, {columns}"
+                           " FROM subscriptions, generate_series(2, %s) AS g WHERE chat = 'telegram:1'", (CHATS,))
+        await conn.execute("UPDATE subscriptions SET next_due_at = now() + interval '1 day'"
+                           " WHERE substr(chat, 10)::BIGINT >= %s", (LATE.start,))
 
 
 async def leader_pid(database_url: str) -> int | None:
@@ -181,7 +182,8 @@ async def test_three_replicas_survive_a_killed_replica_and_a_killed_leader(fake:
         takeover = time.monotonic() - killed_at
         await leader.start()  # restarted: it joins as a follower
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-            await conn.execute("UPDATE subscriptions SET next_due_at = now() WHERE chat_id >= %s", (LATE.start,))
+            await conn.execute("UPDATE subscriptions SET next_due_at = now() WHERE substr(chat, 10)::BIGINT >= %s",
+                               (LATE.start,))
 
         everyone = set(range(1, CHATS + 1))
         await wait_until(lambda: everyone <= set(digests_per_chat(fake)), 60, "every chat's digest")

@@ -14,6 +14,7 @@ from replies import text
 
 from bot.content import ContentLibrary
 from bot.content.manager import ContentManager, OffLoopContentAdmin
+from bot.core.addresses import telegram
 from bot.core.candidates import Candidate, CandidateState, FoundItem
 from bot.core.commands import dispatch
 from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, User, interpret
@@ -54,7 +55,8 @@ def asker(services: Services) -> Callable[..., asyncio.Future[Reply]]:
     """Send a command (or press a button) as a user, through the one dispatch."""
 
     def ask(line: str, user: int = ADA, *, button: bool = False) -> asyncio.Future[Reply]:
-        request = interpret(line, Chat(user, ChatKind.PRIVATE), User(user), "hk_ai_pulse_bot", from_button=button)
+        request = interpret(line, Chat(telegram(user), ChatKind.PRIVATE), User(user), "hk_ai_pulse_bot",
+                            from_button=button)
         assert request is not None
         return asyncio.ensure_future(dispatch(request, services))
 

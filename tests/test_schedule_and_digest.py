@@ -9,6 +9,7 @@ import pytest
 from replies import parts
 
 from bot.content import load_catalogue
+from bot.core.addresses import telegram
 from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.messages import ChatKind
 from bot.core.schedule import Cadence, QuietHours, Schedule
@@ -107,7 +108,7 @@ CREATED = utc(2024, 8, 10)
 def subscription(sections: tuple[str, ...] = (), created: datetime = CREATED, sub_id: int = 1,
                  spotlight: bool = True) -> Subscription:
     schedule = Schedule(Cadence.DAILY, time(9), HK)
-    return Subscription(id=sub_id, chat_id=42, thread_id=None, chat_kind=ChatKind.PRIVATE, schedule=schedule,
+    return Subscription(id=sub_id, chat=telegram(42), thread_id=None, chat_kind=ChatKind.PRIVATE, schedule=schedule,
                         sections=sections, active=True, created_at=created, next_due_at=created, spotlight=spotlight)
 
 

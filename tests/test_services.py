@@ -11,8 +11,9 @@ import pytest
 from harness import CONTENT
 
 from bot.app import build_digests, opened
-from bot.console import Console, ConsoleSender, console_parts
+from bot.console import Console, console_platform
 from bot.content import load_catalogue
+from bot.core.addresses import telegram
 from bot.core.schedule import QuietHours
 from bot.core.services import Services, StaticContent
 from bot.settings import Settings
@@ -35,8 +36,8 @@ async def test_a_front_ends_services_share_the_runtimes_quiet_hours_and_delivery
         front_end = runtime.services_for(bot_username="hk_ai_pulse_bot")
         assert front_end.bot_username == "hk_ai_pulse_bot" and runtime.services.bot_username == ""
         hours = QuietHours(time(22), time(7), "Asia/Hong_Kong")
-        front_end.remember_quiet_hours(42, hours)  # as /quiet does
-        assert await runtime.services.quiet_hours(42) == hours  # what the delivery engine asks
+        front_end.remember_quiet_hours(telegram(42), hours)  # as /quiet does
+        assert await runtime.services.quiet_hours(telegram(42)) == hours  # what the delivery engine asks
         assert not runtime.delivery_wake.is_set()
         front_end.wake_delivery()  # as a confirmed /broadcast does
         assert runtime.delivery_wake.is_set()
@@ -47,9 +48,9 @@ async def test_in_quiet_hours_only_a_scheduled_digest_makes_a_sound(tmp_path: Pa
     try:
         services = Services(content=StaticContent(load_catalogue(CONTENT, now=NOW)), clock=lambda: NOW,
                             subscriptions=store)
-        await store.set_quiet_hours(42, QuietHours(time(22), time(7), "Asia/Hong_Kong"))
-        assert await services.hushed(42) and not await services.hushed(42, scheduled_digest=True)
-        assert not await services.hushed(43)  # no quiet hours
+        await store.set_quiet_hours(telegram(42), QuietHours(time(22), time(7), "Asia/Hong_Kong"))
+        assert await services.hushed(telegram(42)) and not await services.hushed(telegram(42), scheduled_digest=True)
+        assert not await services.hushed(telegram(43))  # no quiet hours
     finally:
         await store.close()
 
@@ -62,6 +63,6 @@ async def test_the_runtime_reviews_and_expires_candidates_in_its_one_store(tmp_p
         async with opened(settings, lambda: NOW) as runtime:
             assert runtime.candidates is not None and runtime.candidates is runtime.store
             assert runtime.services.candidates is runtime.candidates  # what /review uses
-            digests = build_digests(runtime, ConsoleSender(Console(runtime.services, io.StringIO(), io.StringIO())),
-                                    lambda: NOW, console_parts)
+            console = Console(runtime.services, io.StringIO(), io.StringIO())
+            digests = build_digests(runtime, [console_platform(console)], lambda: NOW)
             assert (digests.candidates, digests.candidate_expiry) == (runtime.candidates, expiry)

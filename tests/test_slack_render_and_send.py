@@ -10,11 +10,11 @@ from doubles.slack_api import HTTP_500, SlackApiDouble, block_kit_problems
 
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, para, pre
 from bot.core.messages import Button, Reply
-from bot.delivery import ChatGone, PermanentFailure, RetryAfter, TransientFailure
+from bot.delivery import ChatGone, PermanentFailure, RetryAfter, TransientFailure, WorkspaceGone
 from bot.slack.connect import close_client, web_client
 from bot.slack.identity import id_number, slack_chat, slack_id
 from bot.slack.render import BLOCKS_LIMIT, TEXT_LIMIT, escape, message_parts, reply_messages
-from bot.slack.sender import SlackSender, WorkspaceGone, classify
+from bot.slack.sender import SlackSender, classify
 
 
 def test_mrkdwn_escapes_ampersand_and_angle_brackets_and_links_keep_their_label() -> None:
@@ -73,9 +73,11 @@ def test_delivery_parts_are_the_messages_as_json() -> None:
 
 
 def test_slack_ids_round_trip_and_conversations_map_to_chat_kinds() -> None:
-    assert slack_id(id_number("U0AB12")) == "U0AB12"
-    assert slack_chat("D0789").kind.is_group is False and slack_chat("C0456").kind.is_group is True
-    assert slack_id(slack_chat("C0456").id) == "C0456"
+    assert slack_id(id_number("U0AB12")) == "U0AB12" and id_number("U0AB12") >= 2**58 > 2**53
+    assert slack_chat("T0123", "D0789").kind.is_group is False and slack_chat("T0123", "C0456").kind.is_group
+    assert str(slack_chat("T0123", "C0456").address) == "slack:T0123/C0456"
+    with pytest.raises(ValueError):
+        slack_chat("T0123", "c-lower")
 
 
 @pytest.mark.parametrize(("status", "error", "retry_after", "outcome"), [
@@ -85,7 +87,12 @@ def test_slack_ids_round_trip_and_conversations_map_to_chat_kinds() -> None:
     (200, "invalid_auth", None, WorkspaceGone), (500, "", None, TransientFailure),
     (200, "internal_error", None, TransientFailure), (200, "invalid_blocks", None, PermanentFailure)])
 def test_slack_answers_are_classified(status: int, error: str, retry_after: str | None, outcome: type) -> None:
-    assert type(classify(status, error, retry_after)) is outcome
+    assert type(classify(status, error, retry_after, team_id="T0123")) is outcome
+
+
+def test_a_refused_token_ends_every_chat_of_its_workspace() -> None:
+    gone = classify(200, "token_revoked", team_id="T0123")
+    assert isinstance(gone, WorkspaceGone) and gone.prefix == "slack:T0123/"
 
 
 @pytest.fixture
@@ -107,7 +114,7 @@ async def test_the_sender_posts_and_maps_the_doubles_faults(slack_api: SlackApiD
 
 async def _send_through(sender: SlackSender, slack_api: SlackApiDouble) -> None:
     [part] = message_parts(doc(heading("Digest"), para("One update")))
-    await sender.send(slack_chat("C0456").id, None, part, silent=False)
+    await sender.send(slack_chat("T0123", "C0456").address, None, part, silent=False)
     assert slack_api.texts("C0456") == ["*Digest*\nOne update"]
     slack_api.fail("chat.postMessage", "ratelimited", retry_after=7)
     with pytest.raises(RetryAfter) as held:
@@ -123,8 +130,8 @@ async def _send_through(sender: SlackSender, slack_api: SlackApiDouble) -> None:
         await sender.post("C0999", part)  # no such channel
     slack_api.fail("chat.postMessage", "invalid_auth")
     with pytest.raises(WorkspaceGone):
-        await sender.post("C0456", part)
+        await sender.post("C0456", part, team_id="T0123")
     calls = len(slack_api.calls)
     with pytest.raises(WorkspaceGone):  # the whole workspace: Slack is not asked again with a refused token
-        await sender.post("C0456", part)
+        await sender.post("C0456", part, team_id="T0123")
     assert len(slack_api.calls) == calls and len(slack_api.texts("C0456")) == 1

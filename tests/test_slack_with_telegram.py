@@ -43,9 +43,9 @@ async def test_a_broadcast_reaches_telegram_and_slack_subscribers_alike(fake: Fa
         await fake.wait_for("setMyCommands")
         fake.push_update(fake.command_update("/subscribe", chat_id=TG_CHAT, user_id=TG_CHAT))
         await fake.wait_for("sendMessage", chat_id=TG_CHAT)
-        channel = slack_chat(CHANNEL)
+        channel = slack_chat("T0123", CHANNEL)
         await runtime.store.save_subscription(SubscriptionRequest(
-            channel.id, None, ChatKind.GROUP, Schedule(Cadence.DAILY, time(9), "Asia/Hong_Kong")), clock())
+            channel.address, None, ChatKind.GROUP, Schedule(Cadence.DAILY, time(9), "Asia/Hong_Kong")), clock())
 
         fake.push_update(fake.command_update("/broadcast Meetup at <Cyberport> & online", chat_id=ADMIN,
                                              user_id=ADMIN))
@@ -59,4 +59,5 @@ async def test_a_broadcast_reaches_telegram_and_slack_subscribers_alike(fake: Fa
     assert texts(fake, TG_CHAT)[-1] == "Meetup at &lt;Cyberport&gt; &amp; online"
     assert slack_api.texts(CHANNEL) == ["Meetup at &lt;Cyberport&gt; &amp; online"]
     # Neither platform was asked to send to the other's chat.
-    assert all(int(r.params["chat_id"]) < 2**53 for r in fake.requests if r.method == "sendMessage")
+    assert {int(r.params["chat_id"]) for r in fake.requests if r.method == "sendMessage"} == {TG_CHAT, ADMIN}
+    assert set(slack_api.posted) == {CHANNEL}

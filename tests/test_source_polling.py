@@ -14,9 +14,10 @@ from harness import CONTENT
 
 from bot.console import console_parts
 from bot.content import ContentLibrary
+from bot.core.addresses import TELEGRAM, ChatAddress
 from bot.core.document import Document
 from bot.core.subscriptions import DigestPayload
-from bot.delivery import DeliveryEngine
+from bot.delivery import DeliveryEngine, Platform
 from bot.digest_scheduler import DigestService
 from bot.sources.fetch import feed_session
 from bot.sources.rounds import SourcePolling
@@ -55,7 +56,7 @@ class CountingRounds:
 
 
 class NoSender:
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, html: str, *, silent: bool) -> None:
         raise AssertionError("nothing is delivered in these tests")
 
 
@@ -64,7 +65,7 @@ async def no_digest(_: object) -> DigestPayload | None:
 
 
 def service(store: SqlStore, leads: bool, polling: CountingRounds) -> DigestService:
-    engine = DeliveryEngine(store, NoSender(), worker_id="w", compose=no_digest, now=lambda: NOW)
+    engine = DeliveryEngine(store, Platform(TELEGRAM, NoSender()), worker_id="w", compose=no_digest, now=lambda: NOW)
     return DigestService(store, engine, lambda: NOW, tick_seconds=60.0, leadership=Leader(leads), polling=polling)
 
 

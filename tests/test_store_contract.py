@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.core.addresses import ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
@@ -63,7 +64,7 @@ def req(
     spotlight: bool = True,
 ) -> SubscriptionRequest:
     """A /subscribe request, daily at 09:00 Hong Kong time unless told otherwise."""
-    return SubscriptionRequest(chat_id, thread_id, kind, schedule, sections, spotlight)
+    return SubscriptionRequest(telegram(chat_id), thread_id, kind, schedule, sections, spotlight)
 
 
 async def subscribe_due(store: SqlStore, *chat_ids: int) -> None:
@@ -89,7 +90,7 @@ async def test_subscribe_twice_keeps_one_subscription(store: SqlStore) -> None:
 
     assert second.id == first.id
     assert await store.count_active() == 1
-    assert await store.get_subscription(100, None) == second
+    assert await store.get_subscription(telegram(100), None) == second
     assert second.sections == ("health", "policy")
 
 
@@ -99,9 +100,9 @@ async def test_saved_subscription_roundtrips_every_field(store: SqlStore) -> Non
         req(-1001, 42, weekly, ("finance", "startups"), ChatKind.SUPERGROUP, spotlight=False), T0
     )
 
-    loaded = await store.get_subscription(-1001, 42)
+    loaded = await store.get_subscription(telegram(-1001), 42)
     assert loaded == saved
-    assert (loaded.chat_id, loaded.thread_id, loaded.chat_kind) == (-1001, 42, ChatKind.SUPERGROUP)
+    assert (loaded.chat, loaded.thread_id, loaded.chat_kind) == (telegram(-1001), 42, ChatKind.SUPERGROUP)
     assert (loaded.schedule, loaded.sections, loaded.spotlight, loaded.active) == (
         weekly, ("finance", "startups"), False, True
     )
@@ -111,8 +112,8 @@ async def test_saved_subscription_roundtrips_every_field(store: SqlStore) -> Non
 
 async def test_resubscribe_reactivates_and_keeps_id(store: SqlStore) -> None:
     first = await store.save_subscription(req(), T0)
-    assert await store.unsubscribe(100, None, T0 + timedelta(hours=1))
-    inactive = await store.get_subscription(100, None)
+    assert await store.unsubscribe(telegram(100), None, T0 + timedelta(hours=1))
+    inactive = await store.get_subscription(telegram(100), None)
     assert inactive is not None and not inactive.active
     assert await store.count_active() == 0
 
@@ -130,17 +131,17 @@ async def test_thread_subscriptions_are_separate_from_the_chat(store: SqlStore) 
 
     assert chat.id != topic.id
     assert (chat.thread_id, topic.thread_id) == (None, 7)
-    assert await store.unsubscribe(-1001, 7, T0)
-    still = await store.get_subscription(-1001, None)
+    assert await store.unsubscribe(telegram(-1001), 7, T0)
+    still = await store.get_subscription(telegram(-1001), None)
     assert still is not None and still.active
-    assert await store.get_subscription(-1001, 8) is None
+    assert await store.get_subscription(telegram(-1001), 8) is None
 
 
 async def test_unsubscribe_returns_false_when_not_subscribed(store: SqlStore) -> None:
-    assert not await store.unsubscribe(100, None, T0)
+    assert not await store.unsubscribe(telegram(100), None, T0)
     await store.save_subscription(req(), T0)
-    assert await store.unsubscribe(100, None, T0)
-    assert not await store.unsubscribe(100, None, T0)
+    assert await store.unsubscribe(telegram(100), None, T0)
+    assert not await store.unsubscribe(telegram(100), None, T0)
 
 
 async def test_naive_datetimes_are_refused(store: SqlStore) -> None:
@@ -149,19 +150,19 @@ async def test_naive_datetimes_are_refused(store: SqlStore) -> None:
 
 
 async def test_quiet_hours_roundtrip(store: SqlStore) -> None:
-    assert await store.get_quiet_hours(100) is None
+    assert await store.get_quiet_hours(telegram(100)) is None
     overnight = QuietHours(time(22, 0), time(7, 30), "Asia/Hong_Kong")
 
-    await store.set_quiet_hours(100, overnight)
-    assert await store.get_quiet_hours(100) == overnight
-    assert await store.get_quiet_hours(200) is None
+    await store.set_quiet_hours(telegram(100), overnight)
+    assert await store.get_quiet_hours(telegram(100)) == overnight
+    assert await store.get_quiet_hours(telegram(200)) is None
 
     daytime = QuietHours(time(12, 0), time(13, 0), "Europe/London")
-    await store.set_quiet_hours(100, daytime)
-    assert await store.get_quiet_hours(100) == daytime
+    await store.set_quiet_hours(telegram(100), daytime)
+    assert await store.get_quiet_hours(telegram(100)) == daytime
 
-    await store.set_quiet_hours(100, None)
-    assert await store.get_quiet_hours(100) is None
+    await store.set_quiet_hours(telegram(100), None)
+    assert await store.get_quiet_hours(telegram(100)) is None
 
 
 # ---------------------------------------------------------------------------------------------------- scheduling
@@ -191,7 +192,7 @@ async def test_missed_slots_collapse_into_one_delivery(store: SqlStore) -> None:
     assert await store.enqueue_due(back_up, 100) == 1
     assert await store.enqueue_due(back_up, 100) == 0
 
-    subscription = await store.get_subscription(100, None)
+    subscription = await store.get_subscription(telegram(100), None)
     assert subscription is not None and subscription.next_due_at == T0 + timedelta(days=3)
     assert (await claim_one(store, back_up)).period == T0
     stats = await store.delivery_stats()
@@ -226,7 +227,7 @@ async def test_next_due_moves_to_the_first_firing_after_now(
 
     assert await store.enqueue_due(first + timedelta(minutes=1), 10) == 1
 
-    moved = await store.get_subscription(100, None)
+    moved = await store.get_subscription(telegram(100), None)
     assert moved is not None and moved.next_due_at == after_first
     assert await store.next_due_at() == after_first
 
@@ -238,7 +239,7 @@ async def test_enqueue_due_takes_the_earliest_due_first_up_to_the_limit(store: S
 
     assert await store.enqueue_due(T0, 2) == 2
     claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
-    assert sorted(d.subscription.chat_id for d in claimed) == [2, 3]
+    assert sorted(int(d.subscription.chat.id) for d in claimed) == [2, 3]
     assert await store.enqueue_due(T0, 2) == 1
 
 
@@ -247,26 +248,49 @@ async def test_deactivate_chat_stops_enqueueing(store: SqlStore) -> None:
     await store.save_subscription(req(-1001, 7, kind=ChatKind.SUPERGROUP), T0 - timedelta(hours=1))
     await store.save_subscription(req(200), T0 - timedelta(hours=1))
 
-    assert await store.deactivate_chat(-1001, "bot was blocked", T0 - timedelta(minutes=1)) == 2
-    assert await store.deactivate_chat(-1001, "bot was blocked", T0) == 0
+    assert await store.deactivate_chat(telegram(-1001), "bot was blocked", T0 - timedelta(minutes=1)) == 2
+    assert await store.deactivate_chat(telegram(-1001), "bot was blocked", T0) == 0
 
     assert await store.enqueue_due(T0, 100) == 1
     assert await store.count_active() == 1
-    assert [d.subscription.chat_id for d in await store.claim_deliveries("w1", T0, LEASE, 10)] == [200]
+    assert [int(d.subscription.chat.id) for d in await store.claim_deliveries("w1", T0, LEASE, 10)] == [200]
+
+
+async def test_a_gone_workspace_deactivates_its_chats_and_no_other(store: SqlStore) -> None:
+    chats = [ChatAddress.parse(text) for text in
+             ("slack:T0123/C1", "slack:T0123/C2", "slack:T01234/C3", "slack:T9/C0123")]
+    for chat in [*chats, telegram(5)]:
+        await store.save_subscription(SubscriptionRequest(chat, None, ChatKind.GROUP, HK_9AM),
+                                      T0 - timedelta(days=1))
+    await store.enqueue_due(T0, 100)
+
+    assert await store.deactivate_workspace("slack:T0123/", "token_revoked", T0) == 2
+    assert await store.deactivate_workspace("slack:T0123/", "token_revoked", T0) == 0
+    with pytest.raises(ValueError):
+        await store.deactivate_workspace("T0123/", "no platform", T0)
+
+    assert await store.active_by_platform() == {"slack": 2, "telegram": 1}
+    states = {str(chat): (await store.get_subscription(chat, None)).active  # type: ignore[union-attr]
+              for chat in [*chats, telegram(5)]}
+    assert states == {"slack:T0123/C1": False, "slack:T0123/C2": False, "slack:T01234/C3": True,
+                      "slack:T9/C0123": True, "telegram:5": True}
+    claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
+    assert sorted(str(d.subscription.chat) for d in claimed) == ["slack:T01234/C3", "slack:T9/C0123", "telegram:5"]
+    assert (await store.delivery_stats()).failed == 2  # the pending digests of the gone workspace
 
 
 async def test_deliveries_of_deactivated_subscriptions_are_failed_not_claimed(store: SqlStore) -> None:
     await subscribe_due(store, 100, 200, 300)
     sending = await store.claim_deliveries("w1", T0, LEASE, 1)
-    assert [d.subscription.chat_id for d in sending] == [100]
+    assert [int(d.subscription.chat.id) for d in sending] == [100]
 
-    await store.unsubscribe(100, None, T0)  # its delivery is being sent: the sender finishes it
-    await store.deactivate_chat(200, "kicked", T0)  # pending: failed at once
+    await store.unsubscribe(telegram(100), None, T0)  # its delivery is being sent: the sender finishes it
+    await store.deactivate_chat(telegram(200), "kicked", T0)  # pending: failed at once
 
     stats = await store.delivery_stats()
     assert (stats.pending, stats.sending, stats.failed) == (1, 1, 1)
     later = T0 + timedelta(seconds=LEASE + 1)
-    assert [d.subscription.chat_id for d in await store.claim_deliveries("w2", later, LEASE, 10)] == [300]
+    assert [int(d.subscription.chat.id) for d in await store.claim_deliveries("w2", later, LEASE, 10)] == [300]
     stats = await store.delivery_stats()
     assert (stats.pending, stats.sending, stats.failed) == (0, 1, 2)
 
@@ -276,7 +300,7 @@ async def test_deliveries_of_deactivated_subscriptions_are_failed_not_claimed(st
 
 async def test_claim_marks_sending_and_leases(store: SqlStore) -> None:
     await subscribe_due(store, 100)
-    subscription = await store.get_subscription(100, None)
+    subscription = await store.get_subscription(telegram(100), None)
 
     delivery = await claim_one(store)
 
@@ -293,8 +317,8 @@ async def test_claim_takes_deliveries_in_order_up_to_the_limit(store: SqlStore) 
     first = await store.claim_deliveries("w1", T0, LEASE, 2)
     second = await store.claim_deliveries("w2", T0, LEASE, 10)
 
-    assert [d.subscription.chat_id for d in first] == [1, 2]
-    assert [d.subscription.chat_id for d in second] == [3, 4, 5]
+    assert [int(d.subscription.chat.id) for d in first] == [1, 2]
+    assert [int(d.subscription.chat.id) for d in second] == [3, 4, 5]
     assert [d.id for d in first + second] == sorted(d.id for d in first + second)
 
 
@@ -582,12 +606,12 @@ async def test_broadcast_enqueues_one_per_active_subscription(store: SqlStore) -
     for chat_id in (1, 2, 3):
         await store.save_subscription(req(chat_id), T0)
     await store.save_subscription(req(3, 9), T0)
-    await store.unsubscribe(2, None, T0)
+    await store.unsubscribe(telegram(2), None, T0)
 
     assert await store.enqueue_broadcast(DigestPayload(("Hello", "world")), T0) == 3
     claimed = await store.claim_deliveries("w1", T0, LEASE, 10)
 
-    assert {(d.subscription.chat_id, d.subscription.thread_id) for d in claimed} == {(1, None), (3, None), (3, 9)}
+    assert {(int(d.subscription.chat.id), d.subscription.thread_id) for d in claimed} == {(1, None), (3, None), (3, 9)}
     assert {(d.kind, d.period, d.payload) for d in claimed} == {
         (DeliveryKind.BROADCAST, T0, DigestPayload(("Hello", "world")))
     }
@@ -636,20 +660,21 @@ async def test_migrate_chat_moves_subscriptions(store: SqlStore) -> None:
     await store.save_subscription(req(old, kind=ChatKind.GROUP), T0 - timedelta(hours=1))
     await store.save_subscription(req(old, 5, kind=ChatKind.GROUP), T0 - timedelta(hours=1))
     quiet = QuietHours(time(23, 0), time(7, 0), "Asia/Hong_Kong")
-    await store.set_quiet_hours(old, quiet)
+    await store.set_quiet_hours(telegram(old), quiet)
     assert await store.enqueue_due(T0, 10) == 2
-    before = await store.get_subscription(old, None)
+    before = await store.get_subscription(telegram(old), None)
 
-    assert await store.migrate_chat(old, new) == 2
+    assert await store.migrate_chat(telegram(old), telegram(new)) == 2
 
-    assert await store.get_subscription(old, None) is None and await store.get_subscription(old, 5) is None
-    moved = await store.get_subscription(new, None)
+    assert await store.get_subscription(telegram(old), None) is None
+    assert await store.get_subscription(telegram(old), 5) is None
+    moved = await store.get_subscription(telegram(new), None)
     assert moved is not None and before is not None
     assert (moved.id, moved.chat_kind, moved.schedule) == (before.id, ChatKind.SUPERGROUP, before.schedule)
-    assert await store.get_quiet_hours(new) == quiet and await store.get_quiet_hours(old) is None
+    assert await store.get_quiet_hours(telegram(new)) == quiet and await store.get_quiet_hours(telegram(old)) is None
     pending = await store.claim_deliveries("w1", T0, LEASE, 10)
-    assert {(d.subscription.chat_id, d.subscription.thread_id) for d in pending} == {(new, None), (new, 5)}
-    assert await store.migrate_chat(old, new) == 0
+    assert {(int(d.subscription.chat.id), d.subscription.thread_id) for d in pending} == {(new, None), (new, 5)}
+    assert await store.migrate_chat(telegram(old), telegram(new)) == 0
 
 
 async def test_migrate_chat_keeps_the_newer_subscription_of_a_topic(store: SqlStore) -> None:
@@ -663,12 +688,13 @@ async def test_migrate_chat_keeps_the_newer_subscription_of_a_topic(store: SqlSt
     await store.save_subscription(req(old, 3, kind=ChatKind.GROUP), T0 + timedelta(hours=2))
     await store.save_subscription(req(new, 3, schedule=evening, kind=ChatKind.SUPERGROUP), T0)
 
-    assert await store.migrate_chat(old, new) == 1  # only topic 3's old subscription is the newer one
+    # only topic 3's old subscription is the newer one
+    assert await store.migrate_chat(telegram(old), telegram(new)) == 1
 
-    kept = await store.get_subscription(new, None)
+    kept = await store.get_subscription(telegram(new), None)
     assert kept is not None and (kept.id, kept.schedule) == (newer.id, evening)
     assert (await store.history(newer.id)).sent_update_keys == {"u-old"}
-    topic = await store.get_subscription(new, 3)
+    topic = await store.get_subscription(telegram(new), 3)
     assert topic is not None and topic.schedule == HK_9AM
     assert await store.count_active() == 2
 
@@ -726,13 +752,13 @@ async def test_a_failed_migration_leaves_nothing_behind(store: SqlStore) -> None
 
 async def test_enqueue_due_uses_an_index(store: SqlStore) -> None:
     rows = [
-        (chat_id, 0, "private", "daily", None, "09:00", "Asia/Hong_Kong", "", True, chat_id % 5 != 0, T0, T0,
-         T0 + timedelta(minutes=chat_id - 10))
+        (f"telegram:{chat_id}", 0, "private", "daily", None, "09:00", "Asia/Hong_Kong", "", True, chat_id % 5 != 0,
+         T0, T0, T0 + timedelta(minutes=chat_id - 10))
         for chat_id in range(3000)
     ]
     async with store.driver.transaction() as tx:
         await tx.executemany(
-            "INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
+            "INSERT INTO subscriptions (chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
             " spotlight, active, created_at, updated_at, next_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
@@ -805,7 +831,7 @@ async def test_a_claimed_digest_comes_with_its_history_in_one_batch(store: SqlSt
     await store.complete_delivery(second.id, T0)
     await store.enqueue_due(T0 + timedelta(days=1), 1000)
     await store.enqueue_broadcast(DigestPayload(("news",)), T0 + timedelta(days=1))
-    claimed = {(d.subscription.chat_id, d.kind): d for d in
+    claimed = {(int(d.subscription.chat.id), d.kind): d for d in
                await store.claim_deliveries("w1", T0 + timedelta(days=1), LEASE, 10)}
     assert claimed[(1, DeliveryKind.DIGEST)].history == DigestHistory(frozenset({"2024-08-13/Sandbox"}),
                                                                       frozenset({"finance/ITF"}))

@@ -9,6 +9,7 @@ import pytest
 from replies import html, parts
 
 from bot.content import load_catalogue
+from bot.core.addresses import telegram
 from bot.core.commands import dispatch
 from bot.core.digest_composer import compose_digest
 from bot.core.messages import Chat, ChatKind, Request, User, interpret
@@ -20,7 +21,7 @@ from bot.store import SqlStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SHIPPED = load_catalogue(Path(__file__).parent.parent / "content", now=NOW)
-CHAT = Chat(5, ChatKind.PRIVATE)
+CHAT = Chat(telegram(5), ChatKind.PRIVATE)
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def services_with(store: SqlStore) -> Services:
 
 
 async def say(services: Services, text: str, chat: Chat = CHAT) -> str:
-    request = interpret(text, chat, User(chat.id, "Ada"), "hk_ai_pulse_bot")
+    request = interpret(text, chat, User(int(chat.address.id), "Ada"), "hk_ai_pulse_bot")
     assert request is not None
     return html(await dispatch(request, services))
 
@@ -55,7 +56,7 @@ async def test_subscribe_in_lower_case_utc_is_accepted(store: SqlStore) -> None:
     services = services_with(store)
     answer = await say(services, "/subscribe daily 08:00 utc")
     assert "Subscribed." in answer and "(UTC)" in answer
-    saved = await store.get_subscription(CHAT.id, None)
+    saved = await store.get_subscription(CHAT.address, None)
     assert saved is not None and saved.schedule.timezone == "UTC"
     assert "(Europe/London)" in await say(services, "/settings tz europe/london")
 
@@ -65,7 +66,7 @@ async def test_quiet_hours_default_to_the_subscriptions_timezone(store: SqlStore
     await say(services, "/subscribe daily 08:00 Europe/London")
     answer = await say(services, "/quiet 22:00-07:00")
     assert "(Europe/London)" in answer
-    assert await store.get_quiet_hours(CHAT.id) == QuietHours(time(22), time(7), "Europe/London")
+    assert await store.get_quiet_hours(CHAT.address) == QuietHours(time(22), time(7), "Europe/London")
 
 
 async def test_quiet_hours_without_a_subscription_use_the_default_timezone(store: SqlStore) -> None:
@@ -76,7 +77,7 @@ async def test_quiet_hours_without_a_subscription_use_the_default_timezone(store
 
 async def test_quiet_hours_in_a_topic_follow_that_topics_subscription(store: SqlStore) -> None:
     services = services_with(store)
-    topic = Chat(-100500, ChatKind.SUPERGROUP, "Forum", thread_id=7)
+    topic = Chat(telegram(-100500), ChatKind.SUPERGROUP, "Forum", thread_id=7)
     await say(services, "/subscribe daily 08:00 Asia/Tokyo", topic)
     assert "(Asia/Tokyo)" in await say(services, "/quiet 23:00-06:00", topic)
 
@@ -124,7 +125,7 @@ class NobodyIsAdmin:
 @pytest.mark.parametrize("command", ["subscribe", "unsubscribe", "settings", "digest", "quiet"])
 async def test_every_subscription_command_without_a_store_says_digests_are_not_available(command: str) -> None:
     services = Services(content=StaticContent(SHIPPED), clock=lambda: NOW, chat_admins=NobodyIsAdmin())
-    for chat in (CHAT, Chat(-100, ChatKind.SUPERGROUP)):
+    for chat in (CHAT, Chat(telegram(-100), ChatKind.SUPERGROUP)):
         reply = await dispatch(Request(command, (), chat, User(5)), services)
         assert html(reply) == html(NO_STORE)
 
@@ -134,9 +135,9 @@ async def test_every_subscription_command_without_a_store_says_digests_are_not_a
 async def test_in_a_group_only_admins_may_change_a_subscription(store: SqlStore, command: str, guarded: bool) -> None:
     services = Services(content=StaticContent(SHIPPED), clock=lambda: NOW, subscriptions=store,
                         chat_admins=NobodyIsAdmin())
-    group = Chat(-100, ChatKind.SUPERGROUP)
+    group = Chat(telegram(-100), ChatKind.SUPERGROUP)
     reply = await dispatch(Request(command, (), group, User(5)), services)
     assert (html(reply) == html(REFUSAL)) is guarded
-    assert await store.get_subscription(-100, None) is None
+    assert await store.get_subscription(telegram(-100), None) is None
     # In a private chat the person is always in charge of it.
     assert html(await dispatch(Request(command, (), CHAT, User(5)), services)) != html(REFUSAL)

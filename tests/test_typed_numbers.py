@@ -11,6 +11,7 @@ from replies import html
 
 from bot.console import Console
 from bot.content import load_catalogue
+from bot.core.addresses import telegram
 from bot.core.commands import dispatch
 from bot.core.messages import Chat, ChatKind, Request, User
 from bot.core.numbers import CHAT_ID_LIMIT, chat_id, whole_number
@@ -46,18 +47,18 @@ def test_whole_numbers_and_chat_ids_in_range() -> None:
 
 @pytest.mark.parametrize("typed", [HUGE, "-" + HUGE, str(2**63), "²", "12abc"])
 async def test_preview_of_an_impossible_chat_id_says_so(store: SqlStore, typed: str) -> None:
-    reply = await dispatch(Request("preview", (typed,), Chat(900), ADMIN), services_with(store))
+    reply = await dispatch(Request("preview", (typed,), Chat(telegram(900)), ADMIN), services_with(store))
     assert f"“{typed}” is not a chat id" in html(reply) and "-1001234567890" in html(reply)
 
 
 async def test_preview_of_a_real_chat_id_still_works(store: SqlStore) -> None:
-    reply = await dispatch(Request("preview", ("-1001234567890",), Chat(900), ADMIN), services_with(store))
-    assert html(reply) == "Chat -1001234567890 has no subscription."
+    reply = await dispatch(Request("preview", ("-1001234567890",), Chat(telegram(900)), ADMIN), services_with(store))
+    assert html(reply) == "Chat telegram:-1001234567890 has no subscription."
 
 
 @pytest.mark.parametrize("typed", [HUGE, "²", "0", "21", "-1"])
 async def test_latest_with_an_impossible_count_says_what_works(typed: str) -> None:
-    reply = await dispatch(Request("latest", (typed,), Chat(5, ChatKind.PRIVATE), User(5)), services_with())
+    reply = await dispatch(Request("latest", (typed,), Chat(telegram(5), ChatKind.PRIVATE), User(5)), services_with())
     assert f"“{typed}” is not a count" in html(reply) and "from 1 to 20" in html(reply)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+from bot.core.addresses import AddressError, typed_address
 from bot.core.candidates import SourceState
 from bot.core.digest_composer import compose_digest
 from bot.core.document import Block, Document, block, bold, code, doc, heading, italic, line, para, pre
 from bot.core.messages import Button, Reply, Request, replacing_on_button
-from bot.core.numbers import chat_id as chat_id_from
 from bot.core.ports import ContentAdmin, ContentOutcome
 from bot.core.render import printable_name
 from bot.core.services import Services
@@ -140,11 +140,13 @@ async def status(request: Request, services: Services) -> Reply:
                           "the last good version is still served. /reload shows the errors."))
     store = services.subscriptions
     if store is not None:
-        active = await store.count_active()
+        by_platform = await store.active_by_platform()
         next_due = await store.next_due_at()
         stats = await store.delivery_stats()
         when = f"{next_due.astimezone(services.zone):%Y-%m-%d %H:%M %Z}" if next_due else "none scheduled"
-        lines.append(line(f"Active subscriptions: {active}. Next digest run: {when}."))
+        platforms = ", ".join(f"{name} {count}" for name, count in by_platform.items())
+        lines.append(line(f"Active subscriptions: {sum(by_platform.values())}{f' ({platforms})' if platforms else ''}."
+                          f" Next digest run: {when}."))
         lines.append(line(f"Deliveries: {stats.pending} pending, {stats.sending} sending, {stats.sent} sent, "
                           f"{stats.failed} failed, {stats.possible_duplicates} possible duplicate(s)."))
         if stats.last_period is not None:
@@ -190,22 +192,24 @@ async def preview(request: Request, services: Services) -> Reply:
     store = services.subscriptions
     if store is None:
         return Reply(doc("Digests are not available here."))
-    chat_id = request.chat.id
+    chat = request.chat.address
     if request.args:
-        typed = chat_id_from(request.args[0])
-        if typed is None or len(request.args) > 1:
-            return Reply(doc(f"“{request.text}” is not a chat id. Usage: /preview [chat id], chat ids are whole "
-                             "numbers like -1001234567890 or 123456789."))
-        chat_id = typed
-    subscription = await store.get_subscription(chat_id, None)
-    await audit(services, request, "preview", str(chat_id))
+        try:
+            if len(request.args) > 1:
+                raise AddressError("give one chat only")
+            chat = typed_address(request.args[0])
+        except AddressError as exc:
+            return Reply(doc(f"“{request.text}” is not a chat id: {exc}. Usage: /preview [chat], e.g. "
+                             "/preview -1001234567890 or /preview slack:T0123/C0456."))
+    subscription = await store.get_subscription(chat, None)
+    await audit(services, request, "preview", str(chat))
     if subscription is None:
-        return Reply(doc(f"Chat {chat_id} has no subscription."))
+        return Reply(doc(f"Chat {chat} has no subscription."))
     history = await store.history(subscription.id)
     digest = compose_digest(subscription, services.content.catalogue, services.clock(), history,
                             services.digest_rules)
     state = "active" if subscription.active else "inactive"
-    head = line(italic(f"Chat {chat_id} ({state}, {subscription.schedule.describe()}) would get now:"))
+    head = line(italic(f"Chat {chat} ({state}, {subscription.schedule.describe()}) would get now:"))
     if digest is None:
         return Reply(doc(block(head, "nothing (no new updates and no spotlight left).")))
     return Reply(doc(head, digest.message or doc()))

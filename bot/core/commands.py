@@ -276,8 +276,8 @@ async def dispatch(request: Request, services: Services) -> Reply:
         return Reply(doc(f"I don't know /{request.command}.{hint} Send /help for the list of commands."))
     if command.admin_only and (request.user is None or request.user.id not in services.admin_ids):
         log.warning("refused admin command /%s from user %s in chat %s", command.name,
-                    request.user.id if request.user else None, request.chat.id)
-        await admin.audit(services, request, f"refused:{command.name}", f"chat {request.chat.id}")
+                    request.user.id if request.user else None, request.chat.address)
+        await admin.audit(services, request, f"refused:{command.name}", f"chat {request.chat.address}")
         return Reply(doc("Sorry, that command is for the bot's admins."))
     try:
         reply = await command.handler(request, services)
@@ -289,6 +289,6 @@ async def dispatch(request: Request, services: Services) -> Reply:
 
 async def _hush_in_quiet_hours(reply: Reply, request: Request, services: Services) -> Reply:
     """A reply made in the chat's quiet hours goes out silently (the rule is Services.hushed)."""
-    if reply.silent or not reply.body or not await services.hushed(request.chat.id):
+    if reply.silent or not reply.body or not await services.hushed(request.chat.address):
         return reply
     return dataclasses.replace(reply, silent=True)

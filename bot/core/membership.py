@@ -18,8 +18,8 @@ async def membership_changed(change: MembershipChange, services: Services) -> Re
         if services.subscriptions is None:
             return NO_REPLY
         reason = "removed from the chat" if chat.kind.is_group else "blocked by the user"
-        ended = await services.subscriptions.deactivate_chat(chat.id, reason, services.clock())
-        log.info("bot %s chat %s: %d subscription(s) deactivated", reason, chat.id, ended)
+        ended = await services.subscriptions.deactivate_chat(chat.address, reason, services.clock())
+        log.info("bot %s chat %s: %d subscription(s) deactivated", reason, chat.address, ended)
         return NO_REPLY
     if change.was_present or not chat.kind.is_group:
         return NO_REPLY  # a promotion is no arrival; a private chat's /start gets its own welcome

@@ -7,6 +7,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from bot.core.addresses import CONSOLE, ChatAddress
 from bot.core.document import Document
 
 CALLBACK_DATA_LIMIT = 64
@@ -29,9 +30,10 @@ class ChatKind(Enum):
 
 @dataclass(frozen=True)
 class Chat:
-    """The chat a request came from."""
+    """The chat a request came from: Chat(telegram(-100123), SUPERGROUP, "HK fintech", thread_id=7) is topic 7 of
+    a Telegram supergroup."""
 
-    id: int
+    address: ChatAddress
     kind: ChatKind = ChatKind.PRIVATE
     title: str | None = None
     thread_id: int | None = None
@@ -51,7 +53,7 @@ class Request:
 
     command: str
     args: tuple[str, ...] = ()
-    chat: Chat = field(default_factory=lambda: Chat(0))
+    chat: Chat = field(default_factory=lambda: Chat(ChatAddress(CONSOLE, "0")))
     user: User | None = None
     from_button: bool = False
     attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
@@ -99,8 +101,8 @@ SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 class MembershipChange:
     """The bot's own place in a chat changed: added to a group (`present`), removed or blocked (not `present`).
 
-    A group admin removing the bot arrives as Chat(-100123, SUPERGROUP), was_present=True, present=False; a
-    user blocking it in a private chat as Chat(42), was_present=True, present=False.
+    A group admin removing the bot arrives as Chat(telegram(-100123), SUPERGROUP), was_present=True, present=False;
+    a user blocking it in a private chat as Chat(telegram(42)), was_present=True, present=False.
     """
 
     chat: Chat

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from bot.core.addresses import ChatAddress
 from bot.core.candidates import CandidateStore
 from bot.core.catalogue import Catalogue
 from bot.core.digest_composer import DigestRules
@@ -40,18 +41,18 @@ class QuietHoursCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[QuietHours | None, float]] = {}
+        self._entries: dict[ChatAddress, tuple[QuietHours | None, float]] = {}
 
-    def fresh(self, chat_id: int) -> tuple[QuietHours | None] | None:
+    def fresh(self, chat: ChatAddress) -> tuple[QuietHours | None] | None:
         """The cached quiet hours (in a 1-tuple, since None is an answer) if read less than a minute ago."""
-        cached = self._entries.get(chat_id)
+        cached = self._entries.get(chat)
         if cached is not None and time.monotonic() - cached[1] < QUIET_HOURS_TTL:
             return (cached[0],)
         return None
 
-    def remember(self, chat_id: int, hours: QuietHours | None) -> None:
+    def remember(self, chat: ChatAddress, hours: QuietHours | None) -> None:
         """Cache a chat's quiet hours, read or changed now."""
-        self._entries[chat_id] = (hours, time.monotonic())
+        self._entries[chat] = (hours, time.monotonic())
 
 
 def _no_delivery_loop() -> None:
@@ -89,26 +90,26 @@ class Services:
         """The operator's default timezone, for times shown to admins."""
         return ZoneInfo(self.default_timezone)
 
-    async def quiet_hours(self, chat_id: int) -> QuietHours | None:
+    async def quiet_hours(self, chat: ChatAddress) -> QuietHours | None:
         """A chat's quiet hours, cached for a minute: another replica may change them (/quiet refreshes this
         replica's entry at once)."""
         if self.subscriptions is None:
             return None
-        cached = self.quiet_hours_cache.fresh(chat_id)
+        cached = self.quiet_hours_cache.fresh(chat)
         if cached is not None:
             return cached[0]
-        hours = await self.subscriptions.get_quiet_hours(chat_id)
-        self.remember_quiet_hours(chat_id, hours)
+        hours = await self.subscriptions.get_quiet_hours(chat)
+        self.remember_quiet_hours(chat, hours)
         return hours
 
-    def remember_quiet_hours(self, chat_id: int, hours: QuietHours | None) -> None:
+    def remember_quiet_hours(self, chat: ChatAddress, hours: QuietHours | None) -> None:
         """Cache a chat's quiet hours (after reading or changing them)."""
-        self.quiet_hours_cache.remember(chat_id, hours)
+        self.quiet_hours_cache.remember(chat, hours)
 
-    async def hushed(self, chat_id: int, *, scheduled_digest: bool = False) -> bool:
+    async def hushed(self, chat: ChatAddress, *, scheduled_digest: bool = False) -> bool:
         """The quiet-hours rule, for replies and deliveries alike: in a chat's quiet hours nothing but a scheduled
         digest makes a sound."""
         if scheduled_digest:
             return False
-        hours = await self.quiet_hours(chat_id)
+        hours = await self.quiet_hours(chat)
         return hours is not None and hours.contains(self.clock())

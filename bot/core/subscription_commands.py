@@ -208,7 +208,7 @@ SETTINGS_FORMS = "/settings time 07:30 · /settings daily · /settings weekly fr
 
 def _subscription_request(request: Request, choice: SubscribeChoice) -> SubscriptionRequest:
     chat: Chat = request.chat
-    return SubscriptionRequest(chat_id=chat.id, thread_id=chat.thread_id, chat_kind=chat.kind,
+    return SubscriptionRequest(chat=chat.address, thread_id=chat.thread_id, chat_kind=chat.kind,
                                schedule=choice.schedule, sections=choice.sections)
 
 
@@ -217,7 +217,7 @@ async def subscribe(request: Request, services: Services, store: SubscriptionSto
     """Subscribe this chat (or forum topic) to digests, or change its schedule."""
     catalogue = services.content.catalogue
     if request.from_button:  # a Subscribe button left on an old message must not reset a subscription made since
-        current = await store.get_subscription(request.chat.id, request.chat.thread_id)
+        current = await store.get_subscription(request.chat.address, request.chat.thread_id)
         if current is not None and current.active:
             return replacing_on_button(Reply(doc(para(bold("Already subscribed."), " ", describe(current, catalogue))),
                                              buttons=_settings_buttons(current)), request)
@@ -237,7 +237,7 @@ async def unsubscribe(request: Request, services: Services, store: SubscriptionS
     """End this chat's digest subscription; a button first asks to confirm (the typed command is explicit)."""
     if request.from_button and request.args != (CONFIRM,):
         return await _confirm_unsubscribe(request, store)
-    ended = await store.unsubscribe(request.chat.id, request.chat.thread_id, services.clock())
+    ended = await store.unsubscribe(request.chat.address, request.chat.thread_id, services.clock())
     if not ended:
         return Reply(doc("This chat has no digest subscription. Start one with /subscribe."))
     return replacing_on_button(Reply(doc("Unsubscribed: no more digests here. /subscribe brings them back."),
@@ -245,7 +245,7 @@ async def unsubscribe(request: Request, services: Services, store: SubscriptionS
 
 
 async def _confirm_unsubscribe(request: Request, store: SubscriptionStore) -> Reply:
-    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.address, request.chat.thread_id)
     if subscription is None or not subscription.active:
         return replacing_on_button(Reply(doc("This chat has no digest subscription. Start one with /subscribe."),
                                          buttons=_settings_buttons(None)), request)
@@ -258,7 +258,7 @@ async def _confirm_unsubscribe(request: Request, store: SubscriptionStore) -> Re
 @subscription_command(manage=False)
 async def settings(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Show this chat's subscription with buttons to change it; with arguments, change part of it."""
-    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.address, request.chat.thread_id)
     active = subscription is not None and subscription.active
     if request.args and subscription is not None and active:
         if not await _may_manage(request, services):
@@ -267,10 +267,10 @@ async def settings(request: Request, services: Services, store: SubscriptionStor
             schedule = change_schedule(subscription, request.args)
         except BadArguments as exc:
             return Reply(doc(f"{exc} You can write: {SETTINGS_FORMS}"))
-        changed = SubscriptionRequest(subscription.chat_id, subscription.thread_id, subscription.chat_kind,
+        changed = SubscriptionRequest(subscription.chat, subscription.thread_id, subscription.chat_kind,
                                       schedule, subscription.sections, subscription.spotlight)
         subscription = await store.save_subscription(changed, services.clock())
-    quiet = await services.quiet_hours(request.chat.id)
+    quiet = await services.quiet_hours(request.chat.address)
     quiet_line = f"Quiet hours: {quiet.describe()}." if quiet else "No quiet hours (/quiet 22:00-07:00)."
     if subscription is None or not active:
         return replacing_on_button(Reply(doc(block("This chat is not subscribed.", quiet_line), SUBSCRIBE_FORMS),
@@ -283,7 +283,7 @@ async def settings(request: Request, services: Services, store: SubscriptionStor
 @subscription_command(manage=False)
 async def digest(request: Request, services: Services, store: SubscriptionStore) -> Reply:
     """Preview the digest this chat would get now."""
-    subscription = await store.get_subscription(request.chat.id, request.chat.thread_id)
+    subscription = await store.get_subscription(request.chat.address, request.chat.thread_id)
     if subscription is None or not subscription.active:
         return Reply(doc("This chat is not subscribed; here is what a new subscription would start with. "
                          "/subscribe to get it regularly.", await _preview_for_new(request, services)))
@@ -298,7 +298,7 @@ async def digest(request: Request, services: Services, store: SubscriptionStore)
 async def _preview_for_new(request: Request, services: Services) -> Document:
     now = services.clock()
     choice = parse_subscribe((), services.content.catalogue, services.default_timezone)
-    draft = Subscription(id=0, chat_id=request.chat.id, thread_id=request.chat.thread_id,
+    draft = Subscription(id=0, chat=request.chat.address, thread_id=request.chat.thread_id,
                          chat_kind=request.chat.kind, schedule=choice.schedule, sections=(), active=False,
                          created_at=now, next_due_at=choice.schedule.next_after(now))
     payload = compose_digest(draft, services.content.catalogue, now, DigestHistory(), services.digest_rules)
@@ -308,7 +308,7 @@ async def _preview_for_new(request: Request, services: Services) -> Document:
 async def _chat_timezone(chat: Chat, store: SubscriptionStore, default: str) -> str:
     """The timezone of this chat's digest (its topic's, else the chat's), else the operator's default."""
     for thread_id in dict.fromkeys((chat.thread_id, None)):
-        subscription = await store.get_subscription(chat.id, thread_id)
+        subscription = await store.get_subscription(chat.address, thread_id)
         if subscription is not None and subscription.active:
             return subscription.schedule.timezone
     return default
@@ -320,12 +320,12 @@ async def quiet(request: Request, services: Services, store: SubscriptionStore) 
     usage = ("Write /quiet 22:00-07:00 (in your digest's timezone, or name one: /quiet 23:00-07:30 Europe/London), "
              "or /quiet off.")
     if not request.args:
-        current = await services.quiet_hours(request.chat.id)
+        current = await services.quiet_hours(request.chat.address)
         state = f"Quiet hours: {current.describe()}." if current else "No quiet hours set."
         return Reply(doc(block(state, usage)))
     if request.args[0].lower() in ("off", "none", "clear"):
-        await store.set_quiet_hours(request.chat.id, None)
-        services.remember_quiet_hours(request.chat.id, None)
+        await store.set_quiet_hours(request.chat.address, None)
+        services.remember_quiet_hours(request.chat.address, None)
         return Reply(doc("Quiet hours cleared."))
     start_text, _, end_text = request.args[0].partition("-")
     start, end = parse_time(start_text), parse_time(end_text)
@@ -342,7 +342,7 @@ async def quiet(request: Request, services: Services, store: SubscriptionStore) 
     else:
         zone = await _chat_timezone(request.chat, store, services.default_timezone)
     hours = QuietHours(start, end, zone)
-    await store.set_quiet_hours(request.chat.id, hours)
-    services.remember_quiet_hours(request.chat.id, hours)
+    await store.set_quiet_hours(request.chat.address, hours)
+    services.remember_quiet_hours(request.chat.address, hours)
     return Reply(doc(f"Quiet hours set: {hours.describe()}. Only scheduled digests will make a sound then."))
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
+from bot.core.addresses import ChatAddress
 from bot.core.document import Document
 from bot.core.messages import ChatKind
 from bot.core.schedule import QuietHours, Schedule
@@ -17,7 +18,7 @@ class Subscription:
     """A chat's (or forum topic's) standing order for digests. `sections` empty means all sections."""
 
     id: int
-    chat_id: int
+    chat: ChatAddress
     thread_id: int | None
     chat_kind: ChatKind
     schedule: Schedule
@@ -32,7 +33,7 @@ class Subscription:
 class SubscriptionRequest:
     """What a chat asked for with /subscribe; the store turns it into a Subscription."""
 
-    chat_id: int
+    chat: ChatAddress
     thread_id: int | None
     chat_kind: ChatKind
     schedule: Schedule
@@ -132,35 +133,45 @@ class SubscriptionStore(Protocol):
     """Persistent subscriptions, their schedule, and the delivery log. All times are aware UTC datetimes."""
 
     async def save_subscription(self, request: SubscriptionRequest, now: datetime) -> Subscription:
-        """Create or replace the subscription of (chat_id, thread_id); it becomes active, due at its next firing."""
+        """Create or replace the subscription of (chat, thread_id); it becomes active, due at its next firing."""
         ...
 
-    async def get_subscription(self, chat_id: int, thread_id: int | None) -> Subscription | None:
+    async def get_subscription(self, chat: ChatAddress, thread_id: int | None) -> Subscription | None:
         """The subscription of a chat or forum topic, active or not."""
         ...
 
-    async def unsubscribe(self, chat_id: int, thread_id: int | None, now: datetime) -> bool:
+    async def unsubscribe(self, chat: ChatAddress, thread_id: int | None, now: datetime) -> bool:
         """Deactivate it; False when there was no active subscription."""
         ...
 
-    async def deactivate_chat(self, chat_id: int, reason: str, now: datetime) -> int:
+    async def deactivate_chat(self, chat: ChatAddress, reason: str, now: datetime) -> int:
         """Deactivate every subscription of a chat (bot blocked or removed); returns how many."""
         ...
 
-    async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
-        """A group became a supergroup: move its subscriptions and pending deliveries to the new id."""
+    async def deactivate_workspace(self, prefix: str, reason: str, now: datetime) -> int:
+        """Deactivate every subscription of every chat whose address starts with `prefix` (`slack:T0123/`: the
+        workspace revoked the bot); returns how many."""
         ...
 
-    async def set_quiet_hours(self, chat_id: int, quiet: QuietHours | None) -> None:
+    async def migrate_chat(self, old: ChatAddress, new: ChatAddress) -> int:
+        """The chat moved to a new address (a Telegram group became a supergroup): move its subscriptions, their
+        deliveries and history, and its settings there."""
+        ...
+
+    async def set_quiet_hours(self, chat: ChatAddress, quiet: QuietHours | None) -> None:
         """Set (or clear, with None) a chat's quiet hours."""
         ...
 
-    async def get_quiet_hours(self, chat_id: int) -> QuietHours | None:
+    async def get_quiet_hours(self, chat: ChatAddress) -> QuietHours | None:
         """A chat's quiet hours, if any."""
         ...
 
     async def count_active(self) -> int:
         """Number of active subscriptions."""
+        ...
+
+    async def active_by_platform(self) -> dict[str, int]:
+        """Active subscriptions per platform (`{"telegram": 120, "slack": 8}`), platforms with none left out."""
         ...
 
     async def next_due_at(self) -> datetime | None:

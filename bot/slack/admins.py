@@ -39,7 +39,7 @@ class SlackChatAdmins:
         user_id = slack_id(user.id)
         if await self._workspace_admin(user_id):
             return True
-        return await self._creator(channel_of(chat)) == user_id
+        return await self._creator(channel_of(chat.address)) == user_id
 
     async def _workspace_admin(self, user_id: str) -> bool:
         cached = self._users.get(user_id)

@@ -79,7 +79,7 @@ class SlackFrontEnd:
         """`/hkai sector finance`: acknowledged at once (Slack waits 3 s), answered through the response_url."""
         await ack()
         try:
-            chat = slack_chat(command["channel_id"], name=command.get("channel_name"))
+            chat = slack_chat(command["team_id"], command["channel_id"], name=command.get("channel_name"))
             user = slack_user(command["user_id"], command.get("user_name", ""))
         except (KeyError, NotASlackId) as exc:
             log.warning("ignored a slash command without a usable channel or user: %s", exc)
@@ -92,19 +92,19 @@ class SlackFrontEnd:
         for message in reply_messages(reply):
             await respond(response_type=response_type, replace_original=False, **message)
 
-    async def on_mention(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_mention(self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         """`@HK AI Pulse finance` in a channel: answered in the channel (help and errors to the asker only)."""
-        await self._conversation(event, client)
+        await self._conversation(event, body, client)
 
-    async def on_message(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_message(self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         """A direct message to the bot (other messages, edits and the bot's own posts are not for us)."""
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
             return
-        await self._conversation(event, client)
+        await self._conversation(event, body, client)
 
-    async def _conversation(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _conversation(self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         try:
-            chat = slack_chat(event["channel"])
+            chat = slack_chat(body.get("team_id") or event["team"], event["channel"])
             user = slack_user(event["user"])
         except (KeyError, NotASlackId):
             return
@@ -125,7 +125,8 @@ class SlackFrontEnd:
         await ack()
         try:
             channel = (body.get("channel") or body.get("container") or {}).get("channel_id") or body["channel"]["id"]
-            chat = slack_chat(channel)
+            team = (body.get("team") or {}).get("id") or body["user"]["team_id"]
+            chat = slack_chat(team, channel)
             user = slack_user(body["user"]["id"], body["user"].get("name", ""))
         except (KeyError, TypeError, NotASlackId) as exc:
             log.warning("ignored a button press without a usable channel or user: %s", exc)

@@ -4,7 +4,7 @@
 |---|---|
 | `ratelimited` / HTTP 429 with Retry-After | RetryAfter: that channel (or, many at once, the workspace) waits |
 | `channel_not_found`, `not_in_channel`, `is_archived` | ChatGone: the channel is deactivated |
-| `account_inactive`, `token_revoked`, `invalid_auth` | WorkspaceGone: the whole workspace is deactivated |
+| `account_inactive`, `token_revoked`, `invalid_auth` | WorkspaceGone: every channel of the workspace is deactivated |
 | HTTP 5xx, timeouts, network errors | TransientFailure: retried with back-off |
 | anything else (`invalid_blocks`, `msg_too_long`, ...) | PermanentFailure: this message fails |
 """
@@ -19,11 +19,21 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.delivery import ChatGone, DeliveryOutcome, PermanentFailure, RetryAfter, TransientFailure
-from bot.slack.identity import slack_id
-
-if TYPE_CHECKING:
-    from bot.delivery import Sender
+from bot.core.addresses import SLACK, ChatAddress
+from bot.delivery import (
+    ChatGone,
+    ChatPace,
+    ChatPacing,
+    DeliveryOutcome,
+    PermanentFailure,
+    Platform,
+    RetryAfter,
+    Sender,
+    TransientFailure,
+    WorkspaceGone,
+)
+from bot.slack.identity import channel_of, workspace_of
+from bot.slack.render import message_parts
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +45,9 @@ DEFAULT_RETRY_AFTER = 1.0
 CHANNEL_INTERVAL = 1.0
 
 
-class WorkspaceGone(ChatGone):
-    """The bot's token no longer works in this workspace: every channel of it is deactivated, none retried."""
-
-
-def classify(status: int, error: str, retry_after: str | None = None) -> DeliveryOutcome:
-    """The delivery outcome for a Slack error answer: `classify(429, "ratelimited", "30")` is RetryAfter(30)."""
+def classify(status: int, error: str, retry_after: str | None = None, *, team_id: str = "") -> DeliveryOutcome:
+    """The delivery outcome for a Slack error answer: `classify(429, "ratelimited", "30")` is RetryAfter(30);
+    a refused token ends every chat of workspace `team_id`."""
     if status == 429 or error == "ratelimited":
         try:
             seconds = float(retry_after) if retry_after else DEFAULT_RETRY_AFTER
@@ -50,7 +57,7 @@ def classify(status: int, error: str, retry_after: str | None = None) -> Deliver
     if error in CHANNEL_GONE:
         return ChatGone(error)
     if error in WORKSPACE_GONE:
-        return WorkspaceGone(error)
+        return WorkspaceGone(f"{SLACK}:{team_id}/", error)
     if status >= 500 or error in TRANSIENT:
         return TransientFailure(error or f"HTTP {status}")
     return PermanentFailure(error or f"HTTP {status}")
@@ -61,14 +68,14 @@ class SlackSender:
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
-        self.workspace_gone: str | None = None  # the error that showed the token no longer works here
+        self.workspaces_gone: dict[str, str] = {}  # workspace -> the error that showed the token no longer works
 
-    async def post(self, channel: str, part: str) -> None:
+    async def post(self, channel: str, part: str, *, team_id: str = "") -> None:
         """chat.postMessage to a channel or DM id; raises the delivery outcome of an error answer."""
-        if self.workspace_gone is not None:
+        if team_id in self.workspaces_gone:
             # The token is dead for the whole workspace: every channel's delivery ends the same way, without
             # asking Slack again with a token it refused.
-            raise WorkspaceGone(self.workspace_gone)
+            raise WorkspaceGone(f"{SLACK}:{team_id}/", self.workspaces_gone[team_id])
         message = json.loads(part)
         try:
             await self.client.chat_postMessage(channel=channel, text=message.get("text", ""),
@@ -77,11 +84,11 @@ class SlackSender:
             response = exc.response
             error = str(response.get("error", "")) if isinstance(response.data, dict) else ""
             outcome = classify(response.status_code, error, response.headers.get("Retry-After")
-                               or response.headers.get("retry-after"))
+                               or response.headers.get("retry-after"), team_id=team_id)
             if isinstance(outcome, WorkspaceGone):
-                self.workspace_gone = error
-                log.error("Slack refused the bot token (%s): every channel of the workspace is deactivated as its "
-                          "next message falls due", error)
+                self.workspaces_gone[team_id] = error
+                log.error("Slack refused the bot token in workspace %s (%s): every channel of it is deactivated",
+                          team_id, error)
             elif isinstance(outcome, ChatGone):
                 log.warning("Slack channel %s deactivated: %s", channel, error)
             raise outcome from exc
@@ -90,9 +97,19 @@ class SlackSender:
         except aiohttp.ClientError as exc:
             raise TransientFailure(f"network error: {exc!r}") from exc
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
-        """The delivery engine's call: `chat_id` is a chat made by bot.slack.identity.slack_chat."""
-        await self.post(slack_id(chat_id), html)
+    async def send(self, chat: ChatAddress, thread_id: int | None, part: str, *, silent: bool) -> None:
+        """The delivery engine's call, for a `slack:T0123/C0456` chat."""
+        await self.post(channel_of(chat), part, team_id=workspace_of(chat))
+
+
+def slack_pace(chat: ChatAddress) -> ChatPace | None:
+    """Slack's per-channel limit: one message a second."""
+    return ChatPace(1, CHANNEL_INTERVAL)
+
+
+def slack_platform(sender: Sender, *, pace: ChatPacing = slack_pace) -> Platform:
+    """The engine's view of Slack: `slack:` chats, sent through `sender` as Block Kit messages, one a second each."""
+    return Platform(SLACK, sender, pace=pace, render=message_parts)
 
 
 if TYPE_CHECKING:

@@ -249,6 +249,111 @@ def m008_candidates(d: Dialect) -> Statements:
     ]
 
 
+@migration
+def m011_chat_addresses(d: Dialect) -> Statements:
+    """Chats become platform-qualified addresses: subscriptions.chat_id -100123 becomes chat 'telegram:-100123', and
+    chat_settings the same; every subscription, delivery, history and settings row is kept."""
+    if d.name == "postgres":
+        return [
+            f"ALTER TABLE {table} ALTER COLUMN chat_id TYPE TEXT USING '{TELEGRAM_PREFIX}' || chat_id::TEXT"
+            for table in ("subscriptions", "chat_settings")
+        ] + [f"ALTER TABLE {table} RENAME COLUMN chat_id TO chat" for table in ("subscriptions", "chat_settings")]
+    # SQLite cannot change a column's type in place, so the tables are rebuilt. Dropping `subscriptions` while
+    # deliveries and sent_items still refer to it would cascade-delete them (foreign keys are on), so those two are
+    # rebuilt with it, children dropped first; renaming the new tables rewrites their references to the final names.
+    return [
+        f"""
+        CREATE TABLE subscriptions_new (
+            id {d.id_column},
+            chat TEXT NOT NULL,
+            thread_id {d.bigint} NOT NULL DEFAULT 0,
+            chat_kind TEXT NOT NULL,
+            cadence TEXT NOT NULL,
+            weekday INTEGER,
+            at_time TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            sections TEXT NOT NULL DEFAULT '',
+            spotlight BOOLEAN NOT NULL DEFAULT TRUE,
+            active BOOLEAN NOT NULL DEFAULT TRUE,
+            created_at {d.timestamp} NOT NULL,
+            updated_at {d.timestamp} NOT NULL,
+            next_due_at {d.timestamp} NOT NULL,
+            deactivated_reason TEXT,
+            UNIQUE (chat, thread_id)
+        )
+        """,
+        f"INSERT INTO subscriptions_new SELECT id, '{TELEGRAM_PREFIX}' || chat_id, {_REST_OF_SUBSCRIPTION}"
+        " FROM subscriptions",
+        f"""
+        CREATE TABLE deliveries_new (
+            id {d.id_column},
+            subscription_id {d.bigint} NOT NULL REFERENCES subscriptions_new (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('digest', 'broadcast')),
+            period {d.timestamp} NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            parts_sent INTEGER NOT NULL DEFAULT 0,
+            payload TEXT,
+            worker TEXT,
+            lease_until {d.timestamp},
+            not_before {d.timestamp},
+            in_flight_at_crash BOOLEAN NOT NULL DEFAULT FALSE,
+            last_error TEXT,
+            created_at {d.timestamp} NOT NULL,
+            updated_at {d.timestamp} NOT NULL,
+            sent_at {d.timestamp},
+            started BOOLEAN NOT NULL DEFAULT FALSE,
+            UNIQUE (subscription_id, kind, period)
+        )
+        """,
+        f"INSERT INTO deliveries_new SELECT {_DELIVERY_COLUMNS} FROM deliveries",
+        f"""
+        CREATE TABLE sent_items_new (
+            subscription_id {d.bigint} NOT NULL REFERENCES subscriptions_new (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('update', 'initiative')),
+            item_key TEXT NOT NULL,
+            sent_at {d.timestamp} NOT NULL,
+            PRIMARY KEY (subscription_id, kind, item_key)
+        )
+        """,
+        "INSERT INTO sent_items_new SELECT subscription_id, kind, item_key, sent_at FROM sent_items",
+        """
+        CREATE TABLE chat_settings_new (
+            chat TEXT PRIMARY KEY,
+            quiet_start TEXT,
+            quiet_end TEXT,
+            quiet_timezone TEXT
+        )
+        """,
+        f"INSERT INTO chat_settings_new SELECT '{TELEGRAM_PREFIX}' || chat_id, quiet_start, quiet_end, quiet_timezone"
+        " FROM chat_settings",
+        "DROP TABLE sent_items",
+        "DROP TABLE deliveries",
+        "DROP TABLE subscriptions",
+        "DROP TABLE chat_settings",
+        "ALTER TABLE subscriptions_new RENAME TO subscriptions",
+        "ALTER TABLE deliveries_new RENAME TO deliveries",
+        "ALTER TABLE sent_items_new RENAME TO sent_items",
+        "ALTER TABLE chat_settings_new RENAME TO chat_settings",
+        # The indexes went with the old tables; the hot paths need them back under the same names (INDEXED BY).
+        "CREATE INDEX subscriptions_due ON subscriptions (next_due_at) WHERE active",
+        "CREATE INDEX deliveries_open ON deliveries (id) WHERE status IN ('pending', 'sending')",
+        "CREATE INDEX deliveries_period ON deliveries (kind, period)",
+        "CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE status IN ('sent', 'failed')",
+    ]
+
+
+TELEGRAM_PREFIX = "telegram:"
+_REST_OF_SUBSCRIPTION = (
+    "thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active, created_at, updated_at,"
+    " next_due_at, deactivated_reason"
+)
+_DELIVERY_COLUMNS = (
+    "id, subscription_id, kind, period, status, attempts, parts_sent, payload, worker, lease_until, not_before,"
+    " in_flight_at_crash, last_error, created_at, updated_at, sent_at, started"
+)
+
+
 def _create_table(d: Dialect) -> str:
     return f"""
         CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.core.addresses import PLATFORMS, ChatAddress
 from bot.core.candidates import Candidate, CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import Document
 from bot.core.messages import ChatKind
@@ -33,14 +34,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_TOPIC = 0  # stored for thread_id None, so that UNIQUE (chat_id, thread_id) holds for plain chats too
+NO_TOPIC = 0  # stored for thread_id None, so that UNIQUE (chat, thread_id) holds for plain chats too
 RELEASED_LEASE = datetime(1970, 1, 1, tzinfo=UTC)  # a lease that has always expired
 INACTIVE_ERROR = "subscription inactive"
 # Ids per set-based statement: well under SQLite's 32766 and PostgreSQL's 65535 parameters.
 BATCH = 1000
 
 _SUBSCRIPTION_FIELDS = (
-    "id", "chat_id", "thread_id", "chat_kind", "cadence", "weekday", "at_time", "timezone",
+    "id", "chat", "thread_id", "chat_kind", "cadence", "weekday", "at_time", "timezone",
     "sections", "spotlight", "active", "created_at", "next_due_at",
 )
 SUBSCRIPTION_COLUMNS = ", ".join(f"s.{name}" for name in _SUBSCRIPTION_FIELDS)
@@ -87,7 +88,7 @@ def claimable_deliveries_sql(dialect: Dialect) -> str:
         " AND ((status = 'pending' AND (not_before IS NULL OR not_before <= ?))"
         " OR (status = 'sending' AND lease_until < ?))"
         " ORDER BY id LIMIT ?" + dialect.lock_rows() + ")"
-        " SELECT p.id, p.status, p.worker, s.active, s.chat_id, p.started FROM picked p"
+        " SELECT p.id, p.status, p.worker, s.active, s.chat, p.started FROM picked p"
         " JOIN subscriptions s ON s.id = p.subscription_id ORDER BY p.id"
     )
 
@@ -186,11 +187,11 @@ class SqlStore:
     # ------------------------------------------------------------------------------------------- decoding
 
     def _subscription(self, row: Row, start: int = 0) -> Subscription:
-        (sid, chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,
+        (sid, chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,
          created_at, next_due_at) = row[start : start + len(_SUBSCRIPTION_FIELDS)]
         return Subscription(
             id=int(sid),
-            chat_id=int(chat_id),
+            chat=ChatAddress.parse(chat),
             thread_id=None if thread_id == NO_TOPIC else int(thread_id),
             chat_kind=ChatKind(chat_kind),
             schedule=Schedule(Cadence(cadence), time.fromisoformat(at_time), timezone, weekday),
@@ -219,22 +220,22 @@ class SqlStore:
     # ------------------------------------------------------------------------------------------- subscriptions
 
     async def save_subscription(self, request: SubscriptionRequest, now: datetime) -> Subscription:
-        """Create or replace the subscription of (chat_id, thread_id); it becomes active, due at its next firing."""
+        """Create or replace the subscription of (chat, thread_id); it becomes active, due at its next firing."""
         now = _utc(now)
         schedule = request.schedule
         fields = ", ".join(_SUBSCRIPTION_FIELDS)
         async with self.driver.transaction() as tx:
             row = await tx.fetchone(
-                "INSERT INTO subscriptions (chat_id, thread_id, chat_kind, cadence, weekday, at_time, timezone,"
+                "INSERT INTO subscriptions (chat, thread_id, chat_kind, cadence, weekday, at_time, timezone,"
                 " sections, spotlight, active, created_at, updated_at, next_due_at, deactivated_reason)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, NULL)"
-                " ON CONFLICT (chat_id, thread_id) DO UPDATE SET chat_kind = excluded.chat_kind,"
+                " ON CONFLICT (chat, thread_id) DO UPDATE SET chat_kind = excluded.chat_kind,"
                 " cadence = excluded.cadence, weekday = excluded.weekday, at_time = excluded.at_time,"
                 " timezone = excluded.timezone, sections = excluded.sections, spotlight = excluded.spotlight,"
                 " active = TRUE, updated_at = excluded.updated_at, next_due_at = excluded.next_due_at,"
                 f" deactivated_reason = NULL RETURNING {fields}",
                 (
-                    request.chat_id, _thread(request.thread_id), request.chat_kind.value, schedule.cadence.value,
+                    str(request.chat), _thread(request.thread_id), request.chat_kind.value, schedule.cadence.value,
                     schedule.weekday, _clock(schedule.at), schedule.timezone, _sections(request.sections),
                     request.spotlight, now, now, schedule.next_after(now),
                 ),
@@ -242,37 +243,55 @@ class SqlStore:
         assert row is not None  # INSERT ... RETURNING always yields the row
         return self._subscription(row)
 
-    async def get_subscription(self, chat_id: int, thread_id: int | None) -> Subscription | None:
+    async def get_subscription(self, chat: ChatAddress, thread_id: int | None) -> Subscription | None:
         """The subscription of a chat or forum topic, active or not."""
         async with self.driver.transaction(write=False) as tx:
             row = await tx.fetchone(
-                f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.chat_id = ? AND s.thread_id = ?",
-                (chat_id, _thread(thread_id)),
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.chat = ? AND s.thread_id = ?",
+                (str(chat), _thread(thread_id)),
             )
         return None if row is None else self._subscription(row)
 
-    async def unsubscribe(self, chat_id: int, thread_id: int | None, now: datetime) -> bool:
+    async def unsubscribe(self, chat: ChatAddress, thread_id: int | None, now: datetime) -> bool:
         """Deactivate it; False when there was no active subscription."""
         now = _utc(now)
         async with self.driver.transaction() as tx:
             changed = await tx.execute(
                 "UPDATE subscriptions SET active = FALSE, updated_at = ?, deactivated_reason = 'unsubscribed'"
-                " WHERE chat_id = ? AND thread_id = ? AND active",
-                (now, chat_id, _thread(thread_id)),
+                " WHERE chat = ? AND thread_id = ? AND active",
+                (now, str(chat), _thread(thread_id)),
             )
-            await self._fail_pending(tx, "chat_id = ? AND thread_id = ?", (chat_id, _thread(thread_id)), now)
+            await self._fail_pending(tx, "chat = ? AND thread_id = ?", (str(chat), _thread(thread_id)), now)
         return changed > 0
 
-    async def deactivate_chat(self, chat_id: int, reason: str, now: datetime) -> int:
+    async def deactivate_chat(self, chat: ChatAddress, reason: str, now: datetime) -> int:
         """Deactivate every subscription of a chat (bot blocked or removed); returns how many."""
         now = _utc(now)
         async with self.driver.transaction() as tx:
             changed = await tx.execute(
                 "UPDATE subscriptions SET active = FALSE, updated_at = ?, deactivated_reason = ?"
-                " WHERE chat_id = ? AND active",
-                (now, reason, chat_id),
+                " WHERE chat = ? AND active",
+                (now, reason, str(chat)),
             )
-            await self._fail_pending(tx, "chat_id = ?", (chat_id,), now)
+            await self._fail_pending(tx, "chat = ?", (str(chat),), now)
+        return changed
+
+    async def deactivate_workspace(self, prefix: str, reason: str, now: datetime) -> int:
+        """Deactivate every subscription of every chat whose address starts with `prefix` (`slack:T0123/`: a
+        workspace that revoked the bot); returns how many."""
+        if ":" not in prefix:
+            raise ValueError(f"a workspace prefix names its platform: {prefix!r}")
+        now = _utc(now)
+        # substr rather than LIKE: nothing in the prefix can act as a wildcard.
+        where = "substr(chat, 1, ?) = ?"
+        params = (len(prefix), prefix)
+        async with self.driver.transaction() as tx:
+            changed = await tx.execute(
+                f"UPDATE subscriptions SET active = FALSE, updated_at = ?, deactivated_reason = ? WHERE {where}"
+                " AND active",
+                (now, reason, *params),
+            )
+            await self._fail_pending(tx, where, params, now)
         return changed
 
     @staticmethod
@@ -284,29 +303,31 @@ class SqlStore:
             (INACTIVE_ERROR, now, *params),
         )
 
-    async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
-        """Move a group's subscriptions (their deliveries and history follow) and settings to its supergroup id.
+    async def migrate_chat(self, old: ChatAddress, new: ChatAddress) -> int:
+        """Move a chat's subscriptions (their deliveries and history follow) and settings to its new address (a
+        Telegram group that became a supergroup).
 
         Where the new chat already has a subscription for the same topic, the more recently updated one is kept
         and the other dropped, its history merged into the survivor. Returns how many subscriptions moved.
         """
-        if old_chat_id == new_chat_id:
+        if old == new:
             return 0
+        old_key, new_key = str(old), str(new)
         async with self.driver.transaction() as tx:
             rows = await tx.fetchall(
-                "SELECT id, chat_id, thread_id, updated_at FROM subscriptions WHERE chat_id IN (?, ?)",
-                (old_chat_id, new_chat_id),
+                "SELECT id, chat, thread_id, updated_at FROM subscriptions WHERE chat IN (?, ?)",
+                (old_key, new_key),
             )
             existing = {thread: (sid, self.driver.decode_time(at)) for sid, chat, thread, at in rows
-                        if chat == new_chat_id}
-            moves: list[tuple[int, int]] = []
+                        if chat == new_key}
+            moves: list[tuple[str, int]] = []
             merges: list[tuple[int, int]] = []  # (survivor, dropped)
             for sid, chat, thread, at in rows:
-                if chat != old_chat_id:
+                if chat != old_key:
                     continue
                 rival = existing.get(thread)
                 if rival is None or self.driver.decode_time(at) > rival[1]:
-                    moves.append((new_chat_id, sid))
+                    moves.append((new_key, sid))
                     if rival is not None:
                         merges.append((sid, rival[0]))
                 else:
@@ -320,32 +341,32 @@ class SqlStore:
             # The dropped rows go first: moving onto a (chat, topic) still taken would break the unique key.
             await tx.executemany("DELETE FROM subscriptions WHERE id = ?", [(dropped,) for _, dropped in merges])
             await tx.executemany(
-                f"UPDATE subscriptions SET chat_id = ?, chat_kind = '{ChatKind.SUPERGROUP.value}' WHERE id = ?", moves
+                f"UPDATE subscriptions SET chat = ?, chat_kind = '{ChatKind.SUPERGROUP.value}' WHERE id = ?", moves
             )
             await tx.execute(
-                "DELETE FROM chat_settings WHERE chat_id = ?"
-                " AND EXISTS (SELECT 1 FROM chat_settings WHERE chat_id = ?)",
-                (old_chat_id, new_chat_id),
+                "DELETE FROM chat_settings WHERE chat = ?"
+                " AND EXISTS (SELECT 1 FROM chat_settings WHERE chat = ?)",
+                (old_key, new_key),
             )
-            await tx.execute("UPDATE chat_settings SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id))
+            await tx.execute("UPDATE chat_settings SET chat = ? WHERE chat = ?", (new_key, old_key))
         return len(moves)
 
-    async def set_quiet_hours(self, chat_id: int, quiet: QuietHours | None) -> None:
+    async def set_quiet_hours(self, chat: ChatAddress, quiet: QuietHours | None) -> None:
         """Set (or clear, with None) a chat's quiet hours."""
         values = (None, None, None) if quiet is None else (_clock(quiet.start), _clock(quiet.end), quiet.timezone)
         async with self.driver.transaction() as tx:
             await tx.execute(
-                "INSERT INTO chat_settings (chat_id, quiet_start, quiet_end, quiet_timezone) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (chat_id) DO UPDATE SET quiet_start = excluded.quiet_start,"
+                "INSERT INTO chat_settings (chat, quiet_start, quiet_end, quiet_timezone) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (chat) DO UPDATE SET quiet_start = excluded.quiet_start,"
                 " quiet_end = excluded.quiet_end, quiet_timezone = excluded.quiet_timezone",
-                (chat_id, *values),
+                (str(chat), *values),
             )
 
-    async def get_quiet_hours(self, chat_id: int) -> QuietHours | None:
+    async def get_quiet_hours(self, chat: ChatAddress) -> QuietHours | None:
         """A chat's quiet hours, if any."""
         async with self.driver.transaction(write=False) as tx:
             row = await tx.fetchone(
-                "SELECT quiet_start, quiet_end, quiet_timezone FROM chat_settings WHERE chat_id = ?", (chat_id,)
+                "SELECT quiet_start, quiet_end, quiet_timezone FROM chat_settings WHERE chat = ?", (str(chat),)
             )
         if row is None or row[0] is None:
             return None
@@ -356,6 +377,16 @@ class SqlStore:
         async with self.driver.transaction(write=False) as tx:
             row = await tx.fetchone("SELECT COUNT(*) FROM subscriptions WHERE active")
         return int(row[0]) if row else 0
+
+    async def active_by_platform(self) -> dict[str, int]:
+        """Active subscriptions per platform (`{"telegram": 120, "slack": 8}`), platforms with none left out."""
+        # One pass, one sum per known platform: the address prefix is the platform, and the set of platforms is small.
+        sums = ", ".join(f"SUM(CASE WHEN substr(chat, 1, {len(name) + 1}) = '{name}:' THEN 1 ELSE 0 END)"
+                         for name in PLATFORMS)
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(f"SELECT {sums} FROM subscriptions WHERE active")
+        counts = zip(PLATFORMS, row or (), strict=False)
+        return {name: int(count) for name, count in counts if count}
 
     async def next_due_at(self) -> datetime | None:
         """The earliest next_due_at among active subscriptions."""
@@ -477,12 +508,12 @@ class SqlStore:
                     to_compose,
                 ):
                     histories[int(subscription_id)][0 if kind == "update" else 1].add(key)
-        for did, status, previous_worker, active, chat_id, started in candidates:
+        for did, status, previous_worker, active, chat, started in candidates:
             if active and started and status == DeliveryStatus.SENDING.value:
                 log.warning(
                     "possible duplicate: delivery %s to chat %s was being sent by %s when its lease expired;"
                     " %s resumes it",
-                    did, chat_id, previous_worker, worker,
+                    did, chat, previous_worker, worker,
                 )
         return [replace(d, history=DigestHistory(frozenset(histories[d.subscription.id][0]),
                                                  frozenset(histories[d.subscription.id][1])))

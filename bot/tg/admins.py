@@ -10,6 +10,7 @@ from telegram.error import TelegramError
 
 from bot.core.messages import Chat, User
 from bot.core.ports import MonotonicClock
+from bot.tg.ids import telegram_id
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,17 @@ class TelegramChatAdmins:
             return True
         if user is None:
             return False
-        if user.id == chat.id:
+        group = telegram_id(chat.address)
+        if user.id == group:
             return True
-        admins, fresh = await self._admins(chat.id)
+        admins, fresh = await self._admins(group)
         if user.id in admins:
             return True
         if fresh:
             return False
         # The cached list may predate the user's promotion: ask Telegram once more before refusing.
-        self.forget(chat.id)
-        admins, _ = await self._admins(chat.id)
+        self.forget(group)
+        admins, _ = await self._admins(group)
         return user.id in admins
 
     async def _admins(self, chat_id: int) -> tuple[frozenset[int], bool]:

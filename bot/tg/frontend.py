@@ -35,6 +35,7 @@ from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.services import Services
 from bot.tg.downloads import download_capped
+from bot.tg.ids import chat_address, telegram_id
 from bot.tg.render import html_parts
 from bot.tg.sender import NO_PREVIEW
 
@@ -58,7 +59,7 @@ def core_chat(message: Message) -> Chat:
     """The core's view of the chat a message is in (a forum topic keeps its thread id)."""
     chat = message.chat
     thread = message.message_thread_id if message.is_topic_message else None
-    return Chat(id=chat.id, kind=_KINDS.get(chat.type, ChatKind.GROUP), title=chat.title, thread_id=thread)
+    return Chat(chat_address(chat.id), kind=_KINDS.get(chat.type, ChatKind.GROUP), title=chat.title, thread_id=thread)
 
 
 def is_present(member: ChatMember) -> bool:
@@ -91,7 +92,7 @@ async def send_reply(application: Application, chat: Chat, reply: Reply) -> list
     sent = []
     for number, part in enumerate(parts, 1):
         sent.append(await application.bot.send_message(
-            chat_id=chat.id, text=part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
+            chat_id=telegram_id(chat.address), text=part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
             message_thread_id=chat.thread_id, disable_notification=reply.silent or None,
             reply_markup=keyboard(reply) if number == len(parts) else None,
         ))
@@ -178,7 +179,7 @@ class TelegramFrontEnd:
         if changed is None:
             return
         tg_chat = changed.chat
-        chat = Chat(id=tg_chat.id, kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
+        chat = Chat(chat_address(tg_chat.id), kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
         change = MembershipChange(chat, present=is_present(changed.new_chat_member),
                                   was_present=is_present(changed.old_chat_member))
         reply = await membership_changed(change, self.services)
@@ -187,7 +188,7 @@ class TelegramFrontEnd:
         try:
             await send_reply(context.application, chat, reply)
         except TelegramError as exc:  # e.g. a group where members (the bot too) may not write
-            log.info("could not greet chat %s: %s", chat.id, exc)
+            log.info("could not greet chat %s: %s", chat.address, exc)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A pressed inline button: run its action, then edit the message or send a new one."""
@@ -195,7 +196,7 @@ class TelegramFrontEnd:
         if query is None or not query.data:
             return
         message = query.message if isinstance(query.message, Message) else None
-        chat = core_chat(message) if message else Chat(id=query.from_user.id)
+        chat = core_chat(message) if message else Chat(chat_address(query.from_user.id))
         request = interpret(query.data, chat, core_user(update), context.bot.username, from_button=True)
         if request is None:
             await query.answer()

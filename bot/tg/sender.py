@@ -15,7 +15,9 @@ from telegram import error as tg_error
 from telegram.constants import ParseMode
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.core.addresses import ChatAddress
 from bot.delivery import ChatGone, ChatMoved, PermanentFailure, RetryAfter, Sender, TransientFailure
+from bot.tg.ids import chat_address, telegram_id
 
 # Every message the bot sends goes without a link preview: replies and edits (bot.tg.frontend) and deliveries.
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -39,11 +41,11 @@ class TelegramSender:
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, html: str, *, silent: bool) -> None:
         """Send `html` to the chat (or forum topic); InvalidToken and other unexpected errors propagate."""
         try:
             await self._bot.send_message(
-                chat_id=chat_id,
+                chat_id=telegram_id(chat),
                 text=html,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=NO_PREVIEW,
@@ -53,7 +55,7 @@ class TelegramSender:
         except tg_error.RetryAfter as exc:
             raise RetryAfter(retry_after_seconds(exc)) from exc
         except tg_error.ChatMigrated as exc:
-            raise ChatMoved(int(exc.new_chat_id)) from exc
+            raise ChatMoved(chat_address(int(exc.new_chat_id))) from exc
         except tg_error.Forbidden as exc:
             raise ChatGone(exc.message) from exc
         # BadRequest and TimedOut subclass NetworkError: they must come before it.
@@ -119,11 +121,11 @@ class BotApiSender:
         if session is not None:
             await session.close()
 
-    async def send(self, chat_id: int, thread_id: int | None, html: str, *, silent: bool) -> None:
+    async def send(self, chat: ChatAddress, thread_id: int | None, html: str, *, silent: bool) -> None:
         """Send `html` to the chat (or forum topic); InvalidToken and Conflict propagate, as through PTB."""
         if self._session is None:
             raise RuntimeError("BotApiSender is not open: use it as an async context manager")
-        body: dict[str, Any] = {"chat_id": chat_id, "text": html, "parse_mode": "HTML",
+        body: dict[str, Any] = {"chat_id": telegram_id(chat), "text": html, "parse_mode": "HTML",
                                 "link_preview_options": {"is_disabled": True}}
         if thread_id is not None:
             body["message_thread_id"] = thread_id
@@ -156,7 +158,7 @@ def answer_outcome(status: int, payload: bytes) -> Exception:
         message = _api_message(answer.get("description") or message)
         parameters = answer.get("parameters") or {}
         if parameters.get("migrate_to_chat_id"):
-            return ChatMoved(int(parameters["migrate_to_chat_id"]))
+            return ChatMoved(chat_address(int(parameters["migrate_to_chat_id"])))
         if parameters.get("retry_after"):
             return RetryAfter(float(parameters["retry_after"]))
     if status == HTTPStatus.FORBIDDEN:
