@@ -22,6 +22,7 @@ from bot.content import ContentLibrary, InvalidContent
 from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
 from bot.content.replicate import ContentSync, SyncedContentAdmin
+from bot.core.addresses import SLACK, AddressError
 from bot.core.admin import describe_outcome
 from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules
@@ -153,14 +154,16 @@ def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallCl
     # Replicas on one PostgreSQL: one of them schedules, and all of them share the sending ceiling.
     replicas = is_postgres(settings.database_url)
     leadership = SchedulerLeadership(settings.database_url) if replicas else None
-    shared = replicas and settings.shared_rate_limit and settings.messages_per_second > 0
     limits = rate_limits(settings)
-    # Each platform's overall ceiling is shared by the replicas under the platform's own name.
-    pacers = {platform.name: GlobalPacer(settings.database_url, settings.messages_per_second, name=platform.name)
-              for platform in platforms if shared}
-    paced = [replace(platform, limiter=platform.limiter or RateLimiter(limits, pace=platform.pace,
-                                                                        global_pacer=pacers.get(platform.name)))
-             for platform in platforms]
+    # Each platform has its own overall ceiling (Slack's is per workspace, Telegram's per bot), shared by the
+    # replicas under the platform's own name.
+    ceilings = {platform.name: settings.slack_messages_per_second if platform.name == SLACK
+                else settings.messages_per_second for platform in platforms}
+    pacers = {name: GlobalPacer(settings.database_url, ceiling, name=name) for name, ceiling in ceilings.items()
+              if replicas and settings.shared_rate_limit and ceiling > 0}
+    paced = [replace(platform, limiter=platform.limiter or RateLimiter(
+        replace(limits, messages_per_second=ceilings[platform.name]), pace=platform.pace,
+        global_pacer=pacers.get(platform.name))) for platform in platforms]
     engine = DeliveryEngine(runtime.store, paced, limits, silent=silent, worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
@@ -171,12 +174,21 @@ def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallCl
     if settings.watch_sources and runtime.candidates is not None:
         polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
                                 admin_ids=services.admin_ids, notify=notify_admin,
-                                hushed=lambda admin_id: services.hushed(chat_address(admin_id)))
+                                hushed=lambda admin_id: _admin_hushed(services, admin_id))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, *pacers.values()) if part is not None],
                          retention=retention,
                          wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
                          polling=polling)
+
+
+async def _admin_hushed(services: Services, admin_id: int) -> bool:
+    """An admin's quiet hours, kept on their private chat; a Slack admin (no such chat id) has none here."""
+    try:
+        address = chat_address(admin_id)
+    except AddressError:
+        return False
+    return await services.hushed(address)
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]

@@ -78,6 +78,9 @@ class Settings:
     slack_signing_secret: Secret = field(default_factory=lambda: Secret(""))  # HTTP mode, with WEBHOOK_URL
     slack_admin_ids: frozenset[str] = frozenset()  # Slack user ids (U0123ABC) of the bot's admins on Slack
     slack_api_url: str = "https://slack.com/api/"
+    # Slack publishes no figure for chat.postMessage's workspace-wide limit: a careful default, raise it if Slack
+    # allows your workspace more (each channel gets at most one message a second anyway).
+    slack_messages_per_second: float = 10.0
 
     @property
     def webhook_mode(self) -> bool:
@@ -139,6 +142,7 @@ ENVIRONMENT: dict[str, str] = {
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "slack_admin_ids": "SLACK_ADMIN_IDS",
     "slack_api_url": "SLACK_API_URL",
+    "slack_messages_per_second": "SLACK_MESSAGES_PER_SECOND",
 }
 _SECRETS = {"telegram_token", "webhook_secret", "slack_bot_token", "slack_app_token", "slack_signing_secret"}
 
@@ -147,7 +151,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "tick_seconds": (float, 0.01), "messages_per_second": (float, 0.0), "group_messages_per_minute": (int, 0),
     "private_chat_interval": (float, 0.0), "max_in_flight": (int, 1), "lease_seconds": (float, 1.0),
     "digest_lookback_days": (int, 0), "port": (int, 1), "delivery_retention_days": (int, 0),
-    "candidate_expiry_days": (int, 0),
+    "candidate_expiry_days": (int, 0), "slack_messages_per_second": (float, 0.0),
 }
 
 

@@ -193,6 +193,7 @@ async def test_killed_mid_broadcast_with_telegram_and_slack_subscribers_every_ch
             slack.fail("chat.postMessage", HTTP_500, channel=channel_name(number), times=2)
         env = {**bot_environment(fake, tmp_path, database_url), "SLACK_BOT_TOKEN": slack.token,
                "SLACK_SIGNING_SECRET": "crash-test-secret", "SLACK_API_URL": slack.base_url,
+               "SLACK_MESSAGES_PER_SECOND": "150",
                "WEBHOOK_URL": "https://bot.example.test/telegram", "WEBHOOK_LISTEN": "127.0.0.1",
                "PORT": str(_free_port())}
         log = tmp_path / "bot.log"

@@ -137,6 +137,23 @@ async def test_a_digest_arrives_in_the_channel_at_the_chosen_time_and_an_archive
     assert len(slack_api.texts(CHANNEL)) == 1
 
 
+async def test_a_revoked_token_deactivates_every_channel_of_the_workspace_and_asks_slack_once(
+        slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    other = slack_api.add_channel("C0999", creator=CREATOR, name="hk-ai-2").id
+    clock = FakeClock(datetime(2025, 4, 16, 0, 0, tzinfo=UTC))
+    settings = slack_settings(slack_api, tmp_path, max_in_flight=1)  # one send at a time: the first answer counts
+    async with running_slack_bot(slack_api, settings, clock) as (runtime, slack):
+        await slack.command(slack_api, "subscribe daily 09:00", channel=CHANNEL, user=OWNER)
+        await slack.command(slack_api, "subscribe daily 09:00", channel=other, user=CREATOR, response="r2")
+        await slack_api.wait_for(lambda: len(slack_api.responses) == 2)
+        assert await runtime.store.count_active() == 2
+        slack_api.revoked = True  # the app was uninstalled: token_revoked from now on
+        clock.advance(hours=1)
+        await eventually(lambda: runtime.store.count_active(), 0)
+    posts = [call for call in slack_api.calls if call.method == "chat.postMessage"]
+    assert len(posts) == 1  # the second channel was deactivated without asking Slack with the refused token
+
+
 async def test_a_huge_or_stale_slack_request_is_refused_and_nothing_runs(slack_api: SlackApiDouble,
                                                                           tmp_path: Path) -> None:
     settings = slack_settings(slack_api, tmp_path)

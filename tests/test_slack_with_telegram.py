@@ -34,7 +34,8 @@ async def slack_api() -> AsyncIterator[SlackApiDouble]:
 
 async def test_a_broadcast_reaches_telegram_and_slack_subscribers_alike(fake: FakeBotApi, slack_api: SlackApiDouble,
                                                                          tmp_path: Path) -> None:
-    settings = e2e_settings(fake, tmp_path, slack_bot_token=Secret(slack_api.token), slack_api_url=slack_api.base_url)
+    settings = e2e_settings(fake, tmp_path, slack_bot_token=Secret(slack_api.token), slack_api_url=slack_api.base_url,
+                            slack_messages_per_second=1000.0)
     clock = FakeClock()
     async with contextlib.AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(opened(settings, clock))
