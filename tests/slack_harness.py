@@ -38,7 +38,8 @@ def slack_settings(api: SlackApiDouble, tmp_path: Path, **overrides: Any) -> Set
                     slack_api_url=api.base_url, webhook_url="https://bot.example.test/telegram",
                     webhook_listen="127.0.0.1", port=free_port(), content_dir=CONTENT,
                     database_url=f"sqlite:///{tmp_path}/bot.sqlite3", tick_seconds=0.05,
-                    messages_per_second=1000.0, slack_messages_per_second=1000.0, private_chat_interval=0.0, group_messages_per_minute=0,
+                    messages_per_second=1000.0, slack_messages_per_second=1000.0, private_chat_interval=0.0,
+                    group_messages_per_minute=0,
                     lease_seconds=5.0, watch_sources=False, watch_content=False)
     return replace(base, **overrides)
 
