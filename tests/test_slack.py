@@ -15,6 +15,8 @@ from harness import FakeClock
 from slack_harness import running_slack_bot, slack_settings
 from test_webhook import exchange, status_of
 
+from bot.settings import Secret
+
 
 async def eventually(read: Callable[[], Awaitable[object]], expected: object, within: float = 30.0) -> None:
     """Wait until `await read()` gives `expected` (the delivery loop runs in the background)."""
@@ -152,6 +154,21 @@ async def test_a_revoked_token_deactivates_every_channel_of_the_workspace_and_as
         await eventually(lambda: runtime.store.count_active(), 0)
     posts = [call for call in slack_api.calls if call.method == "chat.postMessage"]
     assert len(posts) == 1  # the second channel was deactivated without asking Slack with the refused token
+
+
+async def test_socket_mode_takes_a_slash_command_and_acknowledges_it(slack_api: SlackApiDouble,
+                                                                    tmp_path: Path) -> None:
+    settings = slack_settings(slack_api, tmp_path, slack_app_token=Secret(slack_api.app_token),
+                              slack_signing_secret=Secret(""), webhook_url="")
+    assert settings.slack_socket_mode
+    async with running_slack_bot(slack_api, settings):
+        envelope = await slack_api.push("slash_commands", {
+            "team_id": "T0123", "channel_id": DM, "channel_name": "directmessage", "user_id": MEMBER,
+            "user_name": "member", "command": "/hkai", "text": "sector finance", "api_app_id": "A0APP",
+            "response_url": slack_api.response_url("socket"), "trigger_id": "1.2.3"})
+        await slack_api.wait_for(lambda: slack_api.responses and slack_api.socket_acks)
+    assert [ack["envelope_id"] for ack in slack_api.socket_acks] == [envelope]
+    assert "AI in finance" in message_text(slack_api.responses[0])
 
 
 async def test_a_huge_or_stale_slack_request_is_refused_and_nothing_runs(slack_api: SlackApiDouble,

@@ -29,6 +29,8 @@ SPEC_PATH = Path(__file__).with_name("slack-web-api-openapi-v2.json")
 NEWER_ARGUMENTS = {"chat.postMessage": {"metadata", "unfurl_links", "unfurl_media"},
                    "auth.test": {"team_id"}, "chat.postEphemeral": set(), "users.info": set(),
                    "conversations.info": set()}
+# Socket Mode came after the spec: slack-sdk's SocketModeClient opens its connection with this method.
+NEWER_METHODS = {"apps.connections.open": (frozenset(), frozenset(), ["ok", "url"])}
 # bolt's per-request client adds the workspace to every call (org-wide installations need it).
 EVERY_METHOD = {"team_id"}
 BLOCK_TYPES = {"section", "context", "actions", "divider", "header", "image", "input", "rich_text"}
@@ -151,6 +153,7 @@ class SlackApiDouble:
     """The Web API of one workspace: its users and channels, the messages posted, and faults to inject."""
 
     token: str = "xoxb-test-token"
+    app_token: str = "xapp-test-token"  # Socket Mode's app-level token
     team_id: str = "T0123"
     bot_user_id: str = "U0BOT"
     users: dict[str, Member] = field(default_factory=dict)
@@ -171,6 +174,9 @@ class SlackApiDouble:
     _runner: web.AppRunner | None = None
     port: int = 0
     changed: asyncio.Condition | None = None
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)  # what the app sent back over Socket Mode
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _envelopes: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
     def base_url(self) -> str:
@@ -212,6 +218,7 @@ class SlackApiDouble:
         app = web.Application(client_max_size=2 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{name}", self._respond)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -222,6 +229,8 @@ class SlackApiDouble:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         """Stop serving."""
+        for socket in list(self._sockets):
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -229,6 +238,33 @@ class SlackApiDouble:
         assert self.changed is not None
         async with self.changed:
             self.changed.notify_all()
+
+    async def push(self, kind: str, payload: dict[str, Any]) -> str:
+        """Send an envelope (`slash_commands`, `events_api`, `interactive`) to every Socket Mode connection; returns
+        its envelope_id (the app acknowledges it by that id, see socket_acks)."""
+        await self.wait_for(lambda: self._sockets)
+        envelope_id = f"env-{next(self._envelopes)}"
+        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload,
+                    "accepts_response_payload": kind != "events_api", "retry_attempt": 0, "retry_reason": ""}
+        for socket in self._sockets:
+            await socket.send_json(envelope)
+        return envelope_id
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        await socket.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "double"},
+                                "connection_info": {"app_id": "A0APP"}})
+        self._sockets.append(socket)
+        await self._notify()
+        try:
+            async for message in socket:
+                if message.type == web.WSMsgType.TEXT:
+                    self.socket_acks.append(json.loads(message.data))
+                    await self._notify()
+        finally:
+            self._sockets.remove(socket)
+        return socket
 
     async def _respond(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -253,7 +289,7 @@ class SlackApiDouble:
             await self._notify()
 
     async def _answer(self, request: web.Request, method: str, args: dict[str, Any]) -> web.Response:
-        known = spec_methods()
+        known = {**spec_methods(), **NEWER_METHODS}
         if method not in known:
             self.violations.append(f"{method}: not a Web API method")
             return _error("unknown_method", status=404)
@@ -263,7 +299,8 @@ class SlackApiDouble:
         if missing or unknown:
             self.violations.append(f"{method}: missing {sorted(missing)}, unknown {sorted(unknown)}")
             return _error("invalid_arguments")
-        if request.headers.get("Authorization", "") != f"Bearer {self.token}":
+        token = self.app_token if method == "apps.connections.open" else self.token
+        if request.headers.get("Authorization", "") != f"Bearer {token}":
             return _error("not_authed" if "Authorization" not in request.headers else "invalid_auth")
         if self.revoked:
             return _error("token_revoked")
@@ -291,9 +328,12 @@ class SlackApiDouble:
 
     def _ok(self, method: str, answer: dict[str, Any]) -> web.Response:
         answer = {"ok": True, **answer}
-        missing = [key for key in spec_methods()[method][2] if key not in answer]
+        missing = [key for key in {**spec_methods(), **NEWER_METHODS}[method][2] if key not in answer]
         assert not missing, f"the double's {method} answer lacks {missing}"
         return web.json_response(answer)
+
+    async def _apps_connections_open(self, args: dict[str, Any]) -> web.Response:
+        return self._ok("apps.connections.open", {"url": f"ws://127.0.0.1:{self.port}/socket"})
 
     async def _auth_test(self, args: dict[str, Any]) -> web.Response:
         return self._ok("auth.test", {"url": "https://hk-ai.slack.com/", "team": "HK AI", "user": "hkai",
