@@ -95,7 +95,7 @@ class ChatPace:
     period: float
 
 
-ChatPacing = Callable[[ChatAddress], "ChatPace | None"]  # a chat's own limit; None: only the overall ceiling
+ChatPacing = Callable[[ChatAddress], ChatPace | None]  # a chat's own limit; None: only the overall ceiling
 
 
 def unpaced(chat: ChatAddress) -> ChatPace | None:
