@@ -156,6 +156,21 @@ async def test_a_revoked_token_deactivates_every_channel_of_the_workspace_and_as
     assert len(posts) == 1  # the second channel was deactivated without asking Slack with the refused token
 
 
+async def test_the_bot_added_to_a_channel_says_hello_and_an_archived_channel_ends_its_digest_at_once(
+        slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (runtime, slack):
+        await slack.event({"type": "member_joined_channel", "user": MEMBER, "channel": CHANNEL, "team": "T0123"})
+        await slack.event({"type": "member_joined_channel", "user": "U0BOT", "channel": CHANNEL, "team": "T0123"})
+        await slack_api.wait_for(lambda: slack_api.posted.get(CHANNEL))
+        [hello] = slack_api.texts(CHANNEL)  # one hello: for the bot joining, not for a member
+        assert "Hello!" in hello and "/hkai subscribe" in hello
+        await slack.command(slack_api, "subscribe", channel=CHANNEL, user=OWNER)
+        await slack_api.wait_for(lambda: slack_api.responses)
+        assert await runtime.store.count_active() == 1
+        await slack.event({"type": "channel_archive", "channel": CHANNEL, "user": OWNER})
+        await eventually(lambda: runtime.store.count_active(), 0)
+
+
 async def test_socket_mode_takes_a_slash_command_and_acknowledges_it(slack_api: SlackApiDouble,
                                                                     tmp_path: Path) -> None:
     settings = slack_settings(slack_api, tmp_path, slack_app_token=Secret(slack_api.app_token),

@@ -14,7 +14,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.commands import dispatch, find_command
 from bot.core.document import doc
-from bot.core.messages import SORRY, Chat, Reply, Request, User, interpret
+from bot.core.membership import membership_changed
+from bot.core.messages import SORRY, Chat, MembershipChange, Reply, Request, User, interpret
 from bot.core.services import Services
 from bot.slack.identity import NotASlackId, slack_chat, slack_user
 from bot.slack.render import ACTION_PREFIX, SLASH_COMMAND, reply_messages
@@ -66,13 +67,48 @@ class SlackFrontEnd:
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
         app.action(re.compile("^" + re.escape(ACTION_PREFIX)))(self.on_button)
+        app.event("member_joined_channel")(self.on_joined)
+        for gone in ("channel_left", "group_left", "channel_archive", "group_archive", "channel_deleted",
+                     "group_deleted"):
+            app.event(gone)(self.on_gone)
         app.error(self.on_error)
 
     async def _run(self, request: Request) -> tuple[Reply, bool]:
-        """The reply, and whether the asker may manage this chat's subscription."""
+        """The reply, and whether the asker may manage this chat's subscription (asked only where it decides
+        whether the channel sees the answer)."""
         reply = await dispatch(request, self.services)
-        allowed = await self.services.chat_admins.is_admin(request.chat, request.user)
+        known = find_command(request.command)
+        allowed = (request.chat.kind.is_group and known is not None and known.name in CHANNEL_NEWS
+                   and await self.services.chat_admins.is_admin(request.chat, request.user))
         return reply, allowed
+
+    async def on_joined(self, event: dict[str, Any], body: dict[str, Any], context: dict[str, Any],
+                        client: AsyncWebClient) -> None:
+        """The bot was added to a channel: a short hello (other members joining are not our business)."""
+        if event.get("user") != context.get("bot_user_id"):
+            return
+        chat = self._event_chat(event, body)
+        if chat is None:
+            return
+        reply = await membership_changed(MembershipChange(chat, present=True, was_present=False), self.services)
+        for message in reply_messages(reply):
+            await client.chat_postMessage(channel=event["channel"], unfurl_links=False, **message)
+
+    async def on_gone(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        """The bot left or was removed from a channel, or the channel was archived or deleted: its digest ends now
+        rather than at its next send."""
+        chat = self._event_chat(event, body)
+        if chat is not None:
+            await membership_changed(MembershipChange(chat, present=False, was_present=True), self.services)
+
+    @staticmethod
+    def _event_chat(event: dict[str, Any], body: dict[str, Any]) -> Chat | None:
+        channel = event.get("channel")
+        channel_id = channel.get("id") if isinstance(channel, dict) else channel
+        try:
+            return slack_chat(str(body.get("team_id") or event.get("team") or ""), str(channel_id or ""))
+        except NotASlackId:
+            return None
 
     async def on_command(self, ack: Callable[[], Awaitable[None]], command: dict[str, Any],
                          respond: Respond) -> None:
