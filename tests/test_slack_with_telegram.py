@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from doubles.fake_bot_api import FakeBotApi
-from doubles.slack_api import SlackApiDouble
+from doubles.slack_api import SlackApiDouble, message_text
 from harness import FakeClock, e2e_settings, sent_message_ids, texts
+from slack_harness import SIGNING_SECRET, SlackClient, free_port
 
 from bot.app import attach_slack, opened, telegram_running
 from bot.core.messages import ChatKind
@@ -62,3 +63,23 @@ async def test_a_broadcast_reaches_telegram_and_slack_subscribers_alike(fake: Fa
     # Neither platform was asked to send to the other's chat.
     assert {int(r.params["chat_id"]) for r in fake.requests if r.method == "sendMessage"} == {TG_CHAT, ADMIN}
     assert set(slack_api.posted) == {CHANNEL}
+
+
+async def test_slack_events_are_served_beside_the_telegram_webhook_on_one_port(
+        fake: FakeBotApi, slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    port = free_port()
+    settings = e2e_settings(fake, tmp_path, webhook_url="https://bot.example.test/telegram", port=port,
+                            webhook_listen="127.0.0.1", slack_bot_token=Secret(slack_api.token),
+                            slack_signing_secret=Secret(SIGNING_SECRET), slack_api_url=slack_api.base_url)
+    assert settings.webhook_mode and settings.slack_http_mode
+    clock = FakeClock()
+    async with contextlib.AsyncExitStack() as stack:
+        runtime = await stack.enter_async_context(opened(settings, clock))
+        stack.push_async_callback(close_client, attach_slack(runtime).client)
+        await stack.enter_async_context(telegram_running(runtime, clock))
+        slack = SlackClient(f"http://127.0.0.1:{port}/slack/events")
+        status, _ = await slack.command(slack_api, "sector finance", channel="D0789", user="U0OWNER")
+        assert status == 200
+        await slack_api.wait_for(lambda: slack_api.responses)
+    assert "AI in finance" in message_text(slack_api.responses[0])
+    assert fake.calls("setWebhook")  # Telegram's webhook registered on the same server
