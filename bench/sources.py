@@ -1,7 +1,8 @@
-"""Sources benchmark: one poll round of 50 feeds of 200 items, half unchanged (304); and dedup of 10,000 items.
+"""Sources benchmark: one poll round of 50 feeds of 200 items, half unchanged (304); dedup of 10,000 items; and
+one HTML listing page of 500 items read with its selectors (selectolax).
 
-    python -m bench.sources            # 50 sources x 200 items, 3 rounds; dedup of 10,000 items
-    python -m bench.sources --quick    # 6 sources x 20 items, 1 round; dedup of 1,000
+    python -m bench.sources            # 50 sources x 200 items, 3 rounds; dedup of 10,000 items; a 500-item page
+    python -m bench.sources --quick    # 6 sources x 20 items, 1 round; dedup of 1,000; a 50-item page
 
 The feeds come from tests/doubles/feed_server.py in its own process, so the poller's CPU time is its own. Each
 round is `bot.sources.poll.poll_sources` as the bot runs it (aiohttp, feedparser in a thread, selection), with
@@ -24,8 +25,9 @@ from typing import Any
 
 from bench.common import peak_rss_mb, print_table, write_results
 from bot.core.candidates import SourceState
-from bot.core.catalogue import SourceRules, WatchedSource, Watchlist
+from bot.core.catalogue import PageSelectors, SourceRules, WatchedSource, Watchlist
 from bot.sources.fetch import FetchLimits, feed_session
+from bot.sources.page import parse_page
 from bot.sources.poll import poll_sources
 from bot.sources.select import Entry, Selector
 from tests.doubles.feed_server import FeedServer, gov_rss
@@ -131,6 +133,26 @@ def dedup(count: int, runs: int) -> dict[str, Any]:
             "runs": runs}
 
 
+def page_parse(items: int, runs: int) -> dict[str, Any]:
+    """Read a `kind: html` listing page of `items` items (title, link, date, summary each) with its selectors."""
+    rows = "".join(f"<li><a class='t' href='/news/{n}'>AI item {n} &amp; more</a> <span class='d'>3 Dec 2026</span>"
+                   f"<p>Summary of item {n}, in a paragraph of ordinary length for a listing page.</p></li>"
+                   for n in range(items))
+    html = f"<!doctype html><html><body><nav>menu</nav><ul class='news'>{rows}</ul></body></html>".encode()
+    selectors = PageSelectors(item="ul.news > li", title="a.t", link="a.t", date="span.d", date_format="%d %b %Y",
+                              summary="p")
+    times = []
+    read = 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        parsed = parse_page(html, selectors, content_type="text/html; charset=utf-8",
+                            base_url="https://body.example/en/news", now=NOW, max_entries=items)
+        times.append(time.perf_counter() - start)
+        read = len(parsed.entries)
+    return {"items": items, "read": read, "page_kb": len(html) // 1024, "median_ms": statistics.median(times) * 1000,
+            "best_ms": min(times) * 1000, "per_item_us": statistics.median(times) / items * 1e6, "runs": runs}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run both measurements; print the tables and write bench/results/sources.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,11 +175,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parent.send("stop")
         server.join(timeout=30)
     dedup_row = dedup(args.dedup, 1 if args.quick else 5)
+    page_row = page_parse(50 if args.quick else 500, 1 if args.quick else 5)
     print_table("One poll round (half the sources answer 304)", [poll],
                 ["sources", "items_per_feed", "answered_304", "failed", "items_read", "candidates", "wall_s_median",
                  "wall_s_best", "cpu_s_median", "peak_alloc_mb", "peak_rss_mb", "rounds"])
     print_table("Selection and dedup", [dedup_row], ["entries", "kept", "median_ms", "best_ms", "per_entry_us", "runs"])
-    result = {"poll": poll, "dedup": dedup_row}
+    print_table("An HTML listing page read with its selectors", [page_row],
+                ["items", "read", "page_kb", "median_ms", "best_ms", "per_item_us", "runs"])
+    result = {"poll": poll, "dedup": dedup_row, "page": page_row}
     write_results("sources", "sources", result)
     return result
 

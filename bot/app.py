@@ -29,6 +29,7 @@ from bot.core.digest_composer import DigestRules
 from bot.core.document import Document
 from bot.core.messages import Chat, Reply
 from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
+from bot.core.prompts import PromptStore
 from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
 from bot.delivery import DeliveryEngine, Platform, RateLimiter, RateLimits
@@ -132,13 +133,14 @@ class Runtime:
 
 def build_services(settings: Settings, content: ContentLibrary, store: SubscriptionStore | None,
                    clock: WallClock = utc_now, *, content_admin: ContentAdmin | None = None,
-                   wake_delivery: Callable[[], None], candidates: CandidateStore | None = None) -> Services:
+                   wake_delivery: Callable[[], None], candidates: CandidateStore | None = None,
+                   prompts: PromptStore | None = None) -> Services:
     """The services every command gets, complete; a front end derives its own with Runtime.services_for."""
     rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
     return Services(content=content, clock=clock, admin_ids=settings.admin_ids, operator_contact=settings.contact,
                     subscriptions=store, default_timezone=settings.timezone, digest_rules=rules,
                     quiet_hours_cache=QuietHoursCache(), content_admin=content_admin, audit=store,
-                    wake_delivery=wake_delivery, candidates=candidates)
+                    wake_delivery=wake_delivery, candidates=candidates, prompts=prompts)
 
 
 def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallClock,
@@ -179,7 +181,7 @@ def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallCl
                          closing=[part for part in (leadership, *pacers.values()) if part is not None],
                          retention=retention,
                          wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
-                         polling=polling)
+                         polling=polling, prompts=services.prompts)
 
 
 async def _admin_hushed(services: Services, admin_id: int) -> bool:
@@ -233,7 +235,7 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
         # The delivery loop's wake-up exists before the loop, so the commands' Services is complete from the start.
         delivery_wake = asyncio.Event()
         services = build_services(settings, content, store, clock, content_admin=content_admin,
-                                  wake_delivery=delivery_wake.set, candidates=store)
+                                  wake_delivery=delivery_wake.set, candidates=store, prompts=store)
         yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store)
     finally:
         await store.close()

@@ -13,6 +13,7 @@ from bot.core.commands import dispatch
 from bot.core.document import Document, Line, LineKind, Style
 from bot.core.messages import SORRY, Button, Chat, ChatKind, Reply, User, interpret
 from bot.core.numbers import whole_number
+from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
 from bot.delivery import Platform
 
@@ -20,6 +21,8 @@ CONSOLE_CHAT = Chat(ChatAddress(CONSOLE, "1"), kind=ChatKind.PRIVATE, title="con
 # The person at the terminal runs the bot: they are its admin (content reloads, /status, broadcasts).
 CONSOLE_USER = User(id=1, name="console")
 PROMPT = "you> "
+# A terminal has no reply button: the line after a question is its answer (one line, so `Title | Summary`).
+ANSWER_HINT = "(Type your answer on the next line; a command instead cancels the question.)"
 BULLET = "• "
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ def render_reply(reply: Reply) -> tuple[str, list[Button]]:
     if buttons:
         choices = "\n".join(f"  [{number}] {button.label}" for number, button in enumerate(buttons, 1))
         text = f"{text}\n\nChoose a number:\n{choices}"
+    if reply.prompt is not None:
+        text = f"{text}\n\n{ANSWER_HINT}"
     return text, buttons
 
 
@@ -62,10 +67,15 @@ class Console:
         self.stdin = stdin
         self.stdout = stdout
         self.buttons: list[Button] = []  # the choices of the last message printed, empty when it had none
+        self.asked: OpenPrompt | None = None  # the question the last reply asked, which the next line answers
 
     async def handle_line(self, line: str) -> str | None:
         """Answer one line the user typed; None means nothing to show."""
         text = line.strip()
+        asked, self.asked = self.asked, None
+        if asked is not None and text and not text.startswith("/"):
+            answer = answering(asked, text, CONSOLE_CHAT, CONSOLE_USER, self.services.bot_username)
+            return None if answer is None else await self._reply(await dispatch(answer, self.services))
         from_button = False
         if text.isdigit():
             if not self.buttons:
@@ -78,10 +88,14 @@ class Console:
         request = interpret(text, CONSOLE_CHAT, CONSOLE_USER, self.services.bot_username, from_button=from_button)
         if request is None:
             return None
-        reply = await dispatch(request, self.services)
+        return await self._reply(await dispatch(request, self.services))
+
+    async def _reply(self, reply: Reply) -> str | None:
         if not reply.body:
             return None
         shown, self.buttons = render_reply(reply)
+        if reply.prompt is not None:
+            self.asked = OpenPrompt(reply.prompt.action, CONSOLE_USER.id, self.services.clock())
         return shown
 
     async def run(self) -> None:

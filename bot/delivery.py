@@ -88,11 +88,23 @@ class Sender(Protocol):
 
 
 @dataclass(frozen=True)
+class SharedPace:
+    """A budget several chats share, named by `key`: at most `sends` starts in any `period` seconds among them all
+    (a Slack workspace's tier limit: SharedPace("slack:T0123/", 50, 60.0))."""
+
+    key: str
+    sends: int
+    period: float
+
+
+@dataclass(frozen=True)
 class ChatPace:
-    """How often one chat may get a message: at most `sends` starts in any `period` seconds."""
+    """How often one chat may get a message: at most `sends` starts in any `period` seconds, and within `shared`
+    when it shares a budget with other chats."""
 
     sends: int
     period: float
+    shared: SharedPace | None = None
 
 
 ChatPacing = Callable[[ChatAddress], ChatPace | None]  # a chat's own limit; None: only the overall ceiling
@@ -159,12 +171,14 @@ class RateLimits:
 class _ChatGate:
     """One chat's recent start times and the lock that queues its sends one at a time."""
 
-    __slots__ = ("lock", "period", "starts")
+    __slots__ = ("lock", "period", "shared", "starts")
 
-    def __init__(self, capacity: int, period: float) -> None:
+    def __init__(self, capacity: int, period: float, shared: _ChatGate | None = None) -> None:
         self.lock = asyncio.Lock()
         self.period = period
+        self.shared = shared  # the gate of a budget shared with other chats, taken after this one
         self.starts: deque[float] = deque(maxlen=capacity)
+
 
 
 class RateLimiter:
@@ -199,6 +213,7 @@ class RateLimiter:
         self._lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(limits.max_in_flight) if limits.max_in_flight > 0 else None
         self._gates: dict[ChatAddress, _ChatGate] = {}
+        self._shared: dict[str, _ChatGate] = {}  # budgets shared by several chats: a few, kept for good
         self._sweep_at = 1024
         self._held: dict[ChatAddress, float] = {}  # chat -> clock time before which it gets nothing (its own 429)
         self._floods: deque[float] = deque()
@@ -244,12 +259,17 @@ class RateLimiter:
             return await self._start()
         async with gate.lock:
             # Holding the chat's lock through the global wait keeps a second send to this chat behind this one.
-            period = gate.period + self._margin
-            starts = gate.starts
-            while len(starts) == starts.maxlen and (wait := starts[0] + period - self._monotonic()) > 0:
-                await self._sleep(wait)
-            started = await self._start()
-            starts.append(started)
+            await self._wait_turn(gate)
+            shared = gate.shared
+            if shared is None:
+                started = await self._start()
+            else:
+                # Taken after the chat's own turn: a chat waiting for itself never holds up the others sharing.
+                async with shared.lock:
+                    await self._wait_turn(shared)
+                    started = await self._start()
+                    shared.starts.append(started)
+            gate.starts.append(started)
             return started
 
     async def at_send(self) -> None:
@@ -314,6 +334,12 @@ class RateLimiter:
         base = self._next_slot if now - self._next_slot <= self._catch_up else now
         self._next_slot = base + self._interval
 
+    async def _wait_turn(self, gate: _ChatGate) -> None:
+        """Sleep until one more start fits in the gate's window (the caller holds its lock)."""
+        starts, period = gate.starts, gate.period + self._margin
+        while len(starts) == starts.maxlen and (wait := starts[0] + period - self._monotonic()) > 0:
+            await self._sleep(wait)
+
     def _gate(self, chat: ChatAddress) -> _ChatGate | None:
         gate = self._gates.get(chat)
         if gate is not None:
@@ -321,7 +347,12 @@ class RateLimiter:
         pace = self._pace(chat)
         if pace is None or pace.sends <= 0 or pace.period <= 0:
             return None
-        gate = _ChatGate(pace.sends, pace.period)
+        shared = None
+        if pace.shared is not None and pace.shared.sends > 0 and pace.shared.period > 0:
+            shared = self._shared.get(pace.shared.key)
+            if shared is None:
+                shared = self._shared[pace.shared.key] = _ChatGate(pace.shared.sends, pace.shared.period)
+        gate = _ChatGate(pace.sends, pace.period, shared)
         if len(self._gates) >= self._sweep_at:
             self._sweep()
         self._gates[chat] = gate

@@ -16,6 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules, compose_digest
 from bot.core.ports import ContentSource, WallClock, utc_now
+from bot.core.prompts import PROMPT_RETENTION, PromptStore
 from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
 from bot.delivery import DeliveryEngine, DeliveryReport
 
@@ -88,8 +89,10 @@ class DigestService:
                  closing: Sequence[Closeable] = (), retention: timedelta | None = None,
                  prune_batch: int = PRUNE_BATCH, wake: asyncio.Event | None = None,
                  candidates: CandidateStore | None = None, candidate_expiry: timedelta | None = None,
-                 polling: PollingRound | None = None) -> None:
+                 polling: PollingRound | None = None, prompts: PromptStore | None = None) -> None:
         self.store = store
+        # Prompts nobody answered are forgotten after PROMPT_RETENTION; swept with the rest.
+        self.prompts = prompts
         self.engine = engine
         self.clock = clock
         self.tick_seconds = tick_seconds
@@ -133,8 +136,8 @@ class DigestService:
 
     async def prune(self) -> int:
         """Delete one batch of finished deliveries older than the retention, and one of incoming update ids older
-        than INCOMING_RETENTION, and expire the review candidates older than the candidate expiry, when a sweep is
-        due; returns how many rows went or expired.
+        than INCOMING_RETENTION, and one of prompts older than PROMPT_RETENTION, and expire the review candidates
+        older than the candidate expiry, when a sweep is due; returns how many rows went or expired.
 
         Called after each tick, so a large backlog goes a batch a tick instead of holding the store at once;
         once both batches come back short, the next sweep is a day later.
@@ -148,14 +151,16 @@ class DigestService:
             if deliveries:
                 log.info("deleted %d finished deliveries older than %s", deliveries, self.retention)
         incoming = await self.store.prune_incoming(now - INCOMING_RETENTION, self.prune_batch)
+        prompts = 0 if self.prompts is None else await self.prompts.prune_prompts(now - PROMPT_RETENTION,
+                                                                                    self.prune_batch)
         expired = 0
         if self.candidates is not None and self.candidate_expiry is not None:
             expired = await self.candidates.expire_candidates(now - self.candidate_expiry, now)
             if expired:
                 log.info("expired %d review candidate(s) undecided for %s", expired, self.candidate_expiry)
-        if max(deliveries, incoming) < self.prune_batch:
+        if max(deliveries, incoming, prompts) < self.prune_batch:
             self._next_prune_at = now + PRUNE_INTERVAL
-        return deliveries + incoming + expired
+        return deliveries + incoming + prompts + expired
 
     def wake(self) -> None:
         """Ask the delivery loop to look for work now (after a tick or a broadcast)."""

@@ -83,6 +83,11 @@ def test_the_slack_front_end_imports_no_telegram() -> None:
     assert bad == []
 
 
+def test_only_the_page_reader_imports_the_html_library() -> None:
+    # Pages are read one way, with declared selectors; the content validator asks bot.sources.page about them.
+    assert offenders("only bot.sources.page", ("selectolax",), ("bot.sources.page",)) == []
+
+
 # The shared path: what every platform's chats go through. It learns a platform only from a `Platform` it is given.
 SHARED = ("bot.core", "bot.delivery", "bot.digest_scheduler")
 # Where the core names the platforms it knows: the address type checks each platform's ids (a bare number typed to

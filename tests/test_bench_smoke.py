@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not an installed package; `pytest` (unlike `python -m pytest`) omits cwd
     sys.path.insert(0, str(ROOT))
 
-from bench import commands, content, fanout, sources, store, webhook_flood  # noqa: E402
+from bench import commands, content, fanout, inline, sources, store, webhook_flood  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -70,9 +70,15 @@ def test_sources_quick_polls_every_feed_and_half_answer_304() -> None:
     assert (poll["answered_304"], poll["failed"]) == (3, 0)
     assert poll["items_read"] == 3 * 20 and poll["candidates"] == 3 * 10  # every other item is about AI
     assert result["dedup"]["kept"] < result["dedup"]["entries"]
+    assert result["page"]["read"] == result["page"]["items"] == 50
 
 
 def test_each_benchmark_has_one_documented_command() -> None:
     readme = (ROOT / "bench" / "README.md").read_text()
     for name in ("fanout", "commands", "store", "content", "webhook_flood", "sources"):
         assert f"python -m bench.{name}" in readme
+
+
+def test_inline_quick_answers_every_query_within_the_bot_apis_limits() -> None:
+    rows = inline.main(["--quick"])
+    assert [row["results"] for row in rows] == [5, 20, 20, 20, 0, 0]

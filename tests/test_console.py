@@ -109,6 +109,26 @@ def test_console_reviews_and_publishes_across_a_restart(tmp_path: Path) -> None:
     assert "Insurers may now test generative AI." in (content / "updates.yaml").read_text()
 
 
+def test_in_the_console_the_line_after_edit_answers_it_and_a_command_cancels_it(tmp_path: Path) -> None:
+    content = Path(shutil.copytree(ROOT / "content", tmp_path / "content"))
+    database = f"sqlite:///{tmp_path}/bot.sqlite3"
+    asyncio.run(_queue_one_candidate(database))
+    env = {**{k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}, "DATABASE_URL": database,
+           "CONTENT_DIR": str(content), "CONTENT_HISTORY_DIR": str(tmp_path / "history"), "WATCH_CONTENT": "false",
+           "WATCH_SOURCES": "false"}
+    lines = ["/review", "3",  # Edit: a question
+             "/review", "insurers",  # a command cancels it; the next plain line is a search again
+             "/review", "3", "Insurers join the sandbox | Insurers may now test generative AI.",
+             "1", "/quit"]  # the saved card's first button: Publish
+    run = subprocess.run([sys.executable, "-m", "bot"], input="\n".join(lines) + "\n", capture_output=True,
+                         text=True, cwd=ROOT, env=env, timeout=60, check=True)
+
+    assert run.stdout.count("Type your answer on the next line") == 2
+    assert "Results for “insurers”" in run.stdout or "Nothing matches “insurers”" in run.stdout
+    assert "Saved your words." in run.stdout and "Published: Insurers join the sandbox" in run.stdout
+    assert "Insurers may now test generative AI." in (content / "updates.yaml").read_text()
+
+
 def test_bot_refuses_to_start_on_invalid_content(tmp_path: Path) -> None:
     (tmp_path / "sections").mkdir()
     (tmp_path / "sections" / "x.yaml").write_text("id: x\n")

@@ -17,6 +17,7 @@ import pytest
 from bot.core.addresses import SLACK, TELEGRAM, ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem
 from bot.core.messages import ChatKind
+from bot.core.prompts import OpenPrompt
 from bot.core.schedule import Cadence, Schedule
 from bot.core.subscriptions import Delivery, DigestPayload, IncomingClaim, SubscriptionRequest, SubscriptionStore
 from bot.delivery import (
@@ -30,6 +31,7 @@ from bot.delivery import (
     RateLimiter,
     RateLimits,
     RetryAfter,
+    SharedPace,
     TransientFailure,
     WorkspaceGone,
 )
@@ -262,6 +264,27 @@ async def test_sends_in_flight_are_capped_but_a_chat_waiting_its_turn_holds_no_s
     assert not chat_1_again.done()  # its chat's turn came, but the only slot is taken
     pacer.release()
     assert await asyncio.wait_for(chat_1_again, 0.5) >= 1.0
+
+
+async def test_chats_sharing_a_budget_stay_within_it_and_within_their_own() -> None:
+    time = VirtualTime()
+
+    def workspace_pace(chat: ChatAddress) -> ChatPace:
+        workspace = chat.id.partition("/")[0]
+        return ChatPace(1, 1.0, SharedPace(f"slack:{workspace}/", 5, 10.0))
+
+    pacer = RateLimiter(RateLimits(messages_per_second=0, max_in_flight=0), pace=workspace_pace,
+                        monotonic=time.clock, sleep=time.sleep)
+    busy = [ChatAddress("slack", f"T1/C{n}") for n in range(1, 11)]
+    other = ChatAddress("slack", "T2/C1")
+    busy_starts = await asyncio.gather(*(pacer.acquire(chat) for chat in [*busy, *busy]))
+    assert most_in_any_window(busy_starts, 10.0) <= 5  # the workspace's budget, over all its channels
+    assert max(busy_starts) >= 30.0  # 20 starts at 5 per 10 s
+    for n in range(10):  # and each channel's own: one a second
+        assert abs(busy_starts[n + 10] - busy_starts[n]) >= 1.0
+    await pacer.acquire(busy[0])
+    now = time.now
+    assert await pacer.acquire(other) == now  # another workspace's budget is its own, untouched
 
 
 async def test_idle_chats_are_forgotten() -> None:
@@ -616,6 +639,22 @@ async def test_the_retention_sweep_forgets_incoming_update_ids_after_two_days(st
     clock.advance(24 * hour)
     assert [await service.prune() for _ in range(2)] == [2, 1]
     assert await store.claim_incoming(1, "w1", clock(), 60) is IncomingClaim.NEW
+
+
+async def test_the_retention_sweep_forgets_unanswered_prompts_after_a_week(store: SubscriptionStore) -> None:
+    assert isinstance(store, SqlStore)
+    clock = Clock()
+    for message_id in (1, 2, 3):
+        await store.save_prompt(telegram(100), message_id, OpenPrompt("review edit 1", 900, clock()))
+    hour = 3600.0
+    service = DigestService(store, engine(store, FakeSender(), clock=clock), clock, tick_seconds=60.0, prune_batch=2,
+                            prompts=store)
+    clock.advance(7 * 24 * hour - 1)
+    assert await service.prune() == 0  # an admin may still answer them
+    assert await store.find_prompt(telegram(100), 1) is not None
+    clock.advance(24 * hour)
+    assert [await service.prune() for _ in range(2)] == [2, 1]
+    assert await store.find_prompt(telegram(100), 1) is None
 
 
 def found_item(n: int) -> FoundItem:

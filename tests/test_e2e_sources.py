@@ -152,3 +152,85 @@ async def test_with_watch_sources_off_nothing_is_polled(fake: FakeBotApi, tmp_pa
         assert runtime.digests is not None
         await asyncio.sleep(0.5)  # ten ticks
     assert feeds.requests == [] and texts(fake, ADMIN) == []
+
+
+def markup_sent(fake: FakeBotApi, chat_id: int) -> list[object]:
+    """The reply_markup of every message the bot sent to a chat, as the Bot API received it."""
+    return [message.get("reply_markup") for message in fake.sent_messages(chat_id)]
+
+
+async def test_edit_asks_for_a_reply_that_is_kept_across_a_restart_and_published(
+        fake: FakeBotApi, tmp_path: Path, content: Path, feeds: FeedServer) -> None:
+    feeds.add("/gia/rss/general_en.xml", feed(), etag='"v1"')
+    clock = FakeClock()
+    settings = e2e_settings(fake, tmp_path, content_dir=content, content_history_dir=tmp_path / "history",
+                            watch_content=False, watch_sources=True)
+    async with running_bot(fake, settings, clock):
+        await fake.wait_for("sendMessage", chat_id=ADMIN, timeout=15)  # the notice
+        fake.push_update(fake.command_update("/review", chat_id=ADMIN, user_id=ADMIN))
+        [_, card] = await fake.wait_for("sendMessage", count=2, chat_id=ADMIN)
+        edit = next(action for action in buttons(card) if action.startswith("review edit"))
+        fake.push_update(fake.callback_update(edit, chat_id=ADMIN, user_id=ADMIN,
+                                              message_id=sent_message_ids(fake, ADMIN)[-1]))
+        [*_, prompt] = await fake.wait_for("sendMessage", count=3, chat_id=ADMIN)
+        assert "Reply to this message with your own words" in prompt["text"]
+        assert markup_sent(fake, ADMIN)[-1] == {"force_reply": True, "selective": True,
+                                                "input_field_placeholder": "Your title, then your summary on the "
+                                                                           "next line"}
+    prompt_id = sent_message_ids(fake, ADMIN)[-1]
+
+    # A restart between the prompt and the answer: the prompt is in the database, not in the process.
+    async with running_bot(fake, settings, clock):
+        fake.push_update(fake.reply_update(
+            "Hospitals get a generative AI sandbox\nPublic hospitals may now try generative AI tools under "
+            "supervision.", reply_to_message_id=prompt_id, chat_id=ADMIN, user_id=ADMIN))
+        [*_, saved] = await fake.wait_for("sendMessage", count=4, chat_id=ADMIN)
+        assert "Saved your words." in saved["text"]
+        assert "Hospitals get a generative AI sandbox" in saved["text"]
+        assert "Public hospitals may now try generative AI tools under supervision." in saved["text"]
+        publish = next(action for action in buttons(saved) if action.startswith("review publish"))
+        fake.push_update(fake.callback_update(publish, chat_id=ADMIN, user_id=ADMIN,
+                                              message_id=sent_message_ids(fake, ADMIN)[-1]))
+        [published] = await fake.wait_for("editMessageText")
+        assert "Published: Hospitals get a generative AI sandbox" in published["text"]
+    updates = (content / "updates.yaml").read_text()
+    assert "Public hospitals may now try generative AI tools under supervision." in updates
+    assert "https://www.info.gov.hk/gia/general/202611/24/P1.htm" in updates
+
+
+async def test_in_a_group_only_the_admin_who_pressed_edit_answers_the_prompt(
+        fake: FakeBotApi, tmp_path: Path, content: Path, feeds: FeedServer) -> None:
+    group, member = -1005550001, 42
+    feeds.add("/gia/rss/general_en.xml", feed(), etag='"v1"')
+    clock = FakeClock()
+    settings = e2e_settings(fake, tmp_path, content_dir=content, content_history_dir=tmp_path / "history",
+                            watch_content=False, watch_sources=True)
+    async with running_bot(fake, settings, clock) as runtime:
+        await fake.wait_for("sendMessage", chat_id=ADMIN, timeout=15)  # the notice, in private
+        fake.push_update(fake.command_update("/review", chat_id=group, user_id=ADMIN, chat_type="supergroup",
+                                             title="Editors"))
+        [card] = await fake.wait_for("sendMessage", chat_id=group)
+        edit = next(action for action in buttons(card) if action.startswith("review edit"))
+        fake.push_update(fake.callback_update(edit, chat_id=group, user_id=ADMIN, chat_type="supergroup",
+                                              message_id=sent_message_ids(fake, group)[-1]))
+        [_, prompt] = await fake.wait_for("sendMessage", count=2, chat_id=group)
+        # The admin is mentioned, so that the selective forced reply opens their reply field and nobody else's.
+        assert prompt["text"].startswith("<a href=\"tg://user?id=900\">Ada</a>:")
+        [sent] = [r.result for r in fake.requests if r.method == "sendMessage" and r.ok
+                  and r.result["message_id"] == sent_message_ids(fake, group)[-1] and r.result["chat"]["id"] == group]
+        assert sent["entities"][0]["type"] == "text_mention" and sent["entities"][0]["user"]["id"] == ADMIN
+        prompt_id = sent_message_ids(fake, group)[-1]
+
+        fake.push_update(fake.reply_update("Hijacked\nNot an admin's words.", reply_to_message_id=prompt_id,
+                                           chat_id=group, user_id=member, chat_type="supergroup"))
+        fake.push_update(fake.reply_update("Hospitals get a sandbox\nPublic hospitals may try generative AI.",
+                                           reply_to_message_id=prompt_id, chat_id=group, user_id=ADMIN,
+                                           chat_type="supergroup"))
+        [*_, saved] = await fake.wait_for("sendMessage", count=3, chat_id=group)
+        assert "Saved your words." in saved["text"] and "Hijacked" not in saved["text"]
+        assert runtime.candidates is not None
+        candidate = await runtime.candidates.get_candidate(int(edit.split()[-1]))
+        assert candidate is not None
+        assert (candidate.draft.title, candidate.draft.summary) == ("Hospitals get a sandbox",
+                                                                    "Public hospitals may try generative AI.")
+    assert len(texts(fake, group)) == 3  # the member's reply got no answer at all

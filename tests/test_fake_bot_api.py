@@ -15,6 +15,7 @@ from telegram import (
     Bot,
     ChatMemberAdministrator,
     ChatMemberOwner,
+    ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -183,6 +184,39 @@ async def test_callback_data_limits(fake: FakeBotApi, bot: Bot) -> None:
     assert status == 400
     assert "Text buttons are unallowed" in body["description"]
     assert len(fake.sent_messages()) == 1
+
+
+async def test_force_reply_shapes_are_checked_against_the_spec(fake: FakeBotApi, bot: Bot) -> None:
+    sent = await bot.send_message(chat_id=1001, text="Your words?",
+                                  reply_markup=ForceReply(selective=True, input_field_placeholder="Title"))
+    assert sent.reply_markup is None  # a Message echoes only an inline keyboard
+    assert fake.sent_messages()[0]["reply_markup"] == {"force_reply": True, "selective": True,
+                                                       "input_field_placeholder": "Title"}
+    bad = {
+        "placeholder too long": {"force_reply": True, "input_field_placeholder": "x" * 65},
+        "placeholder empty": {"force_reply": True, "input_field_placeholder": ""},
+        "force_reply false": {"force_reply": False},
+        "selective not a Boolean": {"force_reply": True, "selective": "yes"},
+        "unknown field": {"force_reply": True, "selectiv": True},
+    }
+    for case, markup in bad.items():
+        status, _ = await raw_post(fake, "sendMessage", json={"chat_id": 1001, "text": "t", "reply_markup": markup})
+        assert status == 400, case
+    with pytest.raises(BadRequest, match="inline keyboard markup"):
+        await bot.edit_message_text("Edited", chat_id=1001, message_id=sent.message_id,
+                                    reply_markup=ForceReply())  # type: ignore[arg-type]
+    assert len(fake.sent_messages()) == 1
+
+
+async def test_a_reply_update_carries_the_message_it_replies_to(fake: FakeBotApi, bot: Bot) -> None:
+    sent = await bot.send_message(chat_id=GROUP_ID, text="Your words?", reply_markup=ForceReply(selective=True))
+    update = Update.de_json({"update_id": 1, **fake.reply_update(
+        "Mine", reply_to_message_id=sent.message_id, chat_id=GROUP_ID, user_id=900, chat_type="supergroup")}, bot)
+    assert update.message is not None and update.message.reply_to_message is not None
+    assert update.message.reply_to_message.message_id == sent.message_id
+    assert update.message.reply_to_message.from_user is not None and update.message.reply_to_message.from_user.is_bot
+    with pytest.raises(ValueError, match="no message"):
+        fake.reply_update("Mine", reply_to_message_id=sent.message_id + 99, chat_id=GROUP_ID)
 
 
 async def test_unknown_method_and_case_insensitivity(fake: FakeBotApi) -> None:
@@ -525,11 +559,15 @@ async def test_all_results_match_spec_required_fields(fake: FakeBotApi, bot: Bot
         fake.text_update("hello"),
         fake.callback_update("a", message_id=msg.message_id),
         doc,
+        fake.inline_query_update("finance"),
     ]
     for update in updates:
         fake.push_update(update)
-    (query,) = [u.callback_query for u in await bot.get_updates() if u.callback_query]
+    pushed = await bot.get_updates()
+    (query,) = [u.callback_query for u in pushed if u.callback_query]
     await query.answer()
+    (inline,) = [u.inline_query for u in pushed if u.inline_query]
+    await inline.answer([], next_offset="")
     await bot.send_message(-100555, "channel post")
     await bot.edit_message_reply_markup(
         chat_id=1001, message_id=msg.message_id, reply_markup=keyboard(InlineKeyboardButton("b", callback_data="b"))
@@ -591,3 +629,71 @@ async def test_all_results_match_spec_required_fields(fake: FakeBotApi, bot: Bot
     assert missing_required_fields("ChatMemberAdministrator", {"status": "administrator", "user": {"id": 1}}) != []
     assert "chat" in missing_required_fields("Message", {"message_id": 1, "date": 0})
     assert missing_required_fields("Message", {"message_id": 1, "date": 0, "chat": {"id": 1}}) == ["chat.type"]
+
+
+# ------------------------------------------------------------------------------------ inline queries
+
+
+def _article(result_id: str = "a1", text: str = "<b>Card</b>", **extra: Any) -> dict[str, Any]:
+    """A valid InlineQueryResultArticle, as JSON."""
+    return {"type": "article", "id": result_id, "title": "Card",
+            "input_message_content": {"message_text": text, "parse_mode": "HTML"}, **extra}
+
+
+async def test_an_inline_query_is_answered_once_through_ptb(fake: FakeBotApi, bot: Bot) -> None:
+    update = fake.inline_query_update("finance", offset="20", language_code="zh-hk")
+    fake.push_update(update)
+    [pushed] = await bot.get_updates(timeout=0)
+    query = pushed.inline_query
+    assert query is not None and query.query == "finance" and query.offset == "20"
+    assert query.from_user.language_code == "zh-hk"
+    assert await query.answer([], cache_time=0, next_offset="") is True
+    assert fake.inline_answer(query.id) == {"inline_query_id": query.id, "results": [], "cache_time": 0,
+                                            "next_offset": ""}
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await query.answer([])
+
+
+@pytest.mark.parametrize(("answer", "fragment"), [
+    ({"results": [_article(f"r{i}") for i in range(51)]}, "RESULTS_TOO_MUCH"),
+    ({"results": [_article("x" * 65)]}, "results[0].id: 65 bytes, must be 1-64"),
+    ({"results": [_article("")]}, "results[0].id: 0 bytes"),
+    ({"results": [_article("a"), _article("a")]}, "RESULT_ID_DUPLICATE"),
+    ({"results": [{"type": "article", "id": "a", "input_message_content": {"message_text": "x"}}]},
+     "results[0].title: required"),
+    ({"results": [_article(title=7)]}, "results[0].title: expected String"),
+    ({"results": [_article(title=" ")]}, "RESULT_TITLE_EMPTY"),
+    ({"results": [{"type": "poem", "id": "a"}]}, "not any InlineQueryResult"),
+    ({"results": [_article(text="")]}, "message text is empty"),
+    ({"results": [_article(text="x" * 4097)]}, "message is too long"),
+    ({"results": [_article(text="<b>open")]}, "can't parse entities"),
+    ({"results": [_article(reply_markup={"inline_keyboard": [[{"text": "Open", "url": "t.me/bot"}]]})]},
+     "button URL 't.me/bot' is invalid"),
+    ({"results": [], "next_offset": "9" * 65}, "NEXT_OFFSET_INVALID"),
+    ({"results": [], "cache_time": -1}, "cache_time"),
+    ({"results": [], "button": {"text": "Open", "start_parameter": "a b"}}, "start_parameter"),
+])
+async def test_an_inline_answer_outside_the_spec_is_refused(fake: FakeBotApi, answer: dict[str, Any],
+                                                           fragment: str) -> None:
+    update = fake.inline_query_update("x")
+    query_id = update["inline_query"]["id"]
+    status, body = await raw_post(fake, "answerInlineQuery", json={"inline_query_id": query_id, **answer})
+    assert status == 400 and fragment in body["description"], body
+    assert fake.inline_answer(query_id) is None  # still answerable
+
+
+async def test_an_inline_answer_within_every_limit_is_accepted(fake: FakeBotApi) -> None:
+    update = fake.inline_query_update("x")
+    query_id = update["inline_query"]["id"]
+    results = [_article(f"r{i}", "é" * (4096 if i < 2 else 40), description="d",
+                        reply_markup={"inline_keyboard": [[{"text": "Open", "url": "https://t.me/b?start=a"}]]})
+               for i in range(50)]
+    status, body = await raw_post(fake, "answerInlineQuery", json={
+        "inline_query_id": query_id, "results": results, "next_offset": "9" * 64, "cache_time": 0,
+        "is_personal": True, "button": {"text": "Open", "start_parameter": "a-b_C9"}})
+    assert (status, body) == (200, {"ok": True, "result": True})
+
+
+async def test_an_unknown_inline_query_id_is_refused(fake: FakeBotApi) -> None:
+    status, body = await raw_post(fake, "answerInlineQuery", json={"inline_query_id": "nope", "results": []})
+    assert status == 400 and "query ID is invalid" in body["description"]

@@ -17,7 +17,8 @@ from bot.content.manager import ContentManager, OffLoopContentAdmin
 from bot.core.addresses import telegram
 from bot.core.candidates import Candidate, CandidateState, FoundItem
 from bot.core.commands import dispatch
-from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Reply, User, interpret
+from bot.core.messages import CALLBACK_DATA_LIMIT, Chat, ChatKind, Prompt, Reply, User, interpret
+from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
 from bot.store import SqlStore, open_store
 
@@ -223,3 +224,129 @@ async def test_admins_on_two_replicas_pressing_publish_at_once_publish_it_once(
     finally:
         for store in replicas:
             await store.close()
+
+
+# ---------------------------------------------------------------------------------------------------- Edit's prompt
+
+
+def answer(services: Services, prompt: Prompt, reply_text: str, user: int = ADA) -> asyncio.Future[Reply]:
+    """Reply to a prompt as a front end would: the prompt's command with the reply's text as its answer."""
+    request = answering(OpenPrompt(prompt.action, ADA, NOW), reply_text, Chat(telegram(user), ChatKind.PRIVATE),
+                        User(user))
+    assert request is not None
+    return asyncio.ensure_future(dispatch(request, services))
+
+
+async def pressed_edit(services: Services, candidate: Candidate) -> Prompt:
+    reply = await asker(services)(f"review edit {candidate.id}", button=True)
+    assert reply.prompt is not None and not reply.replace and not reply.buttons
+    return reply.prompt
+
+
+async def test_edit_asks_for_a_reply_whose_lines_are_the_title_and_the_summary(
+        services: Services, sqlite_store: SqlStore) -> None:
+    (candidate,) = await sqlite_store.add_candidates([found(1)], NOW)
+    reply = await asker(services)(f"review edit {candidate.id}", button=True)
+    assert reply.prompt == Prompt(f"review edit {candidate.id}", "Your title, then your summary on the next line")
+    assert "Reply to this message with your own words" in text(reply)
+
+    saved = await answer(services, reply.prompt, "Sandbox opens to insurers\nInsurers may now test\ngenerative AI.")
+
+    assert "Saved your words." in text(saved) and not saved.replace
+    assert actions(saved)[0] == f"review publish {candidate.id}"
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None
+    assert (stored.draft.title, stored.draft.summary) == ("Sandbox opens to insurers",
+                                                           "Insurers may now test generative AI.")
+
+
+async def test_one_line_changes_the_title_and_a_leading_bar_the_summary(
+        services: Services, sqlite_store: SqlStore) -> None:
+    (candidate,) = await sqlite_store.add_candidates([found(1)], NOW)
+    prompt = await pressed_edit(services, candidate)
+    await answer(services, prompt, "First title | First summary of my own.")
+    await answer(services, prompt, "Better title")
+    await answer(services, prompt, "| Better summary of my own.")
+
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None
+    assert (stored.draft.title, stored.draft.summary) == ("Better title", "Better summary of my own.")
+
+    await answer(services, prompt, "| Summary on\ntwo lines.")
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None and (stored.draft.title, stored.draft.summary) == ("Better title",
+                                                                                 "Summary on two lines.")
+    await answer(services, prompt, "Sandbox | phase two\nInsurers join it.")  # with a line break, | is the title's
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None
+    assert (stored.draft.title, stored.draft.summary) == ("Sandbox | phase two", "Insurers join it.")
+
+
+async def test_an_answer_copying_the_source_or_over_the_limits_is_refused_and_asked_again(
+        services: Services, sqlite_store: SqlStore) -> None:
+    (candidate,) = await sqlite_store.add_candidates([found(1)], NOW)
+    prompt = await pressed_edit(services, candidate)
+    excerpt = found(1).excerpt
+    cases = {
+        f"My title\n{excerpt}": "The summary copies the source's text",
+        f"My title\n{excerpt[4:-1]}": "The summary copies the source's text",  # a long run of it
+        f"{found(1).title}\nMy own summary.": "The title is the source's headline word for word",
+        f"{'T' * 121}\nMy own summary.": "The title is 121 characters; at most 120 are allowed.",
+        f"My title\n{'word ' * 900}": "The update would be 4532 characters long; one message holds 4096.",
+    }
+    for answer_text, problem in cases.items():
+        refused = await answer(services, prompt, answer_text)
+        assert f"Not saved. {problem}" in text(refused), answer_text[:40]
+        assert refused.prompt == prompt  # asked again: the admin replies once more
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None and (stored.draft.title, stored.draft.summary) == ("", "")
+
+
+async def test_a_reply_from_someone_other_than_the_admin_asked_is_not_an_answer(
+        services: Services, sqlite_store: SqlStore) -> None:
+    (candidate,) = await sqlite_store.add_candidates([found(1)], NOW)
+    asked = OpenPrompt(f"review edit {candidate.id}", ADA, NOW)
+    group = Chat(telegram(-100200), ChatKind.SUPERGROUP)
+
+    assert answering(asked, "Hijacked title\nHijacked summary.", group, User(EVE)) is None
+    assert answering(asked, "Another admin's title", group, User(BEN)) is None
+    assert answering(asked, "   ", group, User(ADA)) is None
+    request = answering(asked, "Ada's title", group, User(ADA))
+    assert request is not None and (request.command, request.args, request.answer) == (
+        "review", ("edit", str(candidate.id)), "Ada's title")
+
+
+async def test_a_non_admin_answering_a_prompt_changes_nothing(services: Services, sqlite_store: SqlStore) -> None:
+    (candidate,) = await sqlite_store.add_candidates([found(1)], NOW)
+    # Even a prompt that names nobody (or an admin who lost the role) goes through the admin check of /review.
+    request = answering(OpenPrompt(f"review edit {candidate.id}", None, NOW), "Title\nSummary.", Chat(telegram(EVE)),
+                        User(EVE))
+    assert request is not None
+    assert "for the bot's admins" in text(await dispatch(request, services))
+    stored = await sqlite_store.get_candidate(candidate.id)
+    assert stored is not None and stored.draft.title == ""
+
+
+async def test_an_answer_for_a_candidate_decided_meanwhile_saves_nothing(
+        services: Services, sqlite_store: SqlStore) -> None:
+    first, second = await sqlite_store.add_candidates([found(1), found(2)], NOW)
+    prompt = await pressed_edit(services, first)
+    await asker(services)(f"review reject {first.id}", BEN, button=True)
+
+    late = text(await answer(services, prompt, "Late title\nLate summary."))
+
+    assert f"Candidate {first.id} is rejected already." in late and f"Candidate {second.id}" in late
+
+
+async def test_a_summary_at_the_message_limit_is_saved_and_published_one_more_character_is_not(
+        services: Services, sqlite_store: SqlStore, content: Path) -> None:
+    (candidate,) = await sqlite_store.add_candidates([found(1)], NOW)
+    prompt = await pressed_edit(services, candidate)
+    around = len("25 Nov 2026 · My title\n") + len(" Read more")  # how the update renders around its summary
+    longest = "a" * (4096 - around)
+
+    assert "Not saved." in text(await answer(services, prompt, f"My title\n{longest}a"))
+    assert "Saved your words." in text(await answer(services, prompt, f"My title\n{longest}"))
+    # The content validator, which publishing goes through, agrees: the update is published.
+    assert "Published: My title" in text(await asker(services)(f"review publish {candidate.id}", button=True))
+    assert services.content.catalogue.updates[0].summary == longest

@@ -96,7 +96,7 @@ sources:
     errors = {str(error) for error in caught.value.errors}
     expected = [
         "content/sources.yaml:3: section_keywords.nowhere: no section with id 'nowhere'",
-        "content/sources.yaml:7: sources[0].kind: html pages are not supported",
+        "content/sources.yaml:5: sources[0].select: missing required field: a kind: html source needs selectors",
         "content/sources.yaml:15: sources[1].url: must be an http(s) link",
         "content/sources.yaml:16: sources[1].language: must be one of en, zh-Hant, got 'fr'",
         "content/sources.yaml:17: sources[1].sections: no section with id 'nowhere'",

@@ -17,6 +17,7 @@ from bot.core.addresses import ChatAddress, telegram
 from bot.core.candidates import CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import block, bold, code, doc, heading, italic, item, line, link, pre
 from bot.core.messages import ChatKind
+from bot.core.prompts import OpenPrompt
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscriptions import (
     Delivery,
@@ -1129,3 +1130,31 @@ async def test_the_oldest_open_candidate_and_expiry_use_their_indexes(store: Sql
             " WHERE state = 'new' AND found_at < ?", (T0,)
         )
     assert "candidates_open" in str(plan) and "candidates_open_found" in str(expiry)
+
+
+# ---------------------------------------------------------------------------------------------------- prompts
+
+
+async def test_a_prompt_is_found_by_chat_and_message_and_a_second_save_replaces_it(store: SqlStore) -> None:
+    asked = OpenPrompt("review edit 42", 900, datetime(2026, 3, 2, 9, 30, tzinfo=timezone(timedelta(hours=8))))
+    await store.save_prompt(telegram(-1001234567890), 77, asked)
+
+    found_again = await store.find_prompt(telegram(-1001234567890), 77)
+    assert found_again == replace(asked, asked_at=datetime(2026, 3, 2, 1, 30, tzinfo=UTC))
+    assert found_again is not None and found_again.asked_at.tzinfo == UTC
+    assert await store.find_prompt(telegram(-1001234567890), 78) is None  # another message of the chat
+    assert await store.find_prompt(telegram(77), 77) is None  # the same message id in another chat
+
+    await store.save_prompt(telegram(-1001234567890), 77, OpenPrompt("review edit 43", None, T0))
+    assert await store.find_prompt(telegram(-1001234567890), 77) == OpenPrompt("review edit 43", None, T0)
+
+
+async def test_old_prompts_are_pruned_in_batches_and_recent_ones_kept(store: SqlStore) -> None:
+    for message_id, asked_at in ((1, T0 - timedelta(days=9)), (2, T0 - timedelta(days=8)), (3, T0)):
+        await store.save_prompt(telegram(100), message_id, OpenPrompt("review edit 1", 900, asked_at))
+    cutoff = T0 - timedelta(days=7)
+    assert await store.prune_prompts(cutoff, 1) == 1  # the limit holds
+    assert await store.prune_prompts(cutoff, 100) == 1
+    assert await store.prune_prompts(cutoff, 100) == 0
+    assert await store.prune_prompts(cutoff, 0) == 0
+    assert [await store.find_prompt(telegram(100), m) is not None for m in (1, 2, 3)] == [False, False, True]

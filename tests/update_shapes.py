@@ -206,7 +206,7 @@ class Membership:
 
 @dataclass(frozen=True)
 class Other:
-    """An update kind the bot does not handle (inline query, reaction): it must pass by quietly."""
+    """An inline query (answered, within the Bot API's limits) or a reaction (not handled: it passes by quietly)."""
 
     kind: str
     sender: int
@@ -215,8 +215,9 @@ class Other:
     def to_json(self, fake: FakeBotApi, message_id: int) -> JSONDict:
         """The Update (without update_id)."""
         if self.kind == "inline_query":
-            return {"inline_query": {"id": f"iq{message_id}", "from": user_json(self.sender), "query": self.text,
-                                     "offset": ""}}
+            update = fake.inline_query_update(self.text[:256])  # registers the id, so the double takes its answer
+            update["inline_query"]["from"] = user_json(self.sender)
+            return update
         return {"message_reaction": {"chat": chat_json(self.sender), "message_id": message_id,
                                      "user": user_json(self.sender), "date": int(time.time()), "old_reaction": [],
                                      "new_reaction": [{"type": "emoji", "emoji": "👍"}]}}

@@ -14,9 +14,11 @@ from typing import Any
 from bot.content.errors import ContentError, InvalidContent, Unreadable
 from bot.content.parse import LineList, LineMap, parse_file
 from bot.core.catalogue import (
+    UPDATE_TITLE_LIMIT,
     About,
     Catalogue,
     Initiative,
+    PageSelectors,
     Section,
     Source,
     SourceRules,
@@ -26,11 +28,12 @@ from bot.core.catalogue import (
 )
 from bot.core.document import doc
 from bot.core.render import render_initiative, render_section_header, render_update
+from bot.sources.page import css_problem
 from bot.tg.render import MESSAGE_LIMIT, message_length
 
 SECTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 MAX_TITLE = 40
-MAX_UPDATE_TITLE = 120
+MAX_UPDATE_TITLE = UPDATE_TITLE_LIMIT
 EARLIEST_YEAR = 1950
 
 
@@ -166,8 +169,11 @@ WATCHLIST_FIELDS = (_Field("keywords"), _Field("section_keywords", False), _Fiel
 WATCHED_FIELDS = (
     _Field("id"), _Field("name"), _Field("kind"), _Field("url"), _Field("language"),
     _Field("sections"), _Field("poll_minutes"), _Field("keywords", False), _Field("note", False),
+    _Field("select", False),
 )
-SOURCE_KINDS = ("rss", "atom")
+SELECT_FIELDS = (_Field("item"), _Field("title"), _Field("link"), _Field("date", False), _Field("date_format", False),
+                 _Field("summary", False))
+SOURCE_KINDS = ("rss", "atom", "html")
 SOURCE_LANGUAGES = ("en", "zh-Hant")
 MIN_POLL_MINUTES = 15
 
@@ -357,14 +363,16 @@ def _read_watched(report: _Reporter, item: LineMap, where: str) -> WatchedSource
         source_id = None
     name = _text(report, item, where, "name", max_length=MAX_UPDATE_TITLE)
     kind = _text(report, item, where, "kind")
-    if kind == "html":
-        # An HTML listing page would need a well-kept extraction library; we ship none, and never scrape by hand.
-        report.error(_line_of(item, "kind"), f"{where}.kind", "html pages are not supported: use the body's RSS "
-                                                             "or Atom feed (rss, atom)")
-        kind = None
-    elif kind is not None and kind not in SOURCE_KINDS:
+    if kind is not None and kind not in SOURCE_KINDS:
         report.error(_line_of(item, "kind"), f"{where}.kind", f"must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
         kind = None
+    page = None
+    if kind == "html":
+        page = _read_selectors(report, item, where)
+        if page is None:
+            kind = None
+    elif "select" in item and kind is not None:
+        report.error(_line_of(item, "select"), f"{where}.select", "only a kind: html source has selectors")
     url = _link(report, item, where, "url")
     language = _text(report, item, where, "language")
     if language is not None and language not in SOURCE_LANGUAGES:
@@ -384,7 +392,55 @@ def _read_watched(report: _Reporter, item: LineMap, where: str) -> WatchedSource
         return None
     return WatchedSource(id=source_id, name=name, kind=kind, url=url, language=language,
                          sections=tuple(s for s, _ in sections), poll_minutes=minutes,
-                         keywords=tuple(k for k, _ in keywords), note=note)
+                         keywords=tuple(k for k, _ in keywords), note=note, page=page)
+
+
+def _read_selectors(report: _Reporter, item: LineMap, where: str) -> PageSelectors | None:
+    """A kind: html source's `select:` mapping: CSS selectors, each checked by the library that will run it."""
+    where = _join(where, "select")
+    data = item.get("select")
+    if not isinstance(data, LineMap):
+        report.error(_line_of(item, "select"), where, "missing required field: a kind: html source needs "
+                     "selectors (item, title, link)" if data is None else f"must be a mapping, not {_kind(data)}")
+        return None
+    _check_keys(report, data, where, SELECT_FIELDS)
+    found: dict[str, str | None] = {}
+    for name in ("item", "title", "link", "date", "summary"):
+        selector = _text(report, data, where, name)
+        refused = None if selector is None else css_problem(selector)
+        if refused is not None:
+            report.error(_line_of(data, name), _join(where, name), refused)
+            selector = None
+        found[name] = selector
+    date_format = _text(report, data, where, "date_format")
+    usable = all(found[name] is not None for name in ("item", "title", "link")) and all(
+        found[name] is not None for name in ("date", "summary") if name in data)
+    if ("date" in data) != ("date_format" in data):
+        given, missing = ("date", "date_format") if "date" in data else ("date_format", "date")
+        report.error(_line_of(data, given), _join(where, missing), f"missing: {given} needs {missing}")
+        usable = False
+    elif date_format is not None and (problem := _date_format_problem(date_format)):
+        report.error(_line_of(data, "date_format"), _join(where, "date_format"), problem)
+        usable = False
+    if not usable:
+        return None
+    item_css, title, link = found["item"], found["title"], found["link"]
+    if item_css is None or title is None or link is None:  # never, when usable: said for the type checker
+        return None
+    return PageSelectors(item=item_css, title=title, link=link, date=found["date"], date_format=date_format,
+                         summary=found["summary"])
+
+
+def _date_format_problem(date_format: str) -> str | None:
+    """Why a strptime format cannot read dates ('%d %b %Y' can; 'Dec 3' cannot), or None."""
+    sample = datetime(2026, 12, 3, 9, 30)
+    try:
+        if "%" not in date_format or datetime.strptime(sample.strftime(date_format), date_format).date() != \
+                sample.date():
+            return f"must be a strptime format naming the day, month and year (e.g. '%d %b %Y'), got {date_format!r}"
+    except ValueError as exc:
+        return f"not a usable strptime format ({exc}): {date_format!r}"
+    return None
 
 
 def validate_texts(texts: Mapping[str, str | Unreadable], *, base: PurePath, now: datetime,

@@ -40,6 +40,9 @@ class Section:
     initiatives: tuple[Initiative, ...]
 
 
+UPDATE_TITLE_LIMIT = 120  # characters of an update's title: the validator's limit, and /review edit's
+
+
 @dataclass(frozen=True)
 class Update:
     """A dated item of news, the stuff digests are made of."""
@@ -76,6 +79,23 @@ class About:
 
 
 @dataclass(frozen=True)
+class PageSelectors:
+    """How to read a `kind: html` listing page: CSS selectors for each item and, inside it, its parts.
+
+    `{item: "ul.news li", title: "a", link: "a", date: ".date", date_format: "%d %b %Y"}` reads
+    `<li><a href="/p1.htm">AI sandbox opens</a><span class="date">3 Dec 2026</span></li>` as one item; the link is
+    the `href` of the `link` element (or of the first link inside it); a date is a day in Hong Kong.
+    """
+
+    item: str
+    title: str
+    link: str
+    date: str | None = None
+    date_format: str | None = None  # a strptime format, given with `date`
+    summary: str | None = None
+
+
+@dataclass(frozen=True)
 class WatchedSource:
     """An official source the bot polls for news, from content/sources.yaml.
 
@@ -85,13 +105,14 @@ class WatchedSource:
 
     id: str
     name: str
-    kind: str  # "rss" or "atom"
+    kind: str  # "rss", "atom" or "html"
     url: str
     language: str  # "en" or "zh-Hant"
     sections: tuple[str, ...]  # suggested for every item of this source
     poll_minutes: int
     keywords: tuple[str, ...] = ()  # extra AI keywords for this source only
     note: str | None = None
+    page: PageSelectors | None = None  # for kind "html": where the items are on the page
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from bot.core import admin, review, subscription_commands
 from bot.core.catalogue import Catalogue, Section, Update
-from bot.core.document import Block, Line, Part, block, bold, doc, heading, italic, item, line, link, para
+from bot.core.document import Block, Line, Part, block, bold, code, doc, heading, italic, item, line, link, para
 from bot.core.messages import SORRY, Button, Reply, Request, replacing_on_button
 from bot.core.numbers import whole_number
 from bot.core.render import format_date, render_initiative, render_section_header, render_update
@@ -126,8 +126,22 @@ async def help_(request: Request, services: Services) -> Reply:
     is_admin = request.user is not None and request.user.id in services.admin_ids
     listing = block(heading("Commands"), *(line(f"{command.usage} — {command.summary}") for command in COMMANDS
                                            if is_admin or not command.admin_only))
-    return Reply(doc(listing, para(f"In groups, address commands to the bot, e.g. /sector@"
-                                   f"{services.bot_username or 'bot'} finance.")))
+    groups = para(f"In groups, address commands to the bot, e.g. /sector@{services.bot_username or 'bot'} finance.")
+    return Reply(doc(listing, groups, _inline_help(services.bot_username, is_admin)))
+
+
+def _inline_help(bot_username: str, is_admin: bool) -> Block:
+    """How to search from any chat (only a front end with a bot username has inline mode), and, for admins, how
+    to switch it on."""
+    if not bot_username:
+        return Block(())
+    usage = para("In any chat, type ", code(f"@{bot_username} finance"), " (or any words) and pick a result to "
+                 "share it as a card; with no words you get the latest updates.")
+    if not is_admin:
+        return usage
+    return block(*usage.lines, italic("Admins: inline mode is switched on once in @BotFather: /setinline, pick this "
+                                      "bot, give a placeholder such as “Search HK AI…”. /setinlinefeedback is "
+                                      "optional; the bot does not use it."))
 
 
 async def sectors(request: Request, services: Services) -> Reply:

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+# Telegram's limit on a message's text in UTF-16 code units after entity parsing; the content validator holds every
+# rendered item to it, so that each fits one message on any front end.
+MESSAGE_TEXT_LIMIT = 4096
+
 
 class Style(StrEnum):
     """How an inline span is shown."""

@@ -11,6 +11,7 @@ from bot.core.addresses import CONSOLE, ChatAddress
 from bot.core.document import Document
 
 CALLBACK_DATA_LIMIT = 64
+PLACEHOLDER_LIMIT = 64  # Telegram's limit on a reply field's placeholder, in characters
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -58,6 +59,7 @@ class Request:
     from_button: bool = False
     attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
     addressed: bool = False  # the command named its bot (`/sector@OurBot`): in a group, meant for us
+    answer: str | None = None  # the text of a reply to a prompt this command asked (line breaks kept)
 
     @property
     def text(self) -> str:
@@ -78,11 +80,26 @@ class Button:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """What a reply asks for: `action` is the command the answer completes (`review edit 42`), `placeholder` a
+    short hint for the empty reply field. bot.core.prompts says how an answer comes back."""
+
+    action: str
+    placeholder: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.placeholder) > PLACEHOLDER_LIMIT:
+            raise ValueError(f"a placeholder is at most {PLACEHOLDER_LIMIT} characters: {self.placeholder!r}")
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a command answers: a document (no markup of any platform) and optional rows of buttons.
 
     `replace` asks the front end to edit the message whose button was pressed instead of sending a new one;
-    `notice` is a short toast for a pressed button; `silent` sends without a notification sound.
+    `notice` is a short toast for a pressed button; `silent` sends without a notification sound; `prompt` asks
+    for an answer: the user's reply to this message completes its command. A reply
+    with a prompt is always a new message and has no buttons.
     """
 
     body: Document
@@ -90,6 +107,11 @@ class Reply:
     replace: bool = False
     notice: str | None = None
     silent: bool = False
+    prompt: Prompt | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt is not None and (self.buttons or self.replace):
+            raise ValueError("a reply that asks for an answer is a new message without buttons")
 
 
 NO_REPLY = Reply(Document())
@@ -112,7 +134,7 @@ class MembershipChange:
 
 def replacing_on_button(reply: Reply, request: Request) -> Reply:
     """A reply to a pressed button replaces the message that carried the button."""
-    return replace(reply, replace=True) if request.from_button else reply
+    return replace(reply, replace=True) if request.from_button and reply.prompt is None else reply
 
 
 def clean_text(text: str) -> str:

@@ -2,10 +2,12 @@
 their own words or reject it.
 
 `/review` shows the oldest open candidate; its buttons run `review publish 12`, `review sections 12`,
-`review reject 12` and `review next 12`. The admin writes the title and summary with
-`/review edit 12 Sandbox opens to insurers | The HKMA and the IA let insurers test generative AI.` and may change
-the sections with `review section 12 finance` (a toggle). Publish claims the candidate once (on any replica) and
-appends the update to the updates file through the content admin, as an upload would.
+`review reject 12` and `review next 12`. Edit (`review edit 12`) asks for the admin's own words with a prompt: their
+reply "Sandbox opens to insurers" newline "The HKMA and the IA let insurers test generative AI." is the title and
+summary. Typed, that is `/review edit 12 Sandbox opens to insurers | The HKMA and the IA let insurers test
+generative AI.` The admin may change the sections with `review section 12 finance` (a toggle). Publish claims the
+candidate once (on any replica) and appends the update to the updates file through the content admin, as an upload
+would.
 """
 
 from __future__ import annotations
@@ -15,12 +17,29 @@ from datetime import date
 
 from bot.core import admin
 from bot.core.candidates import Candidate, CandidateState, CandidateStore, ReviewDraft
-from bot.core.document import Document, block, bold, code, doc, heading, italic, line, link, para
-from bot.core.messages import Button, Reply, Request, replacing_on_button
-from bot.core.render import format_date
+from bot.core.catalogue import UPDATE_TITLE_LIMIT, Update
+from bot.core.document import (
+    MESSAGE_TEXT_LIMIT,
+    Block,
+    Document,
+    block,
+    bold,
+    code,
+    doc,
+    heading,
+    italic,
+    line,
+    link,
+    para,
+)
+from bot.core.messages import Button, Prompt, Reply, Request, replacing_on_button
+from bot.core.render import format_date, render_update
 from bot.core.services import Services
 
 EDIT_USAGE = "/review edit <id> <your title> | <your summary>"
+EDIT_PLACEHOLDER = "Your title, then your summary on the next line"
+# A summary this long found word for word in the source's excerpt is the source's text, not the admin's.
+VERBATIM_RUN = 40
 SECTION_BUTTONS_PER_ROW = 2
 
 
@@ -66,7 +85,7 @@ def card(candidate: Candidate, services: Services, intro: str = "") -> Reply:
         parts.append(block(heading("Your words"), line(bold("Title: "), draft.title or "(none yet)"),
                            line(bold("Summary: "), draft.summary or "(none yet)")))
     else:
-        parts.append(para(f"Publishing needs your own title and summary: {EDIT_USAGE}"))
+        parts.append(para(f"Publishing needs your own title and summary: tap Edit, or type {EDIT_USAGE}"))
     cid = candidate.id
     buttons = (
         (Button("Publish", f"review publish {cid}"), Button("Sections…", f"review sections {cid}")),
@@ -111,14 +130,74 @@ async def review(request: Request, services: Services) -> Reply:
     return replacing_on_button(reply, request)
 
 
+def _ask_for_words(candidate: Candidate, problem: str = "") -> Reply:
+    """The prompt Edit sends: the admin's reply to it is their title and summary."""
+    return Reply(doc(*([para(problem)] if problem else []),
+                     para(f"Reply to this message with your own words for candidate {candidate.id}: the title on "
+                          "the first line, the summary on the lines below (or ", code("Title | Summary"),
+                          " on one line)."),
+                     para("One line alone changes only the title; start with | to change only the summary. "
+                          "The source's text is for reading: the bot never publishes it as it is."),
+                     para("Typed instead: ", code(f"/review edit {candidate.id} Your title | Your summary"))),
+                 prompt=Prompt(f"review edit {candidate.id}", EDIT_PLACEHOLDER))
+
+
+def _words(text: str) -> tuple[str, str]:
+    """An admin's answer as (title, summary), either possibly empty (kept as it was).
+
+    `Title` newline `Summary` and `Title | Summary` give both (with a line break, a `|` belongs to the title); a
+    single line gives the title; `| Summary` gives the summary. Line breaks inside the summary become spaces, as
+    the content validator would make them.
+    """
+    text = text.strip()
+    if text.startswith("|"):
+        title, summary = "", text[1:]
+    elif "\n" in text:
+        title, _, summary = text.partition("\n")
+    else:
+        title, _, summary = text.partition("|")
+    return " ".join(title.split()), " ".join(summary.split())
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def _problem_with(draft: ReviewDraft, candidate: Candidate, services: Services) -> str:
+    """Why a draft cannot be published as it is ('' when it can): the validator's limits, and the admin's own words."""
+    found = candidate.item
+    if len(draft.title) > UPDATE_TITLE_LIMIT:
+        return f"The title is {len(draft.title)} characters; at most {UPDATE_TITLE_LIMIT} are allowed."
+    if draft.title and _same_text(draft.title, found.title):
+        return "The title is the source's headline word for word: write the title in your own words."
+    summary = " ".join(draft.summary.split()).casefold()
+    excerpt = " ".join(found.excerpt.split()).casefold()
+    if summary and (_same_text(summary, found.title) or summary == excerpt
+                    or (len(summary) >= VERBATIM_RUN and summary in excerpt)):
+        return "The summary copies the source's text: write it in your own words."
+    update = Update(_day(candidate, services), _sections(candidate), draft.title, draft.summary, found.link)
+    length = _text_length(render_update(update))
+    if length > MESSAGE_TEXT_LIMIT:
+        return (f"The update would be {length} characters long; one message holds {MESSAGE_TEXT_LIMIT}. "
+                "Shorten the summary.")
+    return ""
+
+
+def _text_length(rendered: Block) -> int:
+    """Characters as Telegram counts them (UTF-16 units) in a rendered block, as the content validator counts."""
+    text = "\n".join("".join(span.text for span in each.spans) for each in rendered.lines)
+    return len(text.encode("utf-16-le")) // 2
+
+
 async def _edit(request: Request, services: Services, queue: CandidateStore, candidate: Candidate) -> Reply:
-    text = " ".join(request.args[2:])
-    if "|" not in text:
-        return Reply(doc(para(f"Reply with your own title and summary for candidate {candidate.id}:"),
-                         para(code(f"/review edit {candidate.id} Your title | Your summary")),
-                         para("The source's text is for reading: the bot never publishes it as it is.")))
-    title, _, summary = (part.strip() for part in text.partition("|"))
+    text = request.answer if request.answer is not None else " ".join(request.args[2:])
+    title, summary = _words(text)
+    if not title and not summary:
+        return _ask_for_words(candidate)
     draft = ReviewDraft(title or candidate.draft.title, summary or candidate.draft.summary, candidate.draft.sections)
+    problem = _problem_with(draft, candidate, services)
+    if problem:
+        return _ask_for_words(candidate, f"Not saved. {problem}")
     if not await queue.save_draft(candidate.id, draft):
         return await _show_next(queue, services, None, f"Candidate {candidate.id} was decided meanwhile.")
     return card(replace(candidate, draft=draft), services, "Saved your words.")

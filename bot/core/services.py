@@ -13,6 +13,7 @@ from bot.core.catalogue import Catalogue
 from bot.core.digest_composer import DigestRules
 from bot.core.messages import Chat, User
 from bot.core.ports import AuditLog, ChatAdmins, ContentAdmin, ContentSource, WallClock
+from bot.core.prompts import PromptStore
 from bot.core.schedule import QuietHours
 from bot.core.subscriptions import SubscriptionStore
 
@@ -82,6 +83,7 @@ class Services:
     content_admin: ContentAdmin | None = None
     candidates: CandidateStore | None = None  # the review queue of items found on official sources
     audit: AuditLog | None = None
+    prompts: PromptStore | None = None  # the prompts a front end sent and keeps for the answers (Edit's reply)
     # Sets the delivery loop's wake-up event, which exists before the loop runs (see bot.app.opened).
     wake_delivery: Callable[[], None] = _no_delivery_loop
 

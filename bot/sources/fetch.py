@@ -54,7 +54,8 @@ async def feed_session(contact: str, limits: FetchLimits = FetchLimits()) -> Asy
     timeout = aiohttp.ClientTimeout(total=limits.total_seconds, sock_connect=limits.connect_seconds,
                                     sock_read=limits.read_seconds)
     headers = {"User-Agent": user_agent(contact), "Accept": "application/rss+xml, application/atom+xml, "
-                                                             "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"}
+                                                             "application/xml;q=0.9, text/xml;q=0.9, "
+                                                             "text/html;q=0.8, */*;q=0.1"}
     async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         yield FeedFetcher(session, limits)
 

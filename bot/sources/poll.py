@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from bot.core.candidates import FoundItem, SourceState
 from bot.core.catalogue import WatchedSource, Watchlist
 from bot.sources.fetch import FeedFetcher, FetchError
+from bot.sources.page import parse_page
 from bot.sources.parse import parse_feed
 from bot.sources.select import Entry, Selector
 
@@ -86,8 +87,12 @@ async def poll_one(source: WatchedSource, state: SourceState, now: datetime, fet
         if fetched.status == 304:
             return SourcePoll(source, _succeeded(source, state, now, 0, None), not_modified=True)
         # Parsing a large feed takes a while of CPU: off the event loop, so the bot keeps answering meanwhile.
-        parsed = await asyncio.to_thread(parse_feed, fetched.body, content_type=fetched.content_type,
-                                         base_url=source.url, now=now)
+        if source.page is not None:
+            parsed = await asyncio.to_thread(parse_page, fetched.body, source.page,
+                                             content_type=fetched.content_type, base_url=source.url, now=now)
+        else:
+            parsed = await asyncio.to_thread(parse_feed, fetched.body, content_type=fetched.content_type,
+                                             base_url=source.url, now=now)
         if parsed.error is not None:
             raise FetchError(parsed.error)
     except FetchError as exc:

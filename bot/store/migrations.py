@@ -250,14 +250,35 @@ def m008_candidates(d: Dialect) -> Statements:
 
 
 @migration
+def m009_prompts(d: Dialect) -> Statements:
+    """The prompts the bot sent (Edit's "reply with your words"), so that a reply to one is understood on any
+    replica and after a restart."""
+    return [
+        f"""
+        CREATE TABLE prompts (
+            chat_id {d.bigint} NOT NULL,
+            message_id {d.bigint} NOT NULL,
+            action TEXT NOT NULL,
+            user_id {d.bigint},
+            asked_at {d.timestamp} NOT NULL,
+            PRIMARY KEY (chat_id, message_id)
+        )
+        """,
+        # The retention sweep deletes the oldest prompts without walking the table.
+        "CREATE INDEX prompts_asked ON prompts (asked_at)",
+    ]
+
+
+@migration
 def m011_chat_addresses(d: Dialect) -> Statements:
     """Chats become platform-qualified addresses: subscriptions.chat_id -100123 becomes chat 'telegram:-100123', and
-    chat_settings the same; every subscription, delivery, history and settings row is kept."""
+    chat_settings and prompts the same; every subscription, delivery, history, settings and prompt row is kept."""
+    tables = ("subscriptions", "chat_settings", "prompts")
     if d.name == "postgres":
         return [
             f"ALTER TABLE {table} ALTER COLUMN chat_id TYPE TEXT USING '{TELEGRAM_PREFIX}' || chat_id::TEXT"
-            for table in ("subscriptions", "chat_settings")
-        ] + [f"ALTER TABLE {table} RENAME COLUMN chat_id TO chat" for table in ("subscriptions", "chat_settings")]
+            for table in tables
+        ] + [f"ALTER TABLE {table} RENAME COLUMN chat_id TO chat" for table in tables]
     # SQLite cannot change a column's type in place, so the tables are rebuilt. Dropping `subscriptions` while
     # deliveries and sent_items still refer to it would cascade-delete them (foreign keys are on), so those two are
     # rebuilt with it, children dropped first; renaming the new tables rewrites their references to the final names.
@@ -327,19 +348,34 @@ def m011_chat_addresses(d: Dialect) -> Statements:
         """,
         f"INSERT INTO chat_settings_new SELECT '{TELEGRAM_PREFIX}' || chat_id, quiet_start, quiet_end, quiet_timezone"
         " FROM chat_settings",
+        f"""
+        CREATE TABLE prompts_new (
+            chat TEXT NOT NULL,
+            message_id {d.bigint} NOT NULL,
+            action TEXT NOT NULL,
+            user_id {d.bigint},
+            asked_at {d.timestamp} NOT NULL,
+            PRIMARY KEY (chat, message_id)
+        )
+        """,
+        f"INSERT INTO prompts_new SELECT '{TELEGRAM_PREFIX}' || chat_id, message_id, action, user_id, asked_at"
+        " FROM prompts",
         "DROP TABLE sent_items",
         "DROP TABLE deliveries",
         "DROP TABLE subscriptions",
         "DROP TABLE chat_settings",
+        "DROP TABLE prompts",
         "ALTER TABLE subscriptions_new RENAME TO subscriptions",
         "ALTER TABLE deliveries_new RENAME TO deliveries",
         "ALTER TABLE sent_items_new RENAME TO sent_items",
         "ALTER TABLE chat_settings_new RENAME TO chat_settings",
+        "ALTER TABLE prompts_new RENAME TO prompts",
         # The indexes went with the old tables; the hot paths need them back under the same names (INDEXED BY).
         "CREATE INDEX subscriptions_due ON subscriptions (next_due_at) WHERE active",
         "CREATE INDEX deliveries_open ON deliveries (id) WHERE status IN ('pending', 'sending')",
         "CREATE INDEX deliveries_period ON deliveries (kind, period)",
         "CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE status IN ('sent', 'failed')",
+        "CREATE INDEX prompts_asked ON prompts (asked_at)",
     ]
 
 

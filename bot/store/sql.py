@@ -14,6 +14,7 @@ from bot.core.addresses import PLATFORMS, ChatAddress
 from bot.core.candidates import Candidate, CandidateState, FoundItem, ReviewDraft, SourceState
 from bot.core.document import Document
 from bot.core.messages import ChatKind
+from bot.core.prompts import OpenPrompt
 from bot.core.schedule import Cadence, QuietHours, Schedule
 from bot.core.subscriptions import (
     Delivery,
@@ -30,6 +31,7 @@ from bot.store.drivers import Dialect, Driver, Row, Transaction, Write
 
 if TYPE_CHECKING:
     from bot.core.candidates import CandidateStore
+    from bot.core.prompts import PromptStore
     from bot.core.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -642,6 +644,40 @@ class SqlStore:
                 (_utc(received_before), limit),
             )
 
+    # ------------------------------------------------------------------------------------------- prompts
+
+    async def save_prompt(self, chat: ChatAddress, message_id: int, prompt: OpenPrompt) -> None:
+        """Remember the prompt sent as message `message_id` in `chat` (a second save replaces it)."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO prompts (chat, message_id, action, user_id, asked_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (chat, message_id) DO UPDATE SET action = excluded.action,"
+                " user_id = excluded.user_id, asked_at = excluded.asked_at",
+                (str(chat), message_id, prompt.action, prompt.user_id, _utc(prompt.asked_at)),
+            )
+
+    async def find_prompt(self, chat: ChatAddress, message_id: int) -> OpenPrompt | None:
+        """The prompt sent as that message, if it was one and is still remembered."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone(
+                "SELECT action, user_id, asked_at FROM prompts WHERE chat = ? AND message_id = ?",
+                (str(chat), message_id))
+        if row is None:
+            return None
+        return OpenPrompt(str(row[0]), None if row[1] is None else int(row[1]), self.driver.decode_time(row[2]))
+
+    async def prune_prompts(self, asked_before: datetime, limit: int) -> int:
+        """Forget up to `limit` prompts asked before `asked_before`; returns how many."""
+        if limit <= 0:
+            return 0
+        async with self.driver.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM prompts WHERE (chat, message_id) IN (SELECT chat, message_id FROM prompts"
+                + self.driver.dialect.indexed_by("prompts_asked") +
+                " WHERE asked_at < ? LIMIT ?)",
+                (_utc(asked_before), limit),
+            )
+
     # ------------------------------------------------------------------------------------------- review queue
 
     def _candidate(self, row: Row) -> Candidate:
@@ -900,3 +936,4 @@ if TYPE_CHECKING:
     # mypy checks here, once, that SqlStore implements every method of the Protocol with matching signatures.
     _conforms: type[SubscriptionStore] = SqlStore
     _queues: type[CandidateStore] = SqlStore
+    _prompts: type[PromptStore] = SqlStore

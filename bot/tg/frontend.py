@@ -10,6 +10,7 @@ from telegram import (
     BotCommandScopeChat,
     CallbackQuery,
     ChatMember,
+    ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -24,18 +25,22 @@ from telegram.ext import (
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
 from bot.core.admin import MAX_UPLOAD_BYTES
 from bot.core.commands import COMMANDS, dispatch, find_command
-from bot.core.document import doc
+from bot.core.document import Document, doc, line, link
+from bot.core.inline import InlinePage, inline_page, language_for
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
+from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
 from bot.tg.downloads import download_capped
 from bot.tg.ids import chat_address, telegram_id
+from bot.tg.inline import CACHE_SECONDS, articles, results_button
 from bot.tg.render import html_parts
 from bot.tg.sender import NO_PREVIEW
 
@@ -44,7 +49,8 @@ log = logging.getLogger(__name__)
 NEW_COMMANDS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
 
 # What the handlers below take; polling and setWebhook ask Telegram for exactly these.
-UPDATE_TYPES = (Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER)
+UPDATE_TYPES = (Update.MESSAGE, Update.CHANNEL_POST, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER,
+                Update.INLINE_QUERY)
 _PRESENT = frozenset({ChatMember.MEMBER, ChatMember.ADMINISTRATOR, ChatMember.OWNER})
 
 _KINDS = {
@@ -86,15 +92,36 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
         [[InlineKeyboardButton(b.label, callback_data=b.action) for b in row] for row in reply.buttons])
 
 
-async def send_reply(application: Application, chat: Chat, reply: Reply) -> list[Message]:  # type: ignore[type-arg]
-    """Send a reply as one or more messages, split at paragraph boundaries; buttons go on the last one."""
-    parts = html_parts(reply.body)
+def reply_markup(reply: Reply) -> InlineKeyboardMarkup | ForceReply | None:
+    """What goes under a reply's last message: its buttons or, when it asks for an answer, a forced reply (the
+    user's app opens the reply field on this message)."""
+    if reply.prompt is not None:
+        # selective: in a group only the person asked (mentioned in the text) gets the reply field.
+        return ForceReply(selective=True, input_field_placeholder=reply.prompt.placeholder or None)
+    return keyboard(reply)
+
+
+def mention(user: User) -> Document:
+    """A line naming a user so that Telegram notifies them and a selective forced reply reaches them."""
+    return doc(line(link(user.name or "you", f"tg://user?id={user.id}"), ":"))
+
+
+async def send_reply(application: Application, chat: Chat, reply: Reply,  # type: ignore[type-arg]
+                     asked: User | None = None) -> list[Message]:
+    """Send a reply as one or more messages, split at paragraph boundaries; buttons (or the forced reply of a
+    prompt, addressed to `asked` in a group) go on the last one."""
+    if reply.prompt is not None and chat.kind is ChatKind.CHANNEL:
+        reply = Reply(reply.body, silent=reply.silent)  # a channel has no reply field to open
+    body = reply.body
+    if reply.prompt is not None and chat.kind.is_group and asked is not None:
+        body = Document(mention(asked).blocks + body.blocks)
+    parts = html_parts(body)
     sent = []
     for number, part in enumerate(parts, 1):
         sent.append(await application.bot.send_message(
             chat_id=telegram_id(chat.address), text=part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW,
             message_thread_id=chat.thread_id, disable_notification=reply.silent or None,
-            reply_markup=keyboard(reply) if number == len(parts) else None,
+            reply_markup=reply_markup(reply) if number == len(parts) else None,
         ))
     return sent
 
@@ -110,11 +137,16 @@ class TelegramFrontEnd:
         for command in COMMANDS:
             application.add_handler(CommandHandler(command.name, self.on_message, filters=NEW_COMMANDS))
         application.add_handler(MessageHandler(filters.COMMAND & NEW_COMMANDS, self.on_message))
+        # Before private chatter: a reply may answer a prompt, in any chat (groups under privacy mode still send
+        # the bot replies to its own messages).
+        application.add_handler(MessageHandler(
+            filters.REPLY & filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE, self.on_reply))
         application.add_handler(MessageHandler(
             filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, self.on_message))
         application.add_handler(MessageHandler(
             filters.Document.ALL & filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, self.on_document))
         application.add_handler(CallbackQueryHandler(self.on_button))
+        application.add_handler(InlineQueryHandler(self.on_inline_query))
         application.add_handler(ChatMemberHandler(self.on_my_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_error_handler(self.on_error)
 
@@ -142,7 +174,36 @@ class TelegramFrontEnd:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
         reply = await dispatch(request, self.services)
         if reply.body:
-            await send_reply(context.application, chat, reply)
+            await self._send(context, chat, reply, request.user)
+
+    async def on_reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A reply to one of the bot's messages: the answer to a prompt it sent (kept in the store, so any replica
+        knows it after a restart), else ordinary text."""
+        message = update.effective_message
+        if message is None or not message.text:
+            return
+        replied = message.reply_to_message
+        prompts = self.services.prompts
+        chat = core_chat(message)
+        if replied is not None and prompts is not None:
+            asked = await prompts.find_prompt(chat.address, replied.message_id)
+            request = None if asked is None else answering(asked, message.text, chat, core_user(update),
+                                                           context.bot.username)
+            if request is not None:
+                reply = await dispatch(request, self.services)
+                if reply.body:
+                    await self._send(context, chat, reply, request.user)
+                return
+        if chat.kind is ChatKind.PRIVATE:
+            await self.on_message(update, context)  # a reply to anything else is a search, as any text is
+
+    async def _send(self, context: ContextTypes.DEFAULT_TYPE, chat: Chat, reply: Reply, user: User | None) -> None:
+        """Send a reply; when it asks for an answer, remember which message asked and whom."""
+        sent = await send_reply(context.application, chat, reply, user)
+        prompts = self.services.prompts
+        if reply.prompt is not None and prompts is not None and sent and chat.kind is not ChatKind.CHANNEL:
+            await prompts.save_prompt(chat.address, sent[-1].message_id, OpenPrompt(
+                reply.prompt.action, user.id if user is not None else None, self.services.clock()))
 
     async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A document in a private chat: an admin's content upload (others are refused before any download)."""
@@ -207,7 +268,27 @@ class TelegramFrontEnd:
             return
         if reply.replace and message is not None and await self._edit(query, reply):
             return
-        await send_reply(context.application, chat, reply)
+        await self._send(context, chat, reply, request.user)
+
+    async def on_inline_query(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`@OurBot finance` typed in any chat: a page of cards, in the user's language, with the next offset."""
+        query = update.inline_query
+        if query is None:
+            return
+        language = language_for(query.from_user.language_code)
+        try:
+            page = inline_page(self.services.content.catalogue, query.query, query.offset, language)
+            results = articles(page, context.bot.username or "")
+            cache_time = CACHE_SECONDS
+        except Exception:
+            log.exception("inline query %r failed", query.query[:64])
+            page, results, cache_time = InlinePage((), None), [], 0  # an empty answer, not cached: try again soon
+        try:
+            # Personal: the cards follow the user's language, so one user's cached answer must not reach another.
+            await query.answer(results, cache_time=cache_time, is_personal=True, next_offset=page.next_offset or "",
+                               button=results_button(page, query.offset))
+        except TelegramError as exc:  # e.g. the query expired (Telegram waits about ten seconds for an answer)
+            log.info("could not answer inline query: %s", exc)
 
     async def _edit(self, query: CallbackQuery, reply: Reply) -> bool:
         parts = html_parts(reply.body)

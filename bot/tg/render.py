@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from html import escape
 
-from bot.core.document import Document, Line, LineKind, Span, Style
+from bot.core.document import MESSAGE_TEXT_LIMIT, Document, Line, LineKind, Span, Style
 
-MESSAGE_LIMIT = 4096  # Telegram's limit on a message's text, in UTF-16 code units after entity parsing
+MESSAGE_LIMIT = MESSAGE_TEXT_LIMIT  # Telegram's limit on a message's text, in UTF-16 code units after entity parsing
 _TAG = re.compile(r"<(/?)([a-z-]+)[^>]*>")
 BULLET = "• "
 

@@ -27,6 +27,7 @@ __all__ = [
     "UploadedFile",
     "missing_required_fields",
     "parse_html",
+    "spec_problems",
     "spec_return_type",
     "spec_version",
 ]
@@ -41,6 +42,10 @@ FILE_DOWNLOAD = "file"
 SPEC_PATH = Path(__file__).with_name("telegram-bot-api-10.1.json")
 _MAX_MESSAGE_LENGTH = 4096
 _MAX_CAPTION_LENGTH = 1024
+_MAX_INLINE_RESULTS = 50  # answerInlineQuery: "No more than 50 results per query are allowed."
+_MAX_NEXT_OFFSET_BYTES = 64  # answerInlineQuery.next_offset: "Offset length can't exceed 64 bytes."
+_START_PARAMETER_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BUTTON_URL_RE = re.compile(r"(?:https?|tg)://[^\s]+\Z")
 _MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files (Bot API: "up to 20MB in size")
 _DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _NOT_MODIFIED = (
@@ -176,6 +181,27 @@ def _check_value(types: Iterable[str], value: Any, path: str) -> list[str]:
     return best or []
 
 
+_TG_USER = re.compile(r"tg://user\?id=(\d{1,20})")
+
+
+def _check_force_reply(markup: JSONDict) -> None:
+    """A ForceReply as the spec describes it: force_reply is True; the placeholder 1-64 characters; selective a
+    Boolean; no field the type does not have."""
+    known = {f["name"]: f for f in _spec().types["ForceReply"]["fields"]}
+    unknown = sorted(set(markup) - set(known))
+    if unknown:
+        raise _ApiError(400, f"Bad Request: can't parse reply keyboard markup JSON object: unknown field {unknown[0]}")
+    if markup.get("force_reply") is not True:
+        raise _ApiError(400, 'Bad Request: field "force_reply" of the ForceReply must be True')
+    for name, spec_field in known.items():
+        if name in markup and spec_field["types"] == ["Boolean"] and not isinstance(markup[name], bool):
+            raise _ApiError(400, f'Bad Request: field "{name}" of the ForceReply must be of type Boolean')
+    if "input_field_placeholder" in markup:
+        placeholder = markup["input_field_placeholder"]
+        if not isinstance(placeholder, str) or not 1 <= len(placeholder) <= 64:
+            raise _ApiError(400, "Bad Request: input field placeholder must be 1-64 characters long")
+
+
 def missing_required_fields(type_name: str, obj: Any, path: str = "") -> list[str]:
     """List the paths of required spec fields missing in ``obj`` (recursively); empty means valid."""
     types = _spec().types
@@ -202,6 +228,78 @@ def missing_required_fields(type_name: str, obj: Any, path: str = "") -> list[st
             continue
         missing.extend(_check_value(f["types"], obj[name], where))
     return missing
+
+
+_LENGTH_RE = re.compile(r"\b(\d+)-(\d+) (bytes|characters)\b", re.IGNORECASE)
+# Texts whose length counts after entity parsing: checked by _parse_text, not against their raw markup.
+_PARSED_TEXTS = frozenset({"text", "message_text", "caption"})
+_PRIMITIVES: dict[str, Callable[[Any], bool]] = {
+    "String": lambda v: isinstance(v, str),
+    "Integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "Float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "Boolean": lambda v: isinstance(v, bool),
+    "True": lambda v: v is True,
+}
+
+
+def spec_problems(type_name: str, obj: Any, path: str = "") -> list[str]:
+    """Everything in ``obj`` the spec of ``type_name`` refuses: missing required fields, values of the wrong type,
+    strings outside the lengths the field's description states ("1-64 Bytes", "1-4096 characters"), recursively;
+    empty means valid. A union type (InlineQueryResult) is checked as the subtype its ``type`` names."""
+    types = _spec().types
+    tdef = types.get(type_name)
+    if tdef is None:
+        return []
+    subtypes = [s for s in tdef.get("subtypes", []) if s in types]
+    if subtypes:
+        named = [s for s in subtypes if isinstance(obj, dict) and _discriminators(s)
+                 and all(obj.get(k) == v for k, v in _discriminators(s))]
+        # Subtypes told apart by their fields alone (InputMessageContent): the closest one decides.
+        named = named or [s for s in subtypes if not _discriminators(s)]
+        if not named:
+            named_type = obj.get("type") if isinstance(obj, dict) else obj
+            return [f"{path or type_name}: not any {type_name} (type {named_type!r})"]
+        return min((spec_problems(s, obj, path) for s in named), key=len)
+    if not isinstance(obj, dict):
+        return [f"{path or type_name}: expected a {type_name} object, got {type(obj).__name__}"]
+    problems: list[str] = []
+    for f in tdef.get("fields", []):
+        name = f["name"]
+        where = f"{path}.{name}" if path else name
+        if name not in obj:
+            if f["required"]:
+                problems.append(f"{where}: required")
+            continue
+        problems += _field_problems(f, obj[name], where)
+    return problems
+
+
+def _field_problems(fdef: JSONDict, value: Any, where: str) -> list[str]:
+    options = [_value_problems(t, value, where) for t in fdef["types"]]
+    problems = min(options, key=len) if options else []
+    if problems or not isinstance(value, str) or fdef["name"] in _PARSED_TEXTS:
+        return problems
+    length = _LENGTH_RE.search(fdef["description"])
+    if length:
+        low, high, unit = int(length.group(1)), int(length.group(2)), length.group(3).lower()
+        size = len(value.encode("utf-8")) if unit == "bytes" else _utf16_len(value)
+        if not low <= size <= high:
+            problems.append(f"{where}: {size} {unit}, must be {low}-{high}")
+    return problems
+
+
+def _value_problems(type_name: str, value: Any, where: str) -> list[str]:
+    if type_name.startswith("Array of "):
+        if not isinstance(value, list):
+            return [f"{where}: expected an array"]
+        inner = type_name.removeprefix("Array of ")
+        return [p for i, item in enumerate(value) for p in _value_problems(inner, item, f"{where}[{i}]")]
+    check = _PRIMITIVES.get(type_name)
+    if check is not None:
+        return [] if check(value) else [f"{where}: expected {type_name}, got {type(value).__name__}"]
+    if type_name in _spec().types:
+        return spec_problems(type_name, value, where)
+    return []  # InputFile and the like: not checked here
 
 
 def _default_value(type_name: str, depth: int = 0) -> Any:
@@ -409,7 +507,12 @@ class _TelegramHTMLParser(HTMLParser):
         if length <= 0:
             return
         entity: JSONDict = {"type": _ALLOWED_TAGS[tag], "offset": top.offset, "length": length}
-        if tag == "a":
+        if tag == "a" and (mentioned := _TG_USER.fullmatch(top.attrs["href"])):
+            # As Telegram does: a link to tg://user?id=N mentions that user (how a bot names someone without a
+            # username, e.g. the person a selective ForceReply is meant for).
+            entity["type"] = "text_mention"
+            entity["user"] = {"id": int(mentioned.group(1)), "is_bot": False, "first_name": "User"}
+        elif tag == "a":
             entity["url"] = top.attrs["href"]
         elif tag == "pre" and top.language:
             entity["language"] = top.language
@@ -627,6 +730,8 @@ class FakeBotApi:
         self._commands: dict[tuple[str, str], list[JSONDict]] = {}
         self._menu_buttons: dict[ChatKey | None, JSONDict] = {}
         self._callback_ids: set[str] = set()
+        #: inline query id -> the answer's params, None while unanswered (an id is answerable once)
+        self._inline_answers: dict[str, JSONDict | None] = {}
         self._counter = 0
         # updates
         self._updates: deque[JSONDict] = deque()
@@ -645,6 +750,7 @@ class FakeBotApi:
             "sendDocument": self._send_document,
             "getFile": self._get_file,
             "answerCallbackQuery": self._answer_callback_query,
+            "answerInlineQuery": self._answer_inline_query,
             "sendChatAction": self._send_chat_action,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
@@ -973,6 +1079,10 @@ class FakeBotApi:
                 self._callback_ids.add(str(value.get("id")))
                 self._remember_user(value.get("from"))
                 continue
+            if key == "inline_query":
+                self._inline_answers.setdefault(str(value.get("id")), None)
+                self._remember_user(value.get("from"))
+                continue
             if "message_id" in value and isinstance(value.get("chat"), dict):
                 self._remember_message(value, store=not key.startswith("edited_"))
 
@@ -1073,6 +1183,26 @@ class FakeBotApi:
         msg["text"] = text
         return {"message": msg}
 
+    def reply_update(
+        self,
+        text: str,
+        *,
+        reply_to_message_id: int,
+        chat_id: int = 1001,
+        user_id: int = 1001,
+        chat_type: str | None = None,
+        title: str | None = None,
+        first_name: str = "Ada",
+    ) -> dict[str, Any]:
+        """Build a text message Update that replies to message ``reply_to_message_id`` of the chat (as sent)."""
+        update = self.text_update(text, chat_id=chat_id, user_id=user_id, chat_type=chat_type, title=title,
+                                  first_name=first_name)
+        replied = self._messages.get((chat_id, reply_to_message_id))
+        if replied is None:
+            raise ValueError(f"no message {reply_to_message_id} in chat {chat_id} to reply to")
+        update["message"]["reply_to_message"] = copy.deepcopy(replied)
+        return update
+
     def callback_update(
         self,
         data: str,
@@ -1104,6 +1234,31 @@ class FakeBotApi:
                 "data": data,
             }
         }
+
+    def inline_query_update(
+        self,
+        query: str,
+        *,
+        offset: str = "",
+        user_id: int = 1001,
+        language_code: str | None = "en",
+        chat_type: str | None = "sender",
+        first_name: str = "Ada",
+    ) -> dict[str, Any]:
+        """Build an inline_query Update (`@bot <query>` typed in some chat); its id is answerable once."""
+        user: JSONDict = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if language_code is not None:
+            user["language_code"] = language_code
+        query_id = f"{self.bot_id}{self._next_id():010d}"
+        self._inline_answers[query_id] = None  # answerable even if fed to PTB directly instead of pushed
+        inline: JSONDict = {"id": query_id, "from": user, "query": query, "offset": offset}
+        if chat_type is not None:
+            inline["chat_type"] = chat_type
+        return {"inline_query": inline}
+
+    def inline_answer(self, query_id: str) -> dict[str, Any] | None:
+        """The accepted answerInlineQuery params for one query id (None while unanswered)."""
+        return self._inline_answers.get(query_id)
 
     def my_chat_member_update(
         self,
@@ -1368,14 +1523,20 @@ class FakeBotApi:
         return text, (parsed or None)
 
     @staticmethod
-    def _inline_markup(markup: Any) -> JSONDict | None:
-        """Validate reply_markup; return it if it is an inline keyboard (echoed in Message)."""
+    def _inline_markup(markup: Any, *, inline_only: bool = False) -> JSONDict | None:
+        """Validate reply_markup; return it if it is an inline keyboard (echoed in Message). Edits (`inline_only`)
+        take only an inline keyboard, as the spec types their reply_markup."""
         if markup is None:
             return None
         if not isinstance(markup, dict):
             raise _ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
         if "inline_keyboard" not in markup:
-            if any(k in markup for k in ("keyboard", "remove_keyboard", "force_reply")):
+            if inline_only:
+                raise _ApiError(400, "Bad Request: can't parse inline keyboard markup JSON object")
+            if "force_reply" in markup:
+                _check_force_reply(markup)
+                return None
+            if any(k in markup for k in ("keyboard", "remove_keyboard")):
                 return None
             raise _ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
         rows = markup["inline_keyboard"]
@@ -1457,12 +1618,12 @@ class FakeBotApi:
     async def _edit_message_text(self, p: JSONDict, call: _Call) -> Any:
         if p.get("inline_message_id"):
             self._parse_text(p.get("text"), p.get("parse_mode"), p.get("entities"))
-            self._inline_markup(p.get("reply_markup"))
+            self._inline_markup(p.get("reply_markup"), inline_only=True)
             return True
         if p.get("chat_id") in (None, "") or p.get("message_id") is None:
             raise _ApiError(400, "Bad Request: message identifier is not specified")
         text, entities = self._parse_text(p.get("text"), p.get("parse_mode"), p.get("entities"))
-        markup = self._inline_markup(p.get("reply_markup"))
+        markup = self._inline_markup(p.get("reply_markup"), inline_only=True)
         msg = self._bot_message(p, "edit")
         if msg.get("text") == text and msg.get("entities") == entities and msg.get("reply_markup") == markup:
             raise _ApiError(400, _NOT_MODIFIED)
@@ -1477,7 +1638,7 @@ class FakeBotApi:
         return copy.deepcopy(msg)
 
     async def _edit_message_reply_markup(self, p: JSONDict, call: _Call) -> Any:
-        markup = self._inline_markup(p.get("reply_markup"))
+        markup = self._inline_markup(p.get("reply_markup"), inline_only=True)
         if p.get("inline_message_id"):
             return True
         msg = self._bot_message(p, "edit")
@@ -1539,6 +1700,48 @@ class FakeBotApi:
     async def _answer_callback_query(self, p: JSONDict, call: _Call) -> Any:
         if str(p["callback_query_id"]) not in self._callback_ids:
             raise _ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        return True
+
+    async def _answer_inline_query(self, p: JSONDict, call: _Call) -> Any:
+        query_id = str(p["inline_query_id"])
+        if query_id not in self._inline_answers or self._inline_answers[query_id] is not None:
+            raise _ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        results = p["results"]
+        if not isinstance(results, list):
+            raise _ApiError(400, "Bad Request: can't parse inline query results JSON object")
+        if len(results) > _MAX_INLINE_RESULTS:
+            raise _ApiError(400, "Bad Request: RESULTS_TOO_MUCH")
+        problems = [problem for i, result in enumerate(results)
+                    for problem in spec_problems("InlineQueryResult", result, f"results[{i}]")]
+        if "button" in p:
+            problems += spec_problems("InlineQueryResultsButton", p["button"], "button")
+            start = p["button"].get("start_parameter") if isinstance(p["button"], dict) else None
+            if start is not None and not _START_PARAMETER_RE.fullmatch(str(start)):
+                problems.append(f"button.start_parameter: {start!r} has characters other than A-Z, a-z, 0-9, _, -")
+        for name, kind in (("cache_time", int), ("is_personal", bool), ("next_offset", str)):
+            if name in p and not isinstance(p[name], kind):
+                problems.append(f"{name}: expected {kind.__name__}")
+        if problems:
+            raise _ApiError(400, "Bad Request: " + "; ".join(problems))
+        if isinstance(p.get("cache_time"), int) and p["cache_time"] < 0:
+            raise _ApiError(400, "Bad Request: cache_time must be non-negative")
+        if len(str(p.get("next_offset", "")).encode("utf-8")) > _MAX_NEXT_OFFSET_BYTES:
+            raise _ApiError(400, "Bad Request: NEXT_OFFSET_INVALID")
+        ids = [str(result["id"]) for result in results]
+        if len(set(ids)) != len(ids):
+            raise _ApiError(400, "Bad Request: RESULT_ID_DUPLICATE")
+        for result in results:
+            content = result.get("input_message_content", {})
+            if "message_text" in content:
+                self._parse_text(content["message_text"], content.get("parse_mode"), content.get("entities"))
+            if result.get("type") == "article" and not str(result.get("title", "")).strip():
+                raise _ApiError(400, "Bad Request: RESULT_TITLE_EMPTY")
+            markup = self._inline_markup(result.get("reply_markup"))
+            for row in (markup or {}).get("inline_keyboard", []):
+                for button in row:
+                    if "url" in button and not _BUTTON_URL_RE.match(button["url"]):
+                        raise _ApiError(400, f"Bad Request: inline keyboard button URL '{button['url']}' is invalid")
+        self._inline_answers[query_id] = p
         return True
 
     async def _send_chat_action(self, p: JSONDict, call: _Call) -> Any:
