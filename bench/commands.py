@@ -4,9 +4,10 @@
     python -m bench.commands --quick    # a few seconds
 
 In-process: `await dispatch(request, services)` with the shipped content and no store (none of /sector,
-/search, /start touches it). End to end: the whole bot (`bot.app`: PTB Application, long polling, SQLite store,
-scheduler) against the Bot API double in another process, which queues N command updates; the time runs
-from queueing them until the double has recorded N replies.
+/search, /start touches it), in each interface language (English, and Traditional Chinese through its
+catalogue). End to end: the whole bot (`bot.app`: PTB Application, long polling, SQLite store, scheduler)
+against the Bot API double in another process, which queues N command updates; the time runs from queueing
+them until the double has recorded N replies.
 """
 
 from __future__ import annotations
@@ -34,20 +35,21 @@ from bot.core.services import Services, StaticContent
 from bot.settings import Secret, Settings
 
 COMMANDS = ("/sector finance", "/search hkust ai", "/start")
+LANGUAGES = ("en", "zh-Hant")
 
 
-def _request(text: str) -> Request:
+def _request(text: str, language: str = "en") -> Request:
     command, *args = text.lstrip("/").split()
-    return Request(command, tuple(args), Chat(telegram(42)), User(42, "Ada"))
+    return Request(command, tuple(args), Chat(telegram(42)), User(42, "Ada"), language=language)
 
 
 async def reply_build_times(iterations: int) -> list[dict[str, Any]]:
-    """p50/p99/max microseconds of `dispatch` for each command, after a warm-up."""
+    """p50/p99/max microseconds of `dispatch` for each command in each language, after a warm-up."""
     now = datetime.now(UTC)
     services = Services(content=StaticContent(load_catalogue(CONTENT, now=now)), clock=lambda: now)
     rows = []
-    for text in COMMANDS:
-        request = _request(text)
+    for language, text in ((language, text) for language in LANGUAGES for text in COMMANDS):
+        request = _request(text, language)
         for _ in range(min(200, iterations)):
             await dispatch(request, services)
         samples = []
@@ -56,7 +58,7 @@ async def reply_build_times(iterations: int) -> list[dict[str, Any]]:
             await dispatch(request, services)
             samples.append(time.perf_counter_ns() - start)
         samples.sort()
-        rows.append({"command": text, "iterations": iterations,
+        rows.append({"command": text, "language": language, "iterations": iterations,
                      "p50_us": samples[len(samples) // 2] / 1000,
                      "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))] / 1000,
                      "max_us": samples[-1] / 1000, "mean_us": statistics.fmean(samples) / 1000})
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.iterations, args.updates, args.latencies = 500, 60, "0"
     builds = asyncio.run(reply_build_times(args.iterations))
     print_table("Reply build time in-process (dispatch, shipped content, no store)", builds,
-                ["command", "iterations", "p50_us", "p99_us", "max_us", "mean_us"])
+                ["command", "language", "iterations", "p50_us", "p99_us", "max_us", "mean_us"])
     e2e = [asyncio.run(updates_per_second(args.updates, float(latency))) for latency in args.latencies.split(",")]
     print_table("Updates end to end (whole bot vs the double in another process)", e2e,
                 ["latency_ms", "updates", "replies", "seconds", "updates_per_s", "cpu_ms_per_update"])

@@ -3,8 +3,9 @@
     python -m bench.content              # content/ and 100x (5 runs each)
     python -m bench.content --quick      # content/ and 3x, one run each
 
-The replicated copy renames every section id, title and alias, every initiative and every update (copy k of
-`finance` is `finance-k`, related sections point inside copy k), so it is valid content of 100 times the size.
+The replicated copy renames every section id, title and alias (Chinese aliases too), every initiative and every
+update (copy k of `finance` is `finance-k`, related sections point inside copy k), so it is valid content of 100
+times the size.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def replicate(source: Path, target: Path, copies: int) -> None:
             section["title"] = f"{section['title']} ({copy})"
             section["aliases"] = [_suffixed(alias, copy) for alias in section.get("aliases", [])]
             section["related"] = [_suffixed(name, copy) for name in section.get("related", [])]
+            for translation in (section[key] for key in ("zh-Hant", "en") if key in section):
+                translation["aliases"] = [_suffixed(alias, copy) for alias in translation.get("aliases", [])]
             for item in section.get("initiatives", []):
                 item["name"] = f"{item['name']} ({copy})"
             (target / "sections" / f"{section['id']}.yaml").write_text(

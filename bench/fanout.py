@@ -9,7 +9,8 @@ Each (scenario, variant) runs in two fresh processes: the double (`bench.double`
 
 Variants:
 - engine-json: the real delivery path (DigestService tick, DeliveryEngine, SQLite store, digest composer) with
-  BotApiSender (JSON over aiohttp).
+  BotApiSender (JSON over aiohttp), recording Prometheus metrics as the bot does by default.
+- engine-json-nometrics: the same with metrics off (METRICS_ENABLED=false), to measure what recording costs.
 - engine-ptb: the same path with TelegramSender over PTB's Bot (HTTPXRequest, pool = in-flight).
 - ptb-loop: `for chat in chats: await bot.send_message(...)` (no store).
 - ptb-aiorl: PTB's ExtBot with AIORateLimiter(overall_max_rate=ceiling) and concurrent sends (no store).
@@ -48,10 +49,12 @@ from bench.double import DoubleProcess
 from bot.app import freeze_startup_objects
 from bot.content import load_catalogue
 from bot.core.digest_composer import DigestRules, compose_digest
+from bot.core.ports import NO_METRICS
 from bot.core.services import StaticContent
 from bot.core.subscriptions import DigestHistory
 from bot.delivery import DeliveryEngine, RateLimits, Sender
 from bot.digest_scheduler import DigestService, digest_composer
+from bot.metrics import PrometheusMetrics
 from bot.slack.connect import close_client, web_client
 from bot.slack.identity import slack_chat
 from bot.slack.sender import SlackSender, slack_platform
@@ -61,7 +64,8 @@ from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender, TelegramSender
 
 VARIANTS = ("engine-json", "engine-ptb", "ptb-loop", "ptb-aiorl")
-ENGINE_VARIANTS = ("engine-json", "engine-ptb", "engine-slack")
+ENGINE_VARIANTS = ("engine-json", "engine-json-nometrics", "engine-ptb", "engine-slack")
+JSON_VARIANTS = ("engine-json", "engine-json-nometrics")
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                     client = web_client(job.token, job.api_url, connections=job.in_flight)
                     stack.push_async_callback(close_client, client)
                     sender = SlackSender(client)
-                elif job.variant == "engine-json":
+                elif job.variant in JSON_VARIANTS:
                     sender = await stack.enter_async_context(BotApiSender(f"{job.api_url}/bot{job.token}"))
                 else:
                     request = HTTPXRequest(connection_pool_size=job.in_flight, pool_timeout=30.0)
@@ -132,9 +136,11 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                     sender = TelegramSender(bot)
                 platform = (slack_platform(sender) if job.variant == "engine-slack"
                             else telegram_platform(sender))
+                metrics = NO_METRICS if job.variant == "engine-json-nometrics" else PrometheusMetrics("bench")
                 engine = DeliveryEngine(store, platform, limits, worker_id="bench",
-                                        compose=digest_composer(store, content, clock, DigestRules()), now=clock)
-                service = DigestService(store, engine, clock, tick_seconds=15.0)
+                                        compose=digest_composer(store, content, clock, DigestRules()), now=clock,
+                                        metrics=metrics)
+                service = DigestService(store, engine, clock, tick_seconds=15.0, metrics=metrics)
                 freeze_startup_objects()  # as `python -m bot` does once it has started
                 cpu0, wall0 = time.process_time(), time.monotonic()
                 tick0 = time.perf_counter()
@@ -142,7 +148,7 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                 tick_seconds = time.perf_counter() - tick0
                 # The bot's own delivery loop (retries go out when they fall due); this only watches the store.
                 service.start(schedule=False)
-                cap = job.engine_cap_seconds if job.variant in ("engine-json", "engine-slack") else job.cap_seconds
+                cap = job.engine_cap_seconds if job.variant in (*JSON_VARIANTS, "engine-slack") else job.cap_seconds
                 deadline = time.monotonic() + cap
                 capped = False
                 while engine.total.settled < enqueued and not capped:  # the engine's counters: no store query
@@ -368,7 +374,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                           args.engine_cap_seconds)
                 row = run_job(job)
                 rows.append(row)
-                print(f"{variant:12} {ceiling:>6g}/s N={chats:<7} faults={row['faults']:14} "
+                print(f"{variant:21} {ceiling:>6g}/s N={chats:<7} faults={row['faults']:14} "
                       f"rate={row['rate']:8.1f}/s ratio={row['ratio']:.3f} dup={row['duplicates']} "
                       f"loss={row['losses']}", flush=True)
     print_table("Fan-out (rate and ratio between the first and last answer at the double)", rows,

@@ -22,7 +22,7 @@ from bot.core.inline import inline_page
 from bot.tg.inline import articles
 
 # (query, offset): a sector word, a word on every page (third page), the empty query, a 256-character query,
-# Chinese text (no match in the English content), nothing matching.
+# Chinese text (matched in the Chinese translations), nothing matching.
 QUERIES = (("finance", ""), ("ai", "40"), ("", ""), (("hong kong ai " * 20)[:256], ""), ("人工智能 金融", ""),
            ("zzqxv", ""))
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.console import CONSOLE_USER, Console, console_platform
+from bot.console import CONSOLE_USER, Console, console_platform, language_from_environment
 from bot.content import ContentLibrary, InvalidContent
 from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
@@ -27,14 +28,16 @@ from bot.core.admin import describe_outcome
 from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules
 from bot.core.document import Document
+from bot.core.i18n import ENGLISH, Translator, translator
 from bot.core.messages import Chat, Reply
-from bot.core.ports import ChatAdmins, ContentAdmin, WallClock, utc_now
+from bot.core.ports import NO_METRICS, ChatAdmins, ContentAdmin, Metrics, WallClock, utc_now
 from bot.core.prompts import PromptStore
 from bot.core.services import EveryoneIsAdmin, QuietHoursCache, Services
 from bot.core.subscriptions import Delivery, DeliveryKind, SubscriptionStore
 from bot.delivery import DeliveryEngine, Platform, RateLimiter, RateLimits
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
+from bot.metrics import GaugeReading, PrometheusMetrics, metrics_route, metrics_server, seconds_since
 from bot.settings import Secret, Settings
 from bot.slack import connect as slack_connect
 from bot.slack.http import slack_routes
@@ -43,7 +46,7 @@ from bot.slack.render import message_parts
 from bot.slack.sender import SlackSender, slack_platform
 from bot.sources.fetch import feed_session
 from bot.sources.rounds import NotifyAdmin, SourcePolling
-from bot.store import is_postgres, open_store
+from bot.store import SqlStore, is_postgres, open_store
 from bot.store.cluster import GlobalPacer, SchedulerLeadership, process_id
 from bot.store.snapshots import snapshot_store
 from bot.tg.admins import TelegramChatAdmins
@@ -57,6 +60,21 @@ from bot.tg.webhook import derive_secret, webhook_server
 log = logging.getLogger(__name__)
 
 CONCURRENT_UPDATES = 32
+TELEGRAM = "telegram"  # the platform label of this front end's deliveries
+
+
+# A message for the admins, written once per language: each admin reads it in their private chat's language.
+Notice = Callable[[Translator], Document]
+NotifyAdmins = Callable[[Notice], Awaitable[None]]
+
+
+async def admin_language(runtime: Runtime, admin_id: int) -> str:
+    """An admin's language (their private chat's, whose id is their user id); English if the store cannot say."""
+    try:
+        return await _admin_language(runtime.services, admin_id)
+    except Exception:  # a notice about broken content must not fail because the store is failing too
+        log.exception("could not read the language of admin %s", admin_id)
+        return ENGLISH
 
 
 def rate_limits(settings: Settings) -> RateLimits:
@@ -103,6 +121,7 @@ class Runtime:
     stop_watching: asyncio.Event | None = None
     candidates: CandidateStore | None = None  # the review queue (the same SqlStore as `store`)
     slack: SlackSide | None = None
+    metrics: PrometheusMetrics | None = None  # this process's registry (None: METRICS_ENABLED=false)
 
     def services_for(self, *, bot_username: str = "", chat_admins: ChatAdmins | None = None,
                      admin_ids: frozenset[int] | None = None) -> Services:
@@ -110,13 +129,13 @@ class Runtime:
         return replace(self.services, bot_username=bot_username, chat_admins=chat_admins or EveryoneIsAdmin(),
                        admin_ids=self.services.admin_ids if admin_ids is None else admin_ids)
 
-    def start_watching(self, notify: Callable[[Document], Awaitable[None]]) -> None:
+    def start_watching(self, notify: NotifyAdmins) -> None:
         """Reload content when its files change; tell the admins what changed or what is wrong."""
         if not self.settings.watch_content:
             return
 
         async def on_change(change: ContentChange) -> None:
-            await notify(describe_outcome(change, "Content reloaded."))
+            await notify(lambda tr: describe_outcome(change, tr.gettext("Content reloaded."), tr))
 
         self.stop_watching = asyncio.Event()
         watching = self.content_admin.watch(self.stop_watching, on_change)
@@ -134,13 +153,13 @@ class Runtime:
 def build_services(settings: Settings, content: ContentLibrary, store: SubscriptionStore | None,
                    clock: WallClock = utc_now, *, content_admin: ContentAdmin | None = None,
                    wake_delivery: Callable[[], None], candidates: CandidateStore | None = None,
-                   prompts: PromptStore | None = None) -> Services:
+                   prompts: PromptStore | None = None, metrics: Metrics = NO_METRICS) -> Services:
     """The services every command gets, complete; a front end derives its own with Runtime.services_for."""
     rules = DigestRules(lookback_days=settings.digest_lookback_days, spotlight_when_empty=settings.digest_spotlight)
     return Services(content=content, clock=clock, admin_ids=settings.admin_ids, operator_contact=settings.contact,
                     subscriptions=store, default_timezone=settings.timezone, digest_rules=rules,
                     quiet_hours_cache=QuietHoursCache(), content_admin=content_admin, audit=store,
-                    wake_delivery=wake_delivery, candidates=candidates, prompts=prompts)
+                    wake_delivery=wake_delivery, candidates=candidates, prompts=prompts, metrics=metrics)
 
 
 def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallClock,
@@ -169,19 +188,43 @@ def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallCl
     engine = DeliveryEngine(runtime.store, paced, limits, silent=silent, worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
-                            now=clock)
+                            now=clock, metrics=services.metrics)
     retention = timedelta(days=settings.delivery_retention_days) if settings.delivery_retention_days else None
     expiry = timedelta(days=settings.candidate_expiry_days) if settings.candidate_expiry_days else None
     polling = None
     if settings.watch_sources and runtime.candidates is not None:
         polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
                                 admin_ids=services.admin_ids, notify=notify_admin,
-                                hushed=lambda admin_id: _admin_hushed(services, admin_id))
+                                hushed=lambda admin_id: _admin_hushed(services, admin_id),
+                                language_of=lambda admin_id: _admin_language(services, admin_id))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, *pacers.values()) if part is not None],
                          retention=retention,
                          wake=runtime.delivery_wake, candidates=runtime.candidates, candidate_expiry=expiry,
-                         polling=polling, prompts=services.prompts)
+                         polling=polling, prompts=services.prompts, metrics=services.metrics)
+
+
+async def read_gauges(runtime: Runtime, clock: WallClock) -> GaugeReading:
+    """The gauges a scrape shows: the store's open deliveries and subscriptions, the content, the review queue."""
+    counts = await runtime.store.operations_counts() if isinstance(runtime.store, SqlStore) else None
+    candidates = runtime.candidates
+    waiting = sum((await candidates.count_open_candidates()).values()) if candidates is not None else None
+    manager = runtime.content_admin
+    return GaugeReading(
+        open_deliveries=counts.open_deliveries if counts else 0,
+        oldest_open_seconds=seconds_since(counts.oldest_open_at if counts else None, clock()),
+        active_by_cadence=counts.active_by_cadence if counts else {},
+        content_version=runtime.content.catalogue.version, content_loaded_at=manager.loaded_at,
+        content_broken=manager.failing, open_candidates=waiting)
+
+
+async def _admin_language(services: Services, admin_id: int) -> str:
+    """An admin's language, kept on their private chat; a Slack admin (no such chat id) reads English here."""
+    try:
+        address = chat_address(admin_id)
+    except AddressError:
+        return ENGLISH
+    return await services.chat_language(address)
 
 
 async def _admin_hushed(services: Services, admin_id: int) -> bool:
@@ -226,7 +269,9 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
     content = ContentLibrary.open(settings.content_dir, now=clock())
     store = await open_store(settings.database_url)
     try:
-        manager = ContentManager(content, settings.content_history_dir, clock)
+        # One registry per bot, owned here: several bots in one process (tests) count apart.
+        metrics = PrometheusMetrics(process_id()) if settings.metrics_enabled else None
+        manager = ContentManager(content, settings.content_history_dir, clock, metrics=metrics or NO_METRICS)
         # Replicas on one PostgreSQL: content changed on any of them reaches all (none on SQLite). Built here, for
         # the content admin the commands get; started by `running`.
         snapshots = snapshot_store(settings.database_url)
@@ -235,20 +280,22 @@ async def opened(settings: Settings, clock: WallClock = utc_now) -> AsyncIterato
         # The delivery loop's wake-up exists before the loop, so the commands' Services is complete from the start.
         delivery_wake = asyncio.Event()
         services = build_services(settings, content, store, clock, content_admin=content_admin,
-                                  wake_delivery=delivery_wake.set, candidates=store, prompts=store)
-        yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store)
+                                  wake_delivery=delivery_wake.set, candidates=store, prompts=store,
+                                  metrics=metrics or NO_METRICS)
+        yield Runtime(settings, content, store, services, manager, delivery_wake, sync, candidates=store,
+                      metrics=metrics)
     finally:
         await store.close()
 
 
 @contextlib.asynccontextmanager
-async def running(runtime: Runtime, platforms: Sequence[Platform], notify: Callable[[Document], Awaitable[None]],
+async def running(runtime: Runtime, platforms: Sequence[Platform], notify: NotifyAdmins,
                   clock: WallClock, notify_admin: NotifyAdmin | None = None) -> AsyncIterator[DigestService]:
     """The one lifecycle of every front end (polling, webhook, console): start the content sync between replicas,
     the digests (scheduler tick, delivery loop, sources polling) and the content watcher; stop them in reverse.
 
-    `notify` tells every admin (content changes); `notify_admin` one admin (new review candidates, sent to each admin
-    outside their own quiet hours)."""
+    `notify` tells every admin, each in their own language (content changes); `notify_admin` one admin (new review
+    candidates, sent to each admin outside their own quiet hours)."""
     if runtime.sync is not None:
         await runtime.sync.start()  # takes the published content before anything is answered
     try:
@@ -283,9 +330,9 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
             except TelegramError as exc:
                 log.warning("could not notify admin %s: %s", admin_id, exc)
 
-        async def notify_admins(message: Document) -> None:
+        async def notify_admins(notice: Notice) -> None:
             for admin_id in sorted(settings.admin_ids):
-                await notify_admin(admin_id, message)
+                await notify_admin(admin_id, notice(translator(await admin_language(runtime, admin_id))))
 
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
@@ -294,7 +341,7 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
         if runtime.slack is not None:  # Slack too: one engine, each chat through its own platform
             platforms.append(slack_platform(runtime.slack.sender))
         async with sender, running(runtime, platforms, notify_admins, clock, notify_admin), \
-                _receiving_updates(runtime, application, clock):
+                _serving_metrics(runtime, clock), _receiving_updates(runtime, application, clock):
             await application.start()
             try:
                 yield runtime
@@ -323,7 +370,8 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         return {"content_version": runtime.content.catalogue.version}
 
     server = webhook_server(application, path=path, secret=secret, store=runtime.store,
-                            worker=process_id(), clock=clock, health=health, extra_routes=_slack_routes(runtime))
+                            worker=process_id(), clock=clock, health=health,
+                            extra_routes=[*_metrics_routes(runtime, clock), *_slack_routes(runtime)])
     server.listen(settings.port, settings.webhook_listen)
     log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
     try:
@@ -334,6 +382,14 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
     finally:
         server.stop()  # no new connections; requests in progress finish
         await server.close_all_connections()
+
+
+def _metrics_routes(runtime: Runtime, clock: WallClock) -> list[Any]:
+    """/metrics on the web server (PORT), when metrics are on."""
+    if runtime.metrics is None:
+        return []
+    token = runtime.settings.metrics_token.reveal()
+    return [metrics_route(runtime.metrics, lambda: read_gauges(runtime, clock), token)]
 
 
 def _slack_routes(runtime: Runtime) -> list[Any]:
@@ -376,20 +432,22 @@ async def slack_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIt
             except Exception as exc:
                 log.warning("could not notify Slack admin %s: %s", admin_id, exc)
 
-    async def notify_admins(message: Document) -> None:
+    async def notify_admins(notice: Notice) -> None:
         for admin_id in sorted(slack.services.admin_ids):
-            await notify_admin(admin_id, message)
+            await notify_admin(admin_id, notice(translator(await admin_language(runtime, admin_id))))
 
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(slack_connect.close_client, slack.client)
         await stack.enter_async_context(running(runtime, [slack_platform(slack.sender)], notify_admins, clock,
                                                 notify_admin))
+        await stack.enter_async_context(_serving_metrics(runtime, clock))
         if settings.slack_socket_mode:
             async with slack_connect.socket_mode(slack.bolt, settings.slack_app_token.reveal()):
                 yield slack
             return
         server = webhook_server(None, path="/", secret="", store=runtime.store, worker=process_id(), clock=clock,
-                                health=_health(runtime), extra_routes=_slack_routes(runtime))
+                                health=_health(runtime),
+                                extra_routes=[*_metrics_routes(runtime, clock), *_slack_routes(runtime)])
         server.listen(settings.port, settings.webhook_listen)
         log.info("serving Slack's events on %s:%s/slack/events", settings.webhook_listen, settings.port)
         try:
@@ -399,18 +457,36 @@ async def slack_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIt
             await server.close_all_connections()
 
 
+@contextlib.asynccontextmanager
+async def _serving_metrics(runtime: Runtime, clock: WallClock) -> AsyncIterator[None]:
+    """/metrics on METRICS_PORT, when set (and metrics are on); the webhook server serves it on PORT as well."""
+    settings = runtime.settings
+    if runtime.metrics is None or not settings.metrics_port:
+        yield
+        return
+    server = metrics_server(runtime.metrics, lambda: read_gauges(runtime, clock), settings.metrics_token.reveal())
+    server.listen(settings.metrics_port, settings.metrics_listen)
+    log.info("serving /metrics on %s:%s", settings.metrics_listen, settings.metrics_port)
+    try:
+        yield
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
 async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console: bool = False,
-                stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+                stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, language: str | None = None) -> int:
     """Run the bot until SIGTERM/SIGINT (Telegram) or end of input (console). Returns the exit status."""
     try:
         async with opened(settings, clock) as runtime:
             if force_console or settings.console_mode:
                 # The person at the terminal is the admin.
                 runtime.services = runtime.services_for(admin_ids=settings.admin_ids | {CONSOLE_USER.id})
-                console = Console(runtime.services, stdin, stdout)
+                console = Console(runtime.services, stdin, stdout,
+                                  language or language_from_environment(os.environ))
 
-                async def notify_console(message: Document) -> None:
-                    console.show(message)
+                async def notify_console(notice: Notice) -> None:
+                    console.show(notice(translator(console.language)))
 
                 async def notify_console_admin(admin_id: int, message: Document) -> None:
                     if admin_id == CONSOLE_USER.id:  # the other admins are not at this terminal
@@ -466,12 +542,13 @@ def webhook_secret(settings: Settings) -> Secret:
     return settings.webhook_secret or Secret(derive_secret(settings.telegram_token.reveal()))
 
 
-def run(settings: Settings, *, force_console: bool = False) -> int:
-    """Configure logging and serve; the process's exit status."""
+def run(settings: Settings, *, force_console: bool = False, language: str | None = None) -> int:
+    """Configure logging and serve; the process's exit status. `language` is the console's (else from LANG)."""
     secrets = [settings.telegram_token, webhook_secret(settings)] if settings.telegram_token else []
     secrets += [secret for secret in (settings.slack_bot_token, settings.slack_app_token,
                                       settings.slack_signing_secret) if secret]
-    configure_logging(settings.log_level, secrets)
+    configure_logging(settings.log_level, [*secrets, settings.metrics_token], log_format=settings.log_format,
+                      replica=process_id())
     if force_console or settings.console_mode:
         logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable
-    return asyncio.run(serve(settings, force_console=force_console))
+    return asyncio.run(serve(settings, force_console=force_console, language=language))

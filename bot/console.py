@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 from bot.core.addresses import CONSOLE, ChatAddress
 from bot.core.commands import dispatch
 from bot.core.document import Document, Line, LineKind, Style
+from bot.core.i18n import ENGLISH, N_, Translator, known_language, language_from_code, translator
 from bot.core.messages import SORRY, Button, Chat, ChatKind, Reply, User, interpret
 from bot.core.numbers import whole_number
 from bot.core.prompts import OpenPrompt, answering
@@ -22,7 +25,7 @@ CONSOLE_CHAT = Chat(ChatAddress(CONSOLE, "1"), kind=ChatKind.PRIVATE, title="con
 CONSOLE_USER = User(id=1, name="console")
 PROMPT = "you> "
 # A terminal has no reply button: the line after a question is its answer (one line, so `Title | Summary`).
-ANSWER_HINT = "(Type your answer on the next line; a command instead cancels the question.)"
+ANSWER_HINT = N_("(Type your answer on the next line; a command instead cancels the question.)")
 BULLET = "• "
 
 log = logging.getLogger(__name__)
@@ -45,55 +48,78 @@ def _line(line: Line) -> str:
     return BULLET + text if line.kind is LineKind.ITEM else text
 
 
-def render_reply(reply: Reply) -> tuple[str, list[Button]]:
+def language_from_environment(environ: Mapping[str, str]) -> str:
+    """The terminal's language, as POSIX looks it up (LC_ALL, then LC_MESSAGES, then LANG): `zh_HK.UTF-8`,
+    `zh_TW`, `zh` give zh-Hant; anything else (`en_GB.UTF-8`, `C`, nothing) English."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(name, "")
+        if value:
+            return language_from_code(value.partition(".")[0].partition("@")[0])
+    return ENGLISH
+
+
+def render_reply(reply: Reply, tr: Translator | None = None) -> tuple[str, list[Button]]:
     """The text a terminal shows for a reply, and its buttons in the order they are numbered."""
+    tr = tr or translator(ENGLISH)
     text = render_text(reply.body)
     buttons = [button for row in reply.buttons for button in row]
     if reply.notice:
         text = f"({reply.notice})\n{text}"
     if buttons:
         choices = "\n".join(f"  [{number}] {button.label}" for number, button in enumerate(buttons, 1))
-        text = f"{text}\n\nChoose a number:\n{choices}"
+        prompt = tr.gettext("Choose a number:")
+        text = f"{text}\n\n{prompt}\n{choices}"
     if reply.prompt is not None:
-        text = f"{text}\n\n{ANSWER_HINT}"
+        text = f"{text}\n\n{tr.gettext(ANSWER_HINT)}"
     return text, buttons
 
 
 class Console:
     """A conversation with the bot in a terminal (or any pair of text streams)."""
 
-    def __init__(self, services: Services, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+    def __init__(self, services: Services, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
+                 language: str = ENGLISH) -> None:
         self.services = services
         self.stdin = stdin
         self.stdout = stdout
+        self.language = known_language(language)  # the terminal's (LANG or --lang) until /language changes it
         self.buttons: list[Button] = []  # the choices of the last message printed, empty when it had none
         self.asked: OpenPrompt | None = None  # the question the last reply asked, which the next line answers
 
+    async def current_language(self) -> str:
+        """The console chat's language: the terminal's on first contact, then whatever /language chose."""
+        self.language = await self.services.chat_language(CONSOLE_CHAT.address, self.language)
+        return self.language
+
     async def handle_line(self, line: str) -> str | None:
         """Answer one line the user typed; None means nothing to show."""
+        tr = translator(await self.current_language())
         text = line.strip()
         asked, self.asked = self.asked, None
         if asked is not None and text and not text.startswith("/"):
             answer = answering(asked, text, CONSOLE_CHAT, CONSOLE_USER, self.services.bot_username)
-            return None if answer is None else await self._reply(await dispatch(answer, self.services))
+            if answer is None:
+                return None
+            return await self._reply(await dispatch(dataclasses.replace(answer, language=tr.language), self.services))
         from_button = False
         if text.isdigit():
             if not self.buttons:
-                return (f"No such choice: a number picks from the list printed just above, and the last message "
-                        f"had none. To search for {text}, type /search {text}.")
+                return tr.gettext("No such choice: a number picks from the list printed just above, and the last "
+                                  "message had none. To search for %(number)s, type /search %(number)s.", number=text)
             number = whole_number(text, 1, len(self.buttons))
             if number is None:
-                return f"Choose a number from 1 to {len(self.buttons)}, or type a command."
+                return tr.gettext("Choose a number from 1 to %(count)s, or type a command.", count=len(self.buttons))
             text, from_button = self.buttons[number - 1].action, True
         request = interpret(text, CONSOLE_CHAT, CONSOLE_USER, self.services.bot_username, from_button=from_button)
         if request is None:
             return None
-        return await self._reply(await dispatch(request, self.services))
+        return await self._reply(await dispatch(dataclasses.replace(request, language=tr.language), self.services))
 
     async def _reply(self, reply: Reply) -> str | None:
         if not reply.body:
             return None
-        shown, self.buttons = render_reply(reply)
+        # A /language just answered in the new language; the numbered choices follow it too.
+        shown, self.buttons = render_reply(reply, translator(await self.current_language()))
         if reply.prompt is not None:
             self.asked = OpenPrompt(reply.prompt.action, CONSOLE_USER.id, self.services.clock())
         return shown
@@ -105,8 +131,16 @@ class Console:
                 # Bytes that are not text in the terminal's encoding become U+FFFD instead of ending the session.
                 stream.reconfigure(errors="replace")
         interactive = self.stdin.isatty()
-        self._write(f"{self.services.content.catalogue.about.name} — console mode (no Telegram token set).\n"
-                    "Type /start or /help; /quit to leave.\n")
+        if self.services.subscriptions is not None:  # the terminal's language wins over one kept from last time
+            try:
+                await self.services.subscriptions.set_chat_language(CONSOLE_CHAT.address, self.language)
+            except Exception:  # digests then follow the language kept before; the conversation goes on
+                log.exception("console: could not keep the language %s", self.language)
+        self.services.remember_language(CONSOLE_CHAT.address, self.language)
+        tr = translator(self.language)
+        self._write(tr.gettext("%(name)s — console mode (no Telegram token set).",
+                               name=self.services.content.catalogue.about.name) + "\n"
+                    + tr.gettext("Type /start or /help; /quit to leave.") + "\n")
         await self._answer("/start")
         while True:
             if interactive:
@@ -117,14 +151,14 @@ class Console:
             if not interactive:
                 self._write(f"\n{PROMPT}{line.rstrip()}")
             await self._answer(line)
-        self._write("Bye.")
+        self._write(translator(self.language).gettext("Bye."))
 
     async def _answer(self, line: str) -> None:
         try:
             answer = await self.handle_line(line)
         except Exception:
             log.exception("console: could not answer %r", line[:200])
-            answer = SORRY
+            answer = translator(self.language).gettext(SORRY)
         if answer:
             self._write(answer + "\n")
 

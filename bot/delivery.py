@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 from bot.core.addresses import ChatAddress
 from bot.core.document import Document
-from bot.core.ports import MonotonicClock, WallClock, utc_now
-from bot.core.subscriptions import Delivery, DigestPayload, SubscriptionStore
+from bot.core.ports import NO_METRICS, Metrics, MonotonicClock, WallClock, utc_now
+from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
+from bot.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,12 @@ class PermanentFailure(_Failure):
 
 
 class TransientFailure(_Failure):
-    """A server error, network error or timeout: retry later with back-off."""
+    """A server error, network error or timeout: retry later with back-off. `status` is the HTTP status of a
+    server error's answer (None for a network error or a timeout)."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class Sender(Protocol):
@@ -455,8 +461,10 @@ class DeliveryEngine:
         silent: Silent | None = None,
         monotonic: MonotonicClock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self.limits = limits or RateLimits()
         self.worker_id = worker_id
         self._compose = compose
@@ -558,6 +566,13 @@ class DeliveryEngine:
             self._cancelled_for_stop.add(task)
             task.cancel()
 
+    def _platform(self, delivery: Delivery) -> str:
+        """The platform a delivery goes to (its chat address's prefix), for the metrics' label."""
+        return delivery.subscription.chat.platform
+
+    def _count(self, delivery: Delivery, outcome: str) -> None:
+        self._metrics.delivery(self._platform(delivery), delivery.kind.value, outcome)
+
     async def _release(self, delivery: Delivery, why: str) -> None:
         """Hand an unfinished delivery back to the store: pending, due now, its parts sent so far kept."""
         await self._store.retry_delivery(delivery.id, self._now(), why)
@@ -590,8 +605,10 @@ class DeliveryEngine:
     async def _deliver(self, delivery: Delivery) -> None:
         """Compose if needed, send the parts not yet sent, and record each step."""
         counts = self.total
+        log_context(chat=str(delivery.subscription.chat), delivery=delivery.id)  # this task's log lines
         if delivery.in_flight_at_crash:
             counts.possible_duplicates += 1
+            self._count(delivery, "possible_duplicate")
             log.warning("delivery %s to chat %s may have been sent twice (its sender stopped mid-send)",
                         delivery.id, delivery.subscription.chat)
         route = self._routes.get(delivery.subscription.chat.platform)
@@ -654,18 +671,21 @@ class DeliveryEngine:
                     else:
                         await self._store.mark_started(delivery.id)
                 await limiter.at_send()
+                started = time.perf_counter()
                 try:
                     await route.sender.send(chat, thread_id, parts[index], silent=silent)
                 except DeliveryOutcome as exc:
+                    self._metrics.send_round_trip(self._platform(delivery), time.perf_counter() - started)
                     outcome = exc
                 else:
+                    self._metrics.send_round_trip(self._platform(delivery), time.perf_counter() - started)
                     # The in-flight slot is held until the send is recorded, so the messages that may repeat
                     # after a crash (sent, not yet recorded) never outnumber max_in_flight.
                     index += 1
                     if index == len(parts):
                         # complete_delivery records the last part: one write fewer, the same crash window
                         await self._store.complete_delivery(delivery.id, self._now())
-                        counts.sent += 1
+                        self._sent(delivery)
                         log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat, len(parts))
                         return
                     await self._store.record_part_sent(delivery.id, index, self._now())
@@ -675,6 +695,7 @@ class DeliveryEngine:
                 continue
             if isinstance(outcome, RetryAfter):
                 counts.rate_limited += 1
+                self._metrics.platform_error(self._platform(delivery), "429")
                 if limiter.flood(chat, outcome.seconds):
                     log.warning("flood control: refusals in a burst, pausing all %s sends for %g s (delivery %s,"
                                 " chat %s)", route.platform.name, outcome.seconds, delivery.id, chat)
@@ -685,6 +706,7 @@ class DeliveryEngine:
                     not_before = self._now() + timedelta(seconds=outcome.seconds)
                     await self._store.retry_delivery(delivery.id, not_before, str(outcome))
                     counts.retried += 1
+                    self._count(delivery, "retried")
                     return
             elif isinstance(outcome, ChatMoved):
                 if moved:
@@ -696,12 +718,14 @@ class DeliveryEngine:
                 moved = True
                 await self._store.migrate_chat(chat, outcome.new)
                 counts.migrated += 1
+                self._count(delivery, "migrated")
                 log.info("chat %s became %s: subscriptions migrated, resending delivery %s",
                          chat, outcome.new, delivery.id)
                 chat = outcome.new
             elif isinstance(outcome, ChatGone):
                 deactivated = await self._store.deactivate_chat(chat, outcome.reason, self._now())
                 counts.deactivated += 1
+                self._count(delivery, "deactivated")
                 log.info("chat %s is gone (%s): %d subscription(s) deactivated",
                          chat, outcome.reason, deactivated)
                 await self._fail(delivery, chat, f"chat gone: {outcome.reason}")
@@ -709,23 +733,35 @@ class DeliveryEngine:
             elif isinstance(outcome, WorkspaceGone):
                 deactivated = await self._store.deactivate_workspace(outcome.prefix, outcome.reason, self._now())
                 counts.deactivated += 1
+                self._count(delivery, "deactivated")
                 log.warning("workspace %s is gone (%s): %d subscription(s) deactivated",
                             outcome.prefix, outcome.reason, deactivated)
                 await self._fail(delivery, chat, f"workspace gone: {outcome.reason}")
                 return
             elif isinstance(outcome, TransientFailure):
+                if outcome.status is not None and outcome.status >= 500:
+                    self._metrics.platform_error(self._platform(delivery), "5xx")
                 await self._retry_later(delivery, outcome.reason, chat)
                 return
             else:  # PermanentFailure, or an outcome this engine does not know: never retried
                 await self._fail(delivery, chat, str(outcome))
                 return
         await self._store.complete_delivery(delivery.id, self._now())
-        counts.sent += 1
+        self._sent(delivery)
         log.debug("delivery %s to chat %s sent (%d part(s))", delivery.id, chat, len(parts))
+
+    def _sent(self, delivery: Delivery) -> None:
+        """Count a delivery sent, and a digest's lag behind its scheduled time."""
+        self.total.sent += 1
+        platform = self._platform(delivery)
+        self._metrics.delivery(platform, delivery.kind.value, "sent")
+        if delivery.kind is DeliveryKind.DIGEST:
+            self._metrics.digest_lag(platform, (self._now() - delivery.period).total_seconds())
 
     async def _fail(self, delivery: Delivery, chat: ChatAddress, reason: str) -> None:
         await self._store.fail_delivery(delivery.id, reason, self._now())
         self.total.failed += 1
+        self._count(delivery, "failed")
         log.info("delivery %s to chat %s failed: %s", delivery.id, chat, reason)
 
     async def _retry_later(self, delivery: Delivery, reason: str, chat: ChatAddress | None = None) -> None:
@@ -736,5 +772,6 @@ class DeliveryEngine:
         delay = self.limits.backoff(delivery.attempts)
         await self._store.retry_delivery(delivery.id, self._now() + timedelta(seconds=delay), reason)
         self.total.retried += 1
+        self._count(delivery, "retried")
         log.info("delivery %s to chat %s will be retried in %g s (attempt %d): %s",
                  delivery.id, chat, delay, delivery.attempts, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules, compose_digest
-from bot.core.ports import ContentSource, WallClock, utc_now
+from bot.core.ports import NO_METRICS, ContentSource, Metrics, WallClock, utc_now
 from bot.core.prompts import PROMPT_RETENTION, PromptStore
 from bot.core.subscriptions import Delivery, DeliveryKind, DigestPayload, SubscriptionStore
 from bot.delivery import DeliveryEngine, DeliveryReport
@@ -89,8 +90,10 @@ class DigestService:
                  closing: Sequence[Closeable] = (), retention: timedelta | None = None,
                  prune_batch: int = PRUNE_BATCH, wake: asyncio.Event | None = None,
                  candidates: CandidateStore | None = None, candidate_expiry: timedelta | None = None,
-                 polling: PollingRound | None = None, prompts: PromptStore | None = None) -> None:
+                 polling: PollingRound | None = None, prompts: PromptStore | None = None,
+                 metrics: Metrics = NO_METRICS) -> None:
         self.store = store
+        self.metrics = metrics
         # Prompts nobody answered are forgotten after PROMPT_RETENTION; swept with the rest.
         self.prompts = prompts
         self.engine = engine
@@ -167,7 +170,9 @@ class DigestService:
         self._wake.set()
 
     async def _tick_safely(self) -> None:
+        started = time.perf_counter()
         if self.leadership is not None and not await self.leadership.is_leader():
+            self.metrics.scheduler_tick(time.perf_counter() - started, leading=False)
             return
         try:
             await self.tick()
@@ -177,6 +182,7 @@ class DigestService:
             await self.prune()
         except Exception:
             log.exception("deleting old deliveries failed; the next tick retries")
+        self.metrics.scheduler_tick(time.perf_counter() - started, leading=True)
         self.start_polling_round()
 
     def start_polling_round(self) -> asyncio.Task[None] | None:

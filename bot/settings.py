@@ -81,6 +81,11 @@ class Settings:
     # Slack publishes no figure for chat.postMessage's workspace-wide limit: a careful default, raise it if Slack
     # allows your workspace more (each channel gets at most one message a second anyway).
     slack_messages_per_second: float = 10.0
+    metrics_enabled: bool = True  # /metrics on the webhook server (and on METRICS_PORT when set)
+    metrics_port: int = 0  # a server of its own for /metrics (long polling has no webhook server); 0: none
+    metrics_listen: str = "0.0.0.0"
+    metrics_token: Secret = field(default_factory=lambda: Secret(""))  # bearer token for scrapes from elsewhere
+    log_format: str = "text"  # or "json": one JSON object per line
 
     @property
     def webhook_mode(self) -> bool:
@@ -143,15 +148,23 @@ ENVIRONMENT: dict[str, str] = {
     "slack_admin_ids": "SLACK_ADMIN_IDS",
     "slack_api_url": "SLACK_API_URL",
     "slack_messages_per_second": "SLACK_MESSAGES_PER_SECOND",
+    "metrics_enabled": "METRICS_ENABLED",
+    "metrics_port": "METRICS_PORT",
+    "metrics_listen": "METRICS_LISTEN",
+    "metrics_token": "METRICS_TOKEN",
+    "log_format": "LOG_FORMAT",
 }
-_SECRETS = {"telegram_token", "webhook_secret", "slack_bot_token", "slack_app_token", "slack_signing_secret"}
+
+# settings read from the environment only
+SECRETS = frozenset({"telegram_token", "webhook_secret", "metrics_token", "slack_bot_token", "slack_app_token",
+                     "slack_signing_secret"})
 
 # numeric settings: name -> (type, smallest allowed value)
 _NUMBERS: dict[str, tuple[type, float]] = {
     "tick_seconds": (float, 0.01), "messages_per_second": (float, 0.0), "group_messages_per_minute": (int, 0),
     "private_chat_interval": (float, 0.0), "max_in_flight": (int, 1), "lease_seconds": (float, 1.0),
     "digest_lookback_days": (int, 0), "port": (int, 1), "delivery_retention_days": (int, 0),
-    "candidate_expiry_days": (int, 0), "slack_messages_per_second": (float, 0.0),
+    "candidate_expiry_days": (int, 0), "slack_messages_per_second": (float, 0.0), "metrics_port": (int, 0),
 }
 
 
@@ -163,11 +176,11 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise SettingsError(f"{path}: must be a mapping of settings")
-        unknown = (set(loaded) - set(ENVIRONMENT)) | (_SECRETS & set(loaded))
+        unknown = (set(loaded) - set(ENVIRONMENT)) | (SECRETS & set(loaded))
         if unknown:
             raise SettingsError(f"{path}: unknown or misplaced settings: {', '.join(sorted(unknown))} "
-                                "(tokens and secrets such as TELEGRAM_BOT_TOKEN, WEBHOOK_SECRET and SLACK_BOT_TOKEN "
-                                "belong in the environment, never in a file)")
+                                "(tokens and secrets such as TELEGRAM_BOT_TOKEN, WEBHOOK_SECRET, METRICS_TOKEN and "
+                                "SLACK_BOT_TOKEN belong in the environment, never in a file)")
         raw.update(loaded)
     env = environ if environ is not None else {}
     for name, variable in ENVIRONMENT.items():
@@ -204,10 +217,18 @@ def _build(raw: Mapping[str, Any]) -> Settings:
                 raise SettingsError(f"{name} / {ENVIRONMENT[name]} must be a number, got {raw[name]!r}") from None
             if numbers[name] < smallest:
                 raise SettingsError(f"{name} / {ENVIRONMENT[name]} must be at least {smallest}")
+    log_format = str(raw.get("log_format", "text")).strip().lower()
+    if log_format not in ("text", "json"):
+        raise SettingsError(f"log_format / LOG_FORMAT must be text or json, got {log_format!r}")
+    if numbers.get("metrics_port", 0) > 65535:
+        raise SettingsError("metrics_port / METRICS_PORT must be a port number (1-65535, or 0 for none)")
     webhook_url = str(raw.get("webhook_url", "")).strip()
     if webhook_url and not webhook_url.startswith("https://"):
         raise SettingsError(f"webhook_url / WEBHOOK_URL must be an https:// URL (Telegram requires TLS), "
                             f"got {webhook_url!r}")
+    if webhook_url and numbers.get("metrics_port", 0) == numbers.get("port", Settings.port):
+        raise SettingsError("metrics_port / METRICS_PORT must differ from PORT: the webhook server on PORT serves "
+                            "/metrics already (leave METRICS_PORT at 0)")
     secret = str(raw.get("webhook_secret", ""))
     if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
         raise SettingsError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
@@ -234,6 +255,10 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         watch_content=_flag(raw, "watch_content"),
         watch_sources=_flag(raw, "watch_sources"),
         shared_rate_limit=_flag(raw, "shared_rate_limit"),
+        metrics_enabled=_flag(raw, "metrics_enabled"),
+        metrics_listen=str(raw.get("metrics_listen", "0.0.0.0")),
+        metrics_token=Secret(str(raw.get("metrics_token", ""))),
+        log_format=log_format,
         content_history_dir=Path(str(raw.get("content_history_dir", "data/content-history"))),
         **numbers,
         telegram_token=Secret(str(raw.get("telegram_token", ""))),

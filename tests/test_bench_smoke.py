@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not an installed package; `pytest` (unlike `python -m pytest`) omits cwd
     sys.path.insert(0, str(ROOT))
 
-from bench import commands, content, fanout, inline, sources, store, webhook_flood  # noqa: E402
+from bench import commands, content, fanout, inline, metrics_cost, search_zh, sources, store, webhook_flood  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +38,16 @@ def test_fanout_to_slack_channels_delivers_every_digest_once_within_slacks_spec(
     assert row["worker"]["store_sent"] == row["chats"] and row["over_channel_rate"] == 0
 
 
+def test_search_zh_scores_every_tokeniser_on_every_labelled_query() -> None:
+    rows = search_zh.main()
+    assert [row["tokeniser"] for row in rows] == ["character bigrams", *search_zh._jieba()]
+    assert all(0 <= row["all_p@1"] <= 1 for row in rows)
+
+
 def test_commands_quick_builds_every_reply_and_answers_every_update() -> None:
     result = commands.main(["--quick"])
-    assert [row["command"] for row in result["reply_build"]] == list(commands.COMMANDS)
+    assert [(row["language"], row["command"]) for row in result["reply_build"]] == [
+        (language, command) for language in commands.LANGUAGES for command in commands.COMMANDS]
     assert all(row["replies"] == row["updates"] for row in result["end_to_end"])
 
 
@@ -73,12 +80,17 @@ def test_sources_quick_polls_every_feed_and_half_answer_304() -> None:
     assert result["page"]["read"] == result["page"]["items"] == 50
 
 
+def test_metrics_cost_quick_times_recording_and_records_every_call() -> None:
+    figures = metrics_cost.main(["--quick"])
+    assert figures["on"] > 0 and figures["off"] > 0
+
+
 def test_each_benchmark_has_one_documented_command() -> None:
     readme = (ROOT / "bench" / "README.md").read_text()
-    for name in ("fanout", "commands", "store", "content", "webhook_flood", "sources"):
+    for name in ("fanout", "commands", "store", "content", "webhook_flood", "sources", "metrics_cost"):
         assert f"python -m bench.{name}" in readme
 
 
 def test_inline_quick_answers_every_query_within_the_bot_apis_limits() -> None:
     rows = inline.main(["--quick"])
-    assert [row["results"] for row in rows] == [5, 20, 20, 20, 0, 0]
+    assert [row["results"] for row in rows] == [5, 20, 20, 20, 20, 0]

@@ -170,3 +170,44 @@ async def test_once_started_the_bot_keeps_its_start_up_objects_out_of_full_colle
     finally:
         gc.unfreeze()
     assert "AI in finance" in out.getvalue()
+
+
+def _console_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a console run without a token, without the terminal's own locale variables."""
+    kept = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_BOT_TOKEN", "LANG", "LC_ALL", "LC_MESSAGES")}
+    return {**kept, "DATABASE_URL": f"sqlite:///{tmp_path}/bot.sqlite3", "CONTENT_HISTORY_DIR": str(tmp_path / "h"),
+            "WATCH_CONTENT": "false", "WATCH_SOURCES": "false", **extra}
+
+
+def test_the_console_speaks_the_terminal_s_language_and_lang_option_overrides_it(tmp_path: Path) -> None:
+    run = {"capture_output": True, "text": True, "cwd": ROOT, "timeout": 60, "check": True}
+    chinese = subprocess.run([sys.executable, "-m", "bot"], input="/sector finance\n7\n/quit\n",  # type: ignore[call-overload]
+                             env=_console_env(tmp_path, LANG="zh_HK.UTF-8"), **run)
+    assert "主控台模式" in chinese.stdout and "重點" in chinese.stdout and "請選擇號碼：" in chinese.stdout
+    assert "沒有這個選項" in chinese.stdout or "請選擇 1 至" in chinese.stdout  # a number out of the list
+    assert chinese.stdout.rstrip().endswith("再見。")
+
+    english = subprocess.run([sys.executable, "-m", "bot", "--lang", "en", "console"],  # type: ignore[call-overload]
+                             input="/sector finance\n/quit\n", env=_console_env(tmp_path, LANG="zh_HK.UTF-8"), **run)
+    assert "console mode" in english.stdout and "Key points" in english.stdout and "重點" not in english.stdout
+
+
+async def test_language_in_the_console_switches_its_replies_and_choices(tmp_path: Path) -> None:
+    catalogue = load_catalogue(ROOT / "content", now=NOW)
+    store = await open_store(f"sqlite:///{tmp_path}/bot.sqlite3")
+    try:
+        session = Console(Services(content=StaticContent(catalogue), clock=lambda: NOW, subscriptions=store),
+                          io.StringIO(), io.StringIO(), language="zh-Hant")
+        await _switch_and_read(session)
+    finally:
+        await store.close()
+
+
+async def _switch_and_read(session: Console) -> None:
+    shown = await session.handle_line("/language")
+    assert shown is not None and "繁體中文" in shown and "請選擇號碼：" in shown
+    assert "[1] English" in shown
+    switched = await session.handle_line("1")
+    assert switched is not None and "English" in switched and "Send /help" in switched
+    assert "Key points" in (await session.handle_line("/sector finance") or "")
+    assert "Choose a number:" in (await session.handle_line("/sectors") or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,18 @@ async def test_one_chat_keeps_its_order_while_other_chats_go_ahead(fake: FakeBot
     order = [int(r.params["chat_id"]) for r in fake.requests if r.method == "sendMessage" and r.ok]
     second_to_508 = [i for i, chat in enumerate(order) if chat == 508][1]
     assert order.index(509) < second_to_508  # 509 was answered while 508's first answer was still on its way
+
+
+async def test_chinese_and_simplified_searches_find_what_the_english_search_finds(fake: FakeBotApi,
+                                                                                  tmp_path: Path) -> None:
+    links: dict[str, list[str]] = {}
+    async with running_bot(fake, e2e_settings(fake, tmp_path)):
+        for chat_id, query in enumerate(("hkust", "香港科技大學", "香港科技大学", "ai finance", "人工智能 金融"), 601):
+            fake.push_update(fake.command_update(f"/search {query}", chat_id=chat_id, user_id=chat_id))
+            [sent] = await fake.wait_for("sendMessage", chat_id=chat_id)
+            assert sent["parse_mode"] == "HTML" and "Nothing matches" not in sent["text"]
+            links[query] = re.findall(r'href="([^"]+)"', sent["text"])
+    assert links["香港科技大學"] == links["香港科技大学"]
+    assert links["hkust"][0] in links["香港科技大學"][:3]
+    assert set(links["ai finance"][:3]) & set(links["人工智能 金融"][:3])
+    _only_real_calls(fake)

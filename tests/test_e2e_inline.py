@@ -121,15 +121,25 @@ async def test_the_longest_query_and_odd_characters_are_answered(fake: FakeBotAp
     assert len(bad_offset["results"]) == PAGE_SIZE and bad_offset["next_offset"] == str(PAGE_SIZE)
 
 
-@pytest.mark.parametrize("query", ["人工智能 金融", "香港", "金融科技 finance"])
-async def test_chinese_text_gets_a_valid_answer(fake: FakeBotApi, tmp_path: Path, query: str) -> None:
+@pytest.mark.parametrize("query", ["人工智能 金融", "香港", "金融科技 finance", "人工智能"])
+async def test_chinese_text_finds_chinese_cards(fake: FakeBotApi, tmp_path: Path, query: str) -> None:
     async with running_bot(fake, e2e_settings(fake, tmp_path)):
-        answer = await ask(fake, query, language_code="zh-hk")
-    if "finance" not in query:
-        assert answer["results"] == []  # the content is English only today: no Chinese word is indexed
-    else:
-        assert answer["results"]
-    assert ("button" in answer) is not answer["results"]  # the way into the bot shows only above an empty list
+        chinese = await ask(fake, query, language_code="zh-hk")
+        english = await ask(fake, query, language_code="en")
+    assert chinese["results"] and "button" not in chinese
+    # The same items, each shown in the reader's language: Chinese text for zh-hk, English for everyone else.
+    assert [r["id"] for r in chinese["results"]] == [r["id"] for r in english["results"]]
+    first = chinese["results"][0]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in first["title"] + first["description"])
+    assert chinese["results"][0]["input_message_content"] != english["results"][0]["input_message_content"]
+
+
+async def test_simplified_chinese_finds_what_traditional_finds(fake: FakeBotApi, tmp_path: Path) -> None:
+    async with running_bot(fake, e2e_settings(fake, tmp_path)):
+        traditional = await ask(fake, "香港科技大學", language_code="zh-hk")
+        simplified = await ask(fake, "香港科技大学", language_code="zh-hk")
+    assert traditional["results"]
+    assert [r["id"] for r in simplified["results"]] == [r["id"] for r in traditional["results"]]
 
 
 async def test_the_card_button_opens_its_sector_in_the_bot(fake: FakeBotApi, tmp_path: Path) -> None:

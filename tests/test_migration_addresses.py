@@ -1,4 +1,5 @@
-"""Migration 011 on a database filled by the schema before it: every row is kept, and chats become `telegram:<id>`."""
+"""Migration 011 on a database filled by the schema before it: every row is kept (a chat's quiet hours and language
+too), and chats become `telegram:<id>`."""
 
 from __future__ import annotations
 
@@ -85,8 +86,11 @@ async def _fill(driver: Driver) -> None:
             [(1, "update", "u-1", T0), (1, "initiative", "i-1", T0), (2, "update", "u-9", T0)],
         )
         await tx.executemany(
-            "INSERT INTO chat_settings (chat_id, quiet_start, quiet_end, quiet_timezone) VALUES (?, ?, ?, ?)",
-            [(PRIVATE, "22:00", "07:00", "Asia/Hong_Kong"), (GROUP, None, None, None)],
+            "INSERT INTO chat_settings (chat_id, quiet_start, quiet_end, quiet_timezone, language)"
+            " VALUES (?, ?, ?, ?, ?)",
+            # Quiet hours and a language (migration 010); either may be missing.
+            [(PRIVATE, "22:00", "07:00", "Asia/Hong_Kong", "zh-Hant"), (GROUP, None, None, None, None),
+             (77, None, None, None, "en")],
         )
         await tx.execute("INSERT INTO audit_log (at, actor_id, action, detail) VALUES (?, ?, ?, ?)",
                          (T0, 900, "preview", str(GROUP)))
@@ -136,7 +140,7 @@ async def test_every_row_is_kept_and_chats_become_telegram_addresses(driver: Dri
             " FROM deliveries ORDER BY id")
     assert [(sid, chat, thread) for sid, chat, thread, _ in chats] == [
         (sid, f"telegram:{chat_id}", thread) for sid, chat_id, thread, *_ in SUBSCRIPTIONS]
-    assert sorted(chat for (chat,) in settings) == sorted([f"telegram:{PRIVATE}", f"telegram:{GROUP}"])
+    assert sorted(chat for (chat,) in settings) == sorted([f"telegram:{PRIVATE}", f"telegram:{GROUP}", "telegram:77"])
     assert [(did, sid, status, attempts, parts, payload, bool(started), bool(flagged))
             for did, sid, status, attempts, parts, payload, started, flagged in deliveries] == [
         (did, sid, status, attempts, parts, payload, started, flagged)
@@ -150,6 +154,12 @@ async def test_every_row_is_kept_and_chats_become_telegram_addresses(driver: Dri
     blocked = await store.get_subscription(telegram(77), None)
     assert blocked is not None and not blocked.active
     assert await store.get_quiet_hours(telegram(PRIVATE)) == QuietHours(time(22), time(7), "Asia/Hong_Kong")
+    # Each chat's language (migration 010) stays with it, and its subscriptions' digests follow it.
+    assert [await store.get_chat_language(telegram(chat)) for chat in (PRIVATE, GROUP, 77, FORUM)] == [
+        "zh-Hant", None, "en", None]
+    assert await store.get_quiet_hours(telegram(77)) is None
+    private = await store.get_subscription(telegram(PRIVATE), None)
+    assert private is not None and private.language == "zh-Hant" and group.language == "en"
     history = await store.history(1)
     assert (history.sent_update_keys, history.shown_initiative_keys) == (frozenset({"u-1"}), frozenset({"i-1"}))
     assert await store.audit_entries(5) == [(T0, 900, "preview", str(GROUP))]
@@ -160,8 +170,8 @@ async def test_every_row_is_kept_and_chats_become_telegram_addresses(driver: Dri
 
     # The pending digest and the broadcast whose sender died are claimed as before, with their chats' addresses.
     claimed = await store.claim_deliveries("w2", T0 + timedelta(hours=1), 60, 10)
-    assert [(d.id, d.subscription.chat, d.status) for d in claimed] == [
-        (2, telegram(PRIVATE), DeliveryStatus.SENDING), (3, telegram(GROUP), DeliveryStatus.SENDING)]
+    assert [(d.id, d.subscription.chat, d.status, d.subscription.language) for d in claimed] == [
+        (2, telegram(PRIVATE), DeliveryStatus.SENDING, "zh-Hant"), (3, telegram(GROUP), DeliveryStatus.SENDING, "en")]
     assert claimed[1].in_flight_at_crash  # it had started when its lease ran out
 
 

@@ -152,7 +152,10 @@ async def test_three_replicas_survive_a_killed_replica_and_a_killed_leader(fake:
                "PORT": str(free_port()), "DIGEST_TICK_SECONDS": "0.5",
                "SEND_MESSAGES_PER_SECOND": str(CEILING), "SEND_PRIVATE_CHAT_INTERVAL": "0",
                "SEND_GROUP_MESSAGES_PER_MINUTE": "0", "SEND_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
-               "SEND_LEASE_SECONDS": "5", "LOG_LEVEL": "INFO"}
+               # Short enough that the killed replicas' claims are taken over within the test, long enough that a
+               # live replica starved of CPU on a busy machine (4 busy loops on 2 cores) keeps its own: at 5 s it did
+               # not, and ~300 chats were sent twice by two live replicas.
+               "SEND_LEASE_SECONDS": "20", "LOG_LEVEL": "INFO"}
         replicas.append(Replica(name, env, tmp_path / f"{name}.log"))
     killed_in_flight = 0
     try:

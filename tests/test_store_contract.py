@@ -166,6 +166,46 @@ async def test_quiet_hours_roundtrip(store: SqlStore) -> None:
     assert await store.get_quiet_hours(telegram(100)) is None
 
 
+async def test_chat_language_roundtrip_beside_quiet_hours(store: SqlStore) -> None:
+    assert await store.get_chat_language(telegram(100)) is None  # no first contact yet
+    await store.set_chat_language(telegram(100), "zh-Hant")
+    assert await store.get_chat_language(telegram(100)) == "zh-Hant"
+    assert await store.get_chat_language(telegram(200)) is None
+    assert await store.get_chat_language(ChatAddress("console", "100")) is None  # the same id on another platform
+
+    overnight = QuietHours(time(22, 0), time(7, 30), "Asia/Hong_Kong")
+    await store.set_quiet_hours(telegram(100), overnight)  # one row per chat: neither setting overwrites the other
+    await store.set_quiet_hours(telegram(100), None)
+    assert await store.get_chat_language(telegram(100)) == "zh-Hant"
+    await store.set_quiet_hours(telegram(300), overnight)
+    await store.set_chat_language(telegram(300), "en")
+    assert await store.get_quiet_hours(telegram(300)) == overnight
+    assert await store.get_chat_language(telegram(300)) == "en"
+
+
+async def test_subscriptions_and_claimed_digests_carry_the_chat_s_language(store: SqlStore) -> None:
+    saved = await store.save_subscription(req(100), T0 - timedelta(hours=1))
+    assert saved.language == "en"  # a chat that never set one reads English
+    await store.set_chat_language(telegram(100), "zh-Hant")
+    assert (await store.get_subscription(telegram(100), None)).language == "zh-Hant"  # type: ignore[union-attr]
+    assert (await store.save_subscription(req(100), T0 - timedelta(hours=1))).language == "zh-Hant"
+    await store.save_subscription(req(200), T0 - timedelta(hours=1))
+    assert await store.enqueue_due(T0, 10) == 2
+
+    deliveries = await store.claim_deliveries("w", T0, LEASE, 10)
+    claimed = {delivery.subscription.chat: delivery.subscription.language for delivery in deliveries}
+
+    assert claimed == {telegram(100): "zh-Hant", telegram(200): "en"}
+
+
+async def test_a_group_s_language_moves_with_it_to_the_supergroup(store: SqlStore) -> None:
+    await store.save_subscription(req(-100, kind=ChatKind.GROUP), T0)
+    await store.set_chat_language(telegram(-100), "zh-Hant")
+    await store.migrate_chat(telegram(-100), telegram(-1001))
+    assert await store.get_chat_language(telegram(-1001)) == "zh-Hant"
+    assert (await store.get_subscription(telegram(-1001), None)).language == "zh-Hant"  # type: ignore[union-attr]
+
+
 # ---------------------------------------------------------------------------------------------------- scheduling
 
 
@@ -654,6 +694,27 @@ async def test_delivery_stats_counts(store: SqlStore) -> None:
     await store.save_subscription(req(5), T0 + timedelta(hours=3))
     assert await store.enqueue_due(T0 + timedelta(days=1), 10) == 5
     assert (await store.delivery_stats()).last_period == T0 + timedelta(days=1)
+
+
+async def test_operations_counts_give_open_deliveries_their_oldest_and_subscriptions_by_cadence(
+        store: SqlStore) -> None:
+    empty = await store.operations_counts()
+    assert (empty.open_deliveries, empty.oldest_open_at, empty.active_by_cadence) == (0, None, {})
+
+    await subscribe_due(store, 1, 2, 3)  # three daily digests enqueued at T0
+    weekly = Schedule(Cadence.WEEKLY, time(9, 0), "Asia/Hong_Kong", 0)
+    await store.save_subscription(req(4, schedule=weekly), T0)
+    await store.save_subscription(req(5), T0)
+    await store.unsubscribe(5, None, T0)
+    sent, sending, _ = await store.claim_deliveries("w1", T0, LEASE, 10)
+    await store.complete_delivery(sent.id, T0)
+    await store.mark_started(sending.id)
+    await store.enqueue_broadcast(DigestPayload(("news",)), T0 + timedelta(hours=2))
+
+    counts = await store.operations_counts()
+    assert counts.open_deliveries == 2 + 4  # one sending, one pending digest; four pending broadcasts
+    assert counts.oldest_open_at == T0
+    assert counts.active_by_cadence == {"daily": 3, "weekly": 1}
 
 
 async def test_migrate_chat_moves_subscriptions(store: SqlStore) -> None:

@@ -13,20 +13,23 @@ from bot.core.catalogue import Catalogue
 
 
 def load_catalogue(directory: Path, *, now: datetime, overrides: Mapping[str, str] | None = None,
-                   shown: str | None = None, future_updates: bool = True) -> Catalogue:
+                   shown: str | None = None, future_updates: bool = True,
+                   require_language: str | None = None) -> Catalogue:
     """Read every YAML file under `directory`, validate all of it, and return the catalogue.
 
     `overrides` maps a path relative to `directory` to replacement text, so a file can be validated against the
     rest of the content before anything is written. Errors name files as `<shown>/<relative path>` (default: the
     directory as given; "" for paths relative to it). With `future_updates=False` an update dated after tomorrow
     is an error (`content check` asks for that; the running bot accepts one, so content written ahead of time
-    still loads). Raises InvalidContent with every error found.
+    still loads). With `require_language` every missing translation into it is an error (`content check --lang`).
+    Raises InvalidContent with every error found.
     """
     texts = read_folder(directory, directory.as_posix() if shown is None else shown)
     if isinstance(texts, ContentError):
         raise InvalidContent([texts])
     texts.update(overrides or {})
-    return validate_texts(texts, base=directory, now=now, shown=shown, future_updates=future_updates)
+    return validate_texts(texts, base=directory, now=now, shown=shown, future_updates=future_updates,
+                          require_language=require_language)
 
 
 class ContentLibrary:

@@ -42,8 +42,8 @@ from bot.content.library import ContentLibrary
 from bot.content.parse import parse_file
 from bot.content.validate import SECTION_ID, validate_texts
 from bot.content.watch import OnChange, watch_content
-from bot.core.catalogue import Catalogue
-from bot.core.ports import Record
+from bot.core.catalogue import ENGLISH, Catalogue
+from bot.core.ports import NO_METRICS, Metrics, Record
 from bot.core.render import printable_name
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,13 @@ class ContentManager:
     content folder, never by a server path.
     """
 
-    def __init__(self, library: ContentLibrary, history_dir: Path, clock: Callable[[], datetime]) -> None:
+    def __init__(self, library: ContentLibrary, history_dir: Path, clock: Callable[[], datetime], *,
+                 metrics: Metrics = NO_METRICS) -> None:
         self.library = library
         self.history_dir = history_dir
         self.clock = clock
+        self.metrics = metrics
+        self.loaded_at = clock()  # when the content in force was put in force (metrics)
         self.last_error: ContentChange | None = None
         self.changing = threading.RLock()
 
@@ -99,10 +102,13 @@ class ContentManager:
                 log.exception("content reload failed unexpectedly")
                 return self._failed(old, [_unexpected(exc)])
             self.last_error = None
+            self.loaded_at = self.clock()
+            self.metrics.content_reload("ok")
             return ContentChange(ok=True, diff=diff_catalogues(old, new), version=new.version)
 
     def _failed(self, old: Catalogue, errors: list[ContentError]) -> ContentChange:
         self.last_error = ContentChange(ok=False, errors=tuple(errors), version=old.version)
+        self.metrics.content_reload("failed")
         return self.last_error
 
     # ---- upload
@@ -161,9 +167,11 @@ class ContentManager:
     # ---- publishing one update
 
     def publish_update(self, day: date, sections: Sequence[str], title: str, summary: str, link: str,
-                       actor: int | None, record: BlockingRecord | None = None) -> ContentChange:
+                       actor: int | None, record: BlockingRecord | None = None, *,
+                       language: str = ENGLISH) -> ContentChange:
         """Add one dated update at the top of the updates file, as an upload of that file would: validated with the
-        rest, recorded (`record`) first, kept in the history for /rollback, written atomically."""
+        rest, recorded (`record`) first, kept in the history for /rollback, written atomically. Its text is in
+        `language` (a Chinese press release is published as a Chinese update, `language: zh-Hant`)."""
         with self.changing:
             try:
                 old = self.library.catalogue
@@ -174,7 +182,7 @@ class ContentManager:
                 current = texts.get(target, "updates:\n")
                 if not isinstance(current, str):
                     return self._rejected([ContentError(target, 1, "(file)", current.message)], target)
-                text = _with_update(current, day, sections, title, summary, link)
+                text = _with_update(current, day, sections, title, summary, link, language)
                 if isinstance(text, ContentError):
                     return self._rejected([text], target)
                 log.info("publishing an update to %s for admin %s: %s", target, actor, printable_name(title))
@@ -306,6 +314,7 @@ class ContentManager:
     def _install(self, old: Catalogue, new: Catalogue, target: str | None = None) -> ContentChange:
         """Put a validated catalogue in force."""
         self.library.swap(new)
+        self.loaded_at = self.clock()
         self.last_error = None
         return ContentChange(ok=True, diff=diff_catalogues(old, new), path=target, version=new.version)
 
@@ -347,7 +356,7 @@ _ITEM = re.compile(r"([ \t]*)- ")
 
 
 def _with_update(text: str, day: date, sections: Sequence[str], title: str, summary: str,
-                 link: str) -> str | ContentError:
+                 link: str, language: str = ENGLISH) -> str | ContentError:
     """The updates file's text with one update added first in its list, the rest left as written (comments too)."""
     lines = text.splitlines(keepends=True)
     key = next((n for n, line in enumerate(lines) if _UPDATES_KEY.fullmatch(line.rstrip("\r\n"))), None)
@@ -364,7 +373,10 @@ def _with_update(text: str, day: date, sections: Sequence[str], title: str, summ
                                 "cannot add an update: `updates` is not an indented block list (`  - date: ...`)")
         at, indent = n, item.group(1)
         break
-    entry = {"date": day, "sections": list(sections), "title": title, "summary": summary, "link": link}
+    entry: dict[str, object] = {"date": day, "sections": list(sections), "title": title, "summary": summary,
+                                "link": link}
+    if language != ENGLISH:
+        entry["language"] = language  # English is the default, and most updates leave it out
     dumped = yaml.dump([entry], Dumper=_NoAliases, sort_keys=False, allow_unicode=True, width=1_000_000,
                        default_flow_style=None)
     added = [indent + line + "\n" for line in dumped.splitlines()]
@@ -423,11 +435,12 @@ class OffLoopContentAdmin:
         return self.manager.last_error
 
     async def publish_update(self, day: date, sections: Sequence[str], title: str, summary: str, link: str,
-                             actor: int | None, record: Record | None = None) -> ContentChange:
-        """Add one dated update to the updates file through the upload path: validated, recorded, kept for
-        /rollback, written atomically (and, on replicas, published to the others)."""
+                             actor: int | None, record: Record | None = None, *,
+                             language: str = ENGLISH) -> ContentChange:
+        """Add one dated update, written in `language`, to the updates file through the upload path: validated,
+        recorded, kept for /rollback, written atomically (and, on replicas, published to the others)."""
         return self._done(await asyncio.to_thread(self.manager.publish_update, day, sections, title, summary, link,
-                                                  actor, _on_loop(record)))
+                                                  actor, _on_loop(record), language=language))
 
     def _done(self, change: ContentChange) -> ContentChange:
         if change.ok and self._on_applied is not None:

@@ -14,6 +14,9 @@ from typing import Any
 from bot.content.errors import ContentError, InvalidContent, Unreadable
 from bot.content.parse import LineList, LineMap, parse_file
 from bot.core.catalogue import (
+    CHINESE,
+    ENGLISH,
+    LANGUAGES,
     UPDATE_TITLE_LIMIT,
     About,
     Catalogue,
@@ -26,12 +29,14 @@ from bot.core.catalogue import (
     WatchedSource,
     Watchlist,
 )
+from bot.core.chinese import to_traditional
 from bot.core.document import doc
 from bot.core.render import render_initiative, render_section_header, render_update
 from bot.sources.page import css_problem
 from bot.tg.render import MESSAGE_LIMIT, message_length
 
 SECTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+CHINESE_ALIAS = re.compile(r"^[^\s/@]{1,32}$")  # a name typed after /sector: no spaces, no command marks
 MAX_TITLE = 40
 MAX_UPDATE_TITLE = UPDATE_TITLE_LIMIT
 EARLIEST_YEAR = 1950
@@ -41,14 +46,19 @@ EARLIEST_YEAR = 1950
 
 
 class _Reporter:
-    """Collects errors for one file."""
+    """Collects errors for one file, and the translations it lacks (an error only when a check asks for them)."""
 
-    def __init__(self, file: str, errors: list[ContentError]) -> None:
+    def __init__(self, file: str, errors: list[ContentError],
+                 missing: list[tuple[str, ContentError]] | None = None) -> None:
         self.file = file
         self.errors = errors
+        self.missing = [] if missing is None else missing
 
     def error(self, line: int, key: str, message: str) -> None:
         self.errors.append(ContentError(self.file, line, key, message))
+
+    def untranslated(self, language: str, line: int, key: str, message: str) -> None:
+        self.missing.append((language, ContentError(self.file, line, key, message)))
 
 
 @dataclass(frozen=True)
@@ -150,20 +160,26 @@ def _mappings(report: _Reporter, raw: list[Any], key: str, line: int) -> Iterato
 SECTION_FIELDS = (
     _Field("id"), _Field("order"), _Field("title"), _Field("aliases", False),
     _Field("summary"), _Field("key_points"), _Field("related", False),
-    _Field("initiatives"),
+    _Field("initiatives"), _Field(CHINESE, False),
 )
 INITIATIVE_FIELDS = (
     _Field("name"), _Field("year", False), _Field("body"),
-    _Field("description"), _Field("link"), _Field("note", False),
+    _Field("description"), _Field("link"), _Field("note", False), _Field(CHINESE, False),
 )
 UPDATE_FIELDS = (
     _Field("date"), _Field("sections"), _Field("title"),
-    _Field("summary"), _Field("link"),
+    _Field("summary"), _Field("link"), _Field("language", False), _Field(ENGLISH, False), _Field(CHINESE, False),
 )
 ABOUT_FIELDS = (
     _Field("name"), _Field("tagline"), _Field("about"),
-    _Field("contact"), _Field("sources"),
+    _Field("contact"), _Field("sources"), _Field(CHINESE, False),
 )
+# What a translation (the `zh-Hant:` mapping of an English item, the `en:` of a Chinese update) holds. A name left
+# out is the original name: a programme without an official Chinese name keeps its English one.
+SECTION_TRANSLATED = (_Field("title"), _Field("aliases", False), _Field("summary"), _Field("key_points"))
+INITIATIVE_TRANSLATED = (_Field("name", False), _Field("body"), _Field("description"), _Field("note", False))
+UPDATE_TRANSLATED = (_Field("title"), _Field("summary"))
+ABOUT_TRANSLATED = (_Field("name", False), _Field("tagline"), _Field("about"), _Field("contact"))
 SOURCE_FIELDS = (_Field("title"), _Field("link"))
 WATCHLIST_FIELDS = (_Field("keywords"), _Field("section_keywords", False), _Field("sources"))
 WATCHED_FIELDS = (
@@ -176,6 +192,37 @@ SELECT_FIELDS = (_Field("item"), _Field("title"), _Field("link"), _Field("date",
 SOURCE_KINDS = ("rss", "atom", "html")
 SOURCE_LANGUAGES = ("en", "zh-Hant")
 MIN_POLL_MINUTES = 15
+
+
+def _translations(report: _Reporter, data: LineMap, where: str, language: str,
+                  fields: tuple[_Field, ...]) -> Iterator[tuple[str, str, LineMap, bool]]:
+    """Each translation of an item written in `language`: (its language, its place, its mapping, complete?).
+
+    A translation that is absent, or lacks a field it needs, is noted as missing (`content check --lang` lists
+    those); keys it must not hold, and a "translation" into the item's own language, are errors.
+    """
+    if language in data:
+        others = " or ".join(other for other in LANGUAGES if other != language)
+        report.error(_line_of(data, language), _join(where, language),
+                     f"the text is in {language} already; a translation goes under {others}")
+    for other in LANGUAGES:
+        if other == language:
+            continue
+        place = _join(where, other)
+        raw = data.get(other)
+        if raw is None:
+            report.untranslated(other, data.line, place, "missing translation")
+            continue
+        if not isinstance(raw, LineMap):
+            report.error(_line_of(data, other), place, f"must be a mapping of translated fields, not {_kind(raw)}")
+            continue
+        _check_keys(report, raw, place, tuple(_Field(f.name, False) for f in fields))
+        complete = True
+        for f in fields:
+            if f.required and f.name not in raw:
+                report.untranslated(other, raw.line, _join(place, f.name), "missing translation")
+                complete = False
+        yield other, place, raw, complete
 
 
 @dataclass
@@ -212,13 +259,34 @@ def _read_section(report: _Reporter, data: Any, today: date) -> Section | None:
         report.error(_line_of(data, "key_points"), "key_points", "must list at least one point")
     related = _string_list(report, data, "", "related")
     initiatives = _read_initiatives(report, data, section_id or "?", today)
+    translations: list[Section] = []
+    for language, where, raw, complete in _translations(report, data, "", ENGLISH, SECTION_TRANSLATED):
+        shown_title = _text(report, raw, where, "title", max_length=MAX_TITLE)
+        shown_summary = _text(report, raw, where, "summary")
+        shown_aliases = _string_list(report, raw, where, "aliases")
+        for alias, line in shown_aliases:
+            if not CHINESE_ALIAS.match(alias):
+                report.error(line, f"{where}.aliases", f"alias {alias!r} must be one word of at most 32 characters")
+        shown_points = _string_list(report, raw, where, "key_points")
+        if "key_points" in raw and not shown_points and isinstance(raw.get("key_points"), list):
+            report.error(_line_of(raw, "key_points"), f"{where}.key_points", "must list at least one point")
+        if complete and section_id and order is not None and shown_title and shown_summary and shown_points:
+            translations.append(Section(
+                id=section_id, order=order, title=shown_title, aliases=tuple(_alias(a) for a, _ in shown_aliases),
+                summary=shown_summary, key_points=tuple(p for p, _ in shown_points),
+                related=tuple(r for r, _ in related), initiatives=(), language=language))
     if section_id is None or title is None or summary is None or order is None or initiatives is None:
         return None
     return Section(
         id=section_id, order=order, title=title, aliases=tuple(a for a, _ in aliases), summary=summary,
         key_points=tuple(p for p, _ in key_points), related=tuple(r for r, _ in related),
-        initiatives=initiatives,
+        initiatives=initiatives, translations=tuple(translations),
     )
+
+
+def _alias(name: str) -> str:
+    """A section name as lookups compare it: lowercase, and Chinese in Hong Kong Traditional characters."""
+    return to_traditional(name.strip().lower())
 
 
 def _read_initiatives(report: _Reporter, data: LineMap, section_id: str, today: date) -> tuple[Initiative, ...] | None:
@@ -248,9 +316,26 @@ def _read_initiatives(report: _Reporter, data: LineMap, section_id: str, today: 
                 first = seen[name.lower()]
                 report.error(item.line, f"{where}.name", f"duplicate initiative {name!r} (also at line {first})")
             seen.setdefault(name.lower(), item.line)
+        translations: list[Initiative] = []
+        for language, place, raw_text, complete in _translations(report, item, where, ENGLISH,
+                                                                 INITIATIVE_TRANSLATED):
+            shown_name = _text(report, raw_text, place, "name")
+            shown_body = _text(report, raw_text, place, "body")
+            shown_description = _text(report, raw_text, place, "description")
+            shown_note = _text(report, raw_text, place, "note", required=False)
+            if note is not None and "note" not in raw_text:
+                # The note carries a caveat (a secondary source, an unconfirmed link) no reader may lose.
+                report.untranslated(language, raw_text.line, f"{place}.note", "missing translation (the original "
+                                                                              "has a note)")
+                complete = False
+            if complete and name and shown_body and shown_description and link:
+                translations.append(Initiative(name=shown_name or name, body=shown_body,
+                                               description=shown_description, link=link, section_id=section_id,
+                                               year=year, note=shown_note, language=language))
         if name and body and description and link:
             result.append(Initiative(name=name, body=body, description=description, link=link,
-                                     section_id=section_id, year=year, note=note))
+                                     section_id=section_id, year=year, note=note,
+                                     translations=tuple(translations)))
     return tuple(result)
 
 
@@ -275,10 +360,32 @@ def _read_updates(report: _Reporter, data: Any, latest: date | None) -> list[tup
         title = _text(report, item, where, "title", max_length=MAX_UPDATE_TITLE)
         summary = _text(report, item, where, "summary")
         link = _link(report, item, where, "link")
-        if day and sections and title and summary and link:
-            update = Update(date=day, sections=tuple(s for s, _ in sections), title=title, summary=summary, link=link)
+        language = _language(report, item, where)
+        translations: list[Update] = []
+        for other, place, raw_text, complete in _translations(report, item, where, language or ENGLISH,
+                                                              UPDATE_TRANSLATED):
+            shown_title = _text(report, raw_text, place, "title", max_length=MAX_UPDATE_TITLE)
+            shown_summary = _text(report, raw_text, place, "summary")
+            if complete and day and sections and shown_title and shown_summary and link:
+                translations.append(Update(date=day, sections=tuple(s for s, _ in sections), title=shown_title,
+                                           summary=shown_summary, link=link, language=other))
+        if day and sections and title and summary and link and language:
+            update = Update(date=day, sections=tuple(s for s, _ in sections), title=title, summary=summary, link=link,
+                            language=language, translations=tuple(translations))
             result.append((update, item, where))
     return result
+
+
+def _language(report: _Reporter, item: LineMap, where: str) -> str | None:
+    """The language an update is written in: `language:`, English when not given."""
+    if "language" not in item:
+        return ENGLISH
+    language = _text(report, item, where, "language")
+    if language is not None and language not in LANGUAGES:
+        report.error(_line_of(item, "language"), f"{where}.language",
+                     f"must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        return None
+    return language
 
 
 def _date(report: _Reporter, item: LineMap, where: str) -> date | None:
@@ -309,9 +416,16 @@ def _read_about(report: _Reporter, data: Any) -> About | None:
     elif raw is not None:
         report.error(_line_of(data, "sources"), "sources", f"must be a list, not {_kind(raw)}")
     name, tagline, about, contact = texts["name"], texts["tagline"], texts["about"], texts["contact"]
+    translations: list[About] = []
+    for language, where, raw_text, complete in _translations(report, data, "", ENGLISH, ABOUT_TRANSLATED):
+        shown = {key: _text(report, raw_text, where, key) for key in ("name", "tagline", "about", "contact")}
+        if complete and name and shown["tagline"] and shown["about"] and shown["contact"]:
+            translations.append(About(name=shown["name"] or name, tagline=shown["tagline"], about=shown["about"],
+                                      contact=shown["contact"], sources=tuple(sources), language=language))
     if not (name and tagline and about and contact):
         return None
-    return About(name=name, tagline=tagline, about=about, contact=contact, sources=tuple(sources))
+    return About(name=name, tagline=tagline, about=about, contact=contact, sources=tuple(sources),
+                 translations=tuple(translations))
 
 
 def _read_watchlist(report: _Reporter, data: Any) -> Watchlist | None:
@@ -444,16 +558,21 @@ def _date_format_problem(date_format: str) -> str | None:
 
 
 def validate_texts(texts: Mapping[str, str | Unreadable], *, base: PurePath, now: datetime,
-                   shown: str | None = None, future_updates: bool = True) -> Catalogue:
-    """Validate content given as {relative path: YAML text}; raise InvalidContent listing every problem."""
+                   shown: str | None = None, future_updates: bool = True,
+                   require_language: str | None = None) -> Catalogue:
+    """Validate content given as {relative path: YAML text}; raise InvalidContent listing every problem.
+
+    With `require_language` (`zh-Hant`), every missing translation into it is a problem too, at its place.
+    """
     errors: list[ContentError] = []
+    missing: list[tuple[str, ContentError]] = []
     pending = _Pending()
     today = now.date()
     latest = None if future_updates else today + timedelta(days=1)
     prefix = base.as_posix() if shown is None else shown
     for relative in sorted(texts):
         shown_file = f"{prefix}/{relative}" if prefix else relative
-        report = _Reporter(shown_file, errors)
+        report = _Reporter(shown_file, errors, missing)
         parsed = parse_file(texts[relative], shown_file)
         if isinstance(parsed, ContentError):
             errors.append(parsed)
@@ -484,6 +603,7 @@ def validate_texts(texts: Mapping[str, str | Unreadable], *, base: PurePath, now
         else:
             report.error(1, "(file)", "unexpected content file: put sections in sections/, news in updates.yaml, "
                                       "the bot's description in about.yaml and watched sources in sources.yaml")
+    errors.extend(error for language, error in missing if language == require_language)
     catalogue = _cross_check(pending, errors, prefix, texts, now)
     if errors or catalogue is None:
         if not errors:
@@ -496,8 +616,7 @@ def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
                  texts: Mapping[str, str | Unreadable], now: datetime) -> Catalogue | None:
     names: dict[str, tuple[_Reporter, str, int]] = {}
     for section, report, data in pending.sections:
-        for name, key in [(section.id, "id"), *((alias, "aliases") for alias in section.aliases)]:
-            line = _line_of(data, key)
+        for name, key, line in _names(section, data):
             if name in names:
                 # Report the clash at both places: either file may be the one an admin just changed.
                 other_report, other_key, other_line = names[name]
@@ -522,8 +641,10 @@ def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
             first = seen_updates[update.key]
             report.error(item.line, f"{where}.title", f"duplicate update (same date and title as line {first})")
         seen_updates.setdefault(update.key, item.line)
-        if message_length(doc(render_update(update))) > MESSAGE_LIMIT:
-            report.error(item.line, f"{where}.summary", f"renders to more than {MESSAGE_LIMIT} characters")
+        for language in LANGUAGES:
+            if message_length(doc(render_update(update, language))) > MESSAGE_LIMIT:
+                report.error(item.line, _summary_key(where, update.language, language),
+                             f"renders to more than {MESSAGE_LIMIT} characters")
     _check_cut_links(pending)
     _check_watchlist_sections(pending)
     if pending.about is None and not any(PurePosixPath(p).name.startswith("about.") for p in texts):
@@ -535,7 +656,8 @@ def _cross_check(pending: _Pending, errors: list[ContentError], prefix: str,
     if errors or pending.about is None:
         return None
     sections = tuple(sorted((s for s, _, _ in pending.sections), key=lambda s: (s.order, s.id)))
-    lookup = {name: section for section in sections for name in (section.id, *section.aliases)}
+    lookup = {name: section for section in sections
+              for name in (section.id, *section.aliases, *(a for t in section.translations for a in t.aliases))}
     updates = tuple(sorted((u for u, _, _, _ in pending.updates), key=lambda u: (u.date, u.title), reverse=True))
     digest = hashlib.sha256()
     for relative in sorted(texts):
@@ -590,13 +712,33 @@ def _check_cut_links(pending: _Pending) -> None:
             report.error(line, key, f"looks cut off: {longer[0]!r} continues it")
 
 
+def _names(section: Section, data: LineMap) -> Iterator[tuple[str, str, int]]:
+    """Every name a section answers to, with its key and line: id, aliases, and the translations' aliases."""
+    yield section.id, "id", _line_of(data, "id")
+    for alias in section.aliases:
+        yield alias, "aliases", _line_of(data, "aliases")
+    for translation in section.translations:
+        raw = data.get(translation.language)
+        for alias in translation.aliases:
+            yield alias, f"{translation.language}.aliases", _line_of(raw, "aliases") if isinstance(raw, LineMap) else 0
+
+
+def _summary_key(where: str, written: str, language: str) -> str:
+    """Where a too-long text is: `summary`, or `zh-Hant.summary` for its translation."""
+    return _join(where, "summary" if written == language else f"{language}.summary")
+
+
 def _check_fits(report: _Reporter, data: LineMap, section: Section) -> None:
-    """Every unit the bot sends alone (a section header, one initiative) must fit one Telegram message."""
-    if message_length(render_section_header(section)) > MESSAGE_LIMIT:
-        report.error(_line_of(data, "summary"), "summary", f"the section renders to more than {MESSAGE_LIMIT} chars")
+    """Every unit the bot sends alone (a section header, one initiative) must fit one Telegram message, in every
+    language (UTF-16 units, as Telegram counts)."""
     raw = data.get("initiatives")
     lines = raw.item_lines if isinstance(raw, LineList) else []
-    for index, initiative in enumerate(section.initiatives):
-        if message_length(doc(render_initiative(initiative))) > MESSAGE_LIMIT:
-            line = lines[index] if index < len(lines) else data.line
-            report.error(line, f"initiatives[{index}]", f"renders to more than {MESSAGE_LIMIT} characters")
+    for language in LANGUAGES:
+        if message_length(render_section_header(section, language)) > MESSAGE_LIMIT:
+            report.error(_line_of(data, "summary"), _summary_key("", ENGLISH, language),
+                         f"the section renders to more than {MESSAGE_LIMIT} chars")
+        for index, initiative in enumerate(section.initiatives):
+            if message_length(doc(render_initiative(initiative, language))) > MESSAGE_LIMIT:
+                line = lines[index] if index < len(lines) else data.line
+                key = f"initiatives[{index}]" if language == ENGLISH else f"initiatives[{index}].{language}"
+                report.error(line, key, f"renders to more than {MESSAGE_LIMIT} characters")

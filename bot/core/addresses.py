@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.core.i18n import N_, Translator
 from bot.core.numbers import chat_id as telegram_chat_id
 
 TELEGRAM = "telegram"
@@ -25,7 +26,17 @@ _CONSOLE_ID = re.compile(r"[0-9]{1,19}")
 
 
 class AddressError(ValueError):
-    """Text that is not a chat address; the message says what is wrong, fit to show the user."""
+    """Text that is not a chat address; the message says what is wrong, fit to show the user: in English as the
+    exception's text, in the reader's language with `translated(tr)`."""
+
+    def __init__(self, message: str, /, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message = message
+        self.values = values
+
+    def translated(self, tr: Translator) -> str:
+        """What is wrong, in the translator's language."""
+        return tr.gettext(self.message, **self.values)
 
 
 @dataclass(frozen=True, order=True)
@@ -37,8 +48,8 @@ class ChatAddress:
 
     def __post_init__(self) -> None:
         problem = _problem(self.platform, self.id)
-        if problem:
-            raise AddressError(problem)
+        if problem is not None:
+            raise problem
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.id}"
@@ -48,7 +59,7 @@ class ChatAddress:
         """`telegram:-100123` or `slack:T0123/C0456` as an address; AddressError for anything else."""
         platform, colon, chat = text.strip().partition(":")
         if not colon:
-            raise AddressError(f"{text!r} is not a chat address (platform:id, e.g. telegram:-100123)")
+            raise AddressError(N_("“%(text)s” is not a chat address (platform:id, e.g. telegram:-100123)"), text=text)
         return cls(platform.lower(), chat)
 
 
@@ -64,22 +75,24 @@ def typed_address(text: str) -> ChatAddress:
         return ChatAddress.parse(text)
     number = telegram_chat_id(text.strip())
     if number is None:
-        raise AddressError("a chat is a Telegram chat id (-1001234567890) or an address (slack:T0123/C0456)")
+        raise AddressError(N_("a chat is a Telegram chat id (-1001234567890) or an address (slack:T0123/C0456)"))
     return telegram(number)
 
 
-def _problem(platform: str, chat: str) -> str | None:
+def _problem(platform: str, chat: str) -> AddressError | None:
     if platform not in PLATFORMS:
-        return f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})"
+        return AddressError(N_("unknown platform “%(platform)s” (known: %(known)s)"), platform=platform,
+                            known=", ".join(PLATFORMS))
     if len(platform) + 1 + len(chat) > MAX_ADDRESS_LENGTH:
-        return f"a chat address is at most {MAX_ADDRESS_LENGTH} characters"
+        return AddressError(N_("a chat address is at most %(limit)s characters"), limit=MAX_ADDRESS_LENGTH)
     if platform == TELEGRAM:
         number = telegram_chat_id(chat)
         if number is None or str(number) != chat:
-            return f"{chat!r} is not a Telegram chat id (a whole number such as -100123)"
+            return AddressError(N_("“%(chat)s” is not a Telegram chat id (a whole number such as -100123)"), chat=chat)
     elif platform == SLACK:
         if not _SLACK_ID.fullmatch(chat):
-            return f"{chat!r} is not a Slack chat (workspace/channel, such as T0123/C0456)"
+            return AddressError(N_("“%(chat)s” is not a Slack chat (workspace/channel, such as T0123/C0456)"),
+                                chat=chat)
     elif not _CONSOLE_ID.fullmatch(chat):
-        return f"{chat!r} is not a console chat (a number)"
+        return AddressError(N_("“%(chat)s” is not a console chat (a number)"), chat=chat)
     return None

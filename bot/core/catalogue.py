@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from types import MappingProxyType
+from typing import TypeVar
+
+from bot.core.chinese import to_traditional
+
+ENGLISH = "en"
+CHINESE = "zh-Hant"  # Traditional Chinese as written in Hong Kong
+LANGUAGES = (ENGLISH, CHINESE)
 
 
 @dataclass(frozen=True)
 class Initiative:
-    """A named programme, body or scheme, with its source."""
+    """A named programme, body or scheme, with its source.
+
+    Its text is in `language`; `translations` holds the same initiative in the other language, if written. A reader
+    gets `in_language(...)`, whose `language` differs from theirs when no translation exists (a marked fallback).
+    """
 
     name: str
     body: str
@@ -19,16 +30,22 @@ class Initiative:
     section_id: str
     year: int | None = None
     note: str | None = None
+    language: str = ENGLISH
+    translations: tuple[Initiative, ...] = ()
 
     @property
     def key(self) -> str:
         """Stable identity used to remember which initiatives a chat was shown."""
         return f"{self.section_id}/{self.name}"
 
+    def in_language(self, language: str) -> Initiative:
+        """The initiative as a reader of `language` sees it: its translation, or itself when there is none."""
+        return _translated(self, language)
+
 
 @dataclass(frozen=True)
 class Section:
-    """One section of the catalogue (government, finance, ...)."""
+    """One section of the catalogue (government, finance, ...), in `language`, with its `translations`."""
 
     id: str
     order: int
@@ -38,6 +55,19 @@ class Section:
     key_points: tuple[str, ...]
     related: tuple[str, ...]
     initiatives: tuple[Initiative, ...]
+    language: str = ENGLISH
+    translations: tuple[Section, ...] = ()  # title, aliases, summary and key points in another language
+
+    def in_language(self, language: str) -> Section:
+        """The section as a reader of `language` sees it: header translated if it can be, each initiative too."""
+        shown = _translated(self, language)
+        return replace(shown, initiatives=tuple(one.in_language(language) for one in self.initiatives),
+                       translations=())
+
+    def header_in(self, language: str) -> Section:
+        """Only the title, aliases, summary and key points in `language` (or as written): cheaper than
+        in_language for a title or a header, but its initiatives are not to be read (a translation has none)."""
+        return _translated(self, language)
 
 
 UPDATE_TITLE_LIMIT = 120  # characters of an update's title: the validator's limit, and /review edit's
@@ -45,18 +75,27 @@ UPDATE_TITLE_LIMIT = 120  # characters of an update's title: the validator's lim
 
 @dataclass(frozen=True)
 class Update:
-    """A dated item of news, the stuff digests are made of."""
+    """A dated item of news, the stuff digests are made of; written in `language`, maybe with `translations`.
+
+    An update from a Chinese source may be Chinese only: `language="zh-Hant"` and no English translation.
+    """
 
     date: date
     sections: tuple[str, ...]
     title: str
     summary: str
     link: str
+    language: str = ENGLISH
+    translations: tuple[Update, ...] = ()
 
     @property
     def key(self) -> str:
         """Stable identity used to remember which updates a chat already received."""
         return f"{self.date.isoformat()}/{self.title}"
+
+    def in_language(self, language: str) -> Update:
+        """The update as a reader of `language` sees it: its translation, or itself when there is none."""
+        return _translated(self, language)
 
 
 @dataclass(frozen=True)
@@ -76,6 +115,21 @@ class About:
     about: str
     contact: str
     sources: tuple[Source, ...]
+    language: str = ENGLISH
+    translations: tuple[About, ...] = ()
+
+    def in_language(self, language: str) -> About:
+        """What the bot says about itself to a reader of `language`, or the original when not translated."""
+        return _translated(self, language)
+
+
+_Text = TypeVar("_Text", Initiative, Section, Update, About)
+
+
+def _translated(item: _Text, language: str) -> _Text:
+    if item.language == language:
+        return item
+    return next((one for one in item.translations if one.language == language), item)
 
 
 @dataclass(frozen=True)
@@ -148,8 +202,8 @@ class Catalogue:
     watchlist: Watchlist | None = None  # content/sources.yaml, when there is one
 
     def section(self, name: str) -> Section | None:
-        """Find a section by id or alias, case-insensitively."""
-        return self.by_name.get(name.strip().lower())
+        """Find a section by id or alias (English or Chinese, Simplified typed or Traditional), case-insensitively."""
+        return self.by_name.get(to_traditional(name.strip().lower()))
 
     @property
     def initiatives(self) -> tuple[Initiative, ...]:

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from bot.core.catalogue import Catalogue, Initiative, Update
 from bot.core.document import Block, Document, Line, bold, doc, heading, italic, line, para
-from bot.core.render import format_date, render_initiative, render_update
+from bot.core.i18n import translator
+from bot.core.render import render_initiative, render_update
 from bot.core.subscriptions import DigestHistory, DigestPayload, Subscription
 
 
@@ -49,8 +50,10 @@ def pick_spotlight(subscription: Subscription, catalogue: Catalogue, history: Di
     return candidates[subscription.id % len(candidates)]
 
 
-# Digests built lately, by what they show: chats with the same sections get the same digest on the same day, and
-# the fan-out composes one per chat. Sharing one Document also lets the renderers' caches find it at once.
+# Digests built lately, by what they show and in which language: chats with the same sections and language get the
+# same digest on the same day, and the fan-out composes one per chat. Sharing one Document also lets the renderers'
+# caches find it at once. The language is part of every key: a Chinese chat must never get an English digest
+# built a moment earlier for the same sections.
 _BUILT: dict[tuple[object, ...], Document] = {}
 _BUILT_LIMIT = 512
 
@@ -66,26 +69,32 @@ def _built(key: tuple[object, ...], build: Callable[[], Document]) -> Document:
 
 def compose_digest(subscription: Subscription, catalogue: Catalogue, now: datetime, history: DigestHistory,
                    rules: DigestRules = DigestRules()) -> DigestPayload | None:
-    """The digest a subscription gets at `now`, as a document (each front end renders and splits it); None when
-    there is nothing to send."""
+    """The digest a subscription gets at `now`, as a document (each front end renders and splits it), in the
+    subscription's language (its content translated where it is); None when there is nothing to send."""
     local_day = now.astimezone(subscription.schedule.zone)
+    language = subscription.language
+    tr = translator(language)
 
     def title() -> Line:
-        return heading(f"{catalogue.about.name} digest · {local_day:%a} {format_date(local_day)}")
+        return heading(tr.gettext("%(name)s digest · %(weekday)s %(date)s",
+                                  name=catalogue.about.in_language(language).name,
+                                  weekday=tr.weekday(local_day), date=tr.format_day(local_day)))
 
-    footer = para(italic("Change it with /settings · stop with /unsubscribe"))
+    footer = para(italic(tr.gettext("Change it with /settings · stop with /unsubscribe")))
     updates = new_updates(subscription, catalogue, now, history, rules)
     if updates:
         shown = updates[: rules.max_updates]
         keys = tuple(u.key for u in shown)
 
         def updates_message() -> Document:
-            count = f"{len(updates)} new update{'s' if len(updates) != 1 else ''}"
-            more = (para(f"… and {len(updates) - len(shown)} more: /latest {min(len(updates), 20)}")
+            count = tr.ngettext("%(count)s new update", "%(count)s new updates", len(updates))
+            more = (para(tr.gettext("… and %(more)s more: /latest %(latest)s", more=len(updates) - len(shown),
+                                    latest=min(len(updates), 20)))
                     if len(updates) > len(shown) else Block(()))
-            return doc(Block((title(), line(count))), *(render_update(update) for update in shown), more, footer)
+            return doc(Block((title(), line(count))), *(render_update(update, language) for update in shown), more,
+                       footer)
 
-        message = _built((catalogue.version, local_day.date(), len(updates), keys), updates_message)
+        message = _built((language, catalogue.version, local_day.date(), len(updates), keys), updates_message)
         return DigestPayload(message=message, update_keys=keys)
     if not (rules.spotlight_when_empty and subscription.spotlight):
         return None
@@ -95,9 +104,10 @@ def compose_digest(subscription: Subscription, catalogue: Catalogue, now: dateti
     first = not history.sent_update_keys and not history.shown_initiative_keys
 
     def spotlight_message() -> Document:
-        nothing_new = "No new updates in your sectors yet." if first else "Nothing new since your last digest."
-        return doc(Block((title(), line(f"{nothing_new} ", bold("Spotlight"), ":"))), render_initiative(initiative),
-                   footer)
+        nothing_new = (tr.gettext("No new updates in your sectors yet.") if first
+                       else tr.gettext("Nothing new since your last digest."))
+        return doc(Block((title(), line(f"{nothing_new} ", bold(tr.gettext("Spotlight")), tr.gettext(":")))),
+                   render_initiative(initiative, language), footer)
 
-    message = _built((catalogue.version, local_day.date(), initiative.key, first), spotlight_message)
+    message = _built((language, catalogue.version, local_day.date(), initiative.key, first), spotlight_message)
     return DigestPayload(message=message, spotlight_key=initiative.key)

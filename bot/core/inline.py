@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from bot.core.catalogue import Catalogue, Initiative, Section, Update
+from bot.core.catalogue import ENGLISH, Catalogue, Initiative, Section, Update
 from bot.core.document import Document, block, bold, doc, italic, line, link
+from bot.core.i18n import translator
 from bot.core.messages import clean_text
 from bot.core.numbers import whole_number
 from bot.core.render import format_date
@@ -26,9 +27,6 @@ ID_LIMIT = 64  # bytes, Telegram's limit on a result id and on next_offset
 TITLE_CHARS = 100
 DESCRIPTION_CHARS = 160
 BODY_CHARS = 600  # the card's summary: a card is shared in someone else's chat, so it stays short
-DEFAULT_LANGUAGE = "en"
-CHINESE = "zh-Hant"
-_CHINESE_TAGS = frozenset({"zh", "zh-hk", "zh-tw", "zh-hant"})
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,8 @@ class InlinePage:
 
     cards: tuple[Card, ...]
     next_offset: str | None
-
-
-def language_for(tag: str | None) -> str:
-    """The content language for a user's language tag: Hong Kong, Taiwan, traditional or plain Chinese read
-    `zh-Hant` (`zh-hk`, `zh-TW`, `zh-Hant`, `zh`); everything else, and no tag, reads English. (The interface
-    languages follow the same rule: when they land, this is the one place to point at theirs.)"""
-    lowered = (tag or "").strip().lower().replace("_", "-")
-    return CHINESE if lowered in _CHINESE_TAGS else DEFAULT_LANGUAGE
+    open_label: str = "Open in HK AI Pulse"  # the button under a shared card, in the reader's language
+    nothing_found: str = "Nothing found: browse the sectors in the bot"  # the way into the bot above no results
 
 
 def inline_query_text(query: str) -> str:
@@ -73,12 +65,11 @@ def page_start(offset: str) -> int:
     return whole_number(offset.strip(), 0, MAX_OFFSET) or 0
 
 
-def inline_page(catalogue: Catalogue, query: str, offset: str = "", language: str = DEFAULT_LANGUAGE,
+def inline_page(catalogue: Catalogue, query: str, offset: str = "", language: str = ENGLISH,
                 page_size: int = PAGE_SIZE) -> InlinePage:
     """The cards for one inline query at one offset: search hits for words, the latest updates for nothing.
 
-    `language` picks the language of the cards once the content has one ("en" or "zh-Hant"); today the content
-    is English only and every language gets it.
+    `language` ("en" or "zh-Hant") is the language of the cards: each item in its translation, or as written.
     """
     start = page_start(offset)
     wanted = inline_query_text(query)
@@ -90,28 +81,37 @@ def inline_page(catalogue: Catalogue, query: str, offset: str = "", language: st
         items = list(catalogue.updates[:start + page_size + 1])
     page = items[start:start + page_size]
     more = len(items) > start + page_size
-    return InlinePage(tuple(card(catalogue, found) for found in page), str(start + page_size) if more else None)
+    tr = translator(language)
+    return InlinePage(tuple(card(catalogue, found, language) for found in page),
+                      str(start + page_size) if more else None, tr.gettext("Open in HK AI Pulse"),
+                      tr.gettext("Nothing found: browse the sectors in the bot"))
 
 
-def card(catalogue: Catalogue, found: Section | Initiative | Update) -> Card:
-    """The card of one section, initiative or update."""
+def card(catalogue: Catalogue, found: Section | Initiative | Update, language: str = ENGLISH) -> Card:
+    """The card of one section, initiative or update, in its translation into `language` or as written. Its id
+    comes from the item as written, so one item has one id in every language."""
+    tr = translator(language)
     if isinstance(found, Section):
+        found = found.header_in(language)
         body = doc(block(bold(found.title), _short(found.summary, BODY_CHARS),
-                         italic("Key points, initiatives and the latest updates: open it in the bot.")))
+                         italic(tr.gettext("Key points, initiatives and the latest updates: open it in the bot."))))
         return Card(_card_id("s", found.id), _short(found.title, TITLE_CHARS),
-                    _short(f"Sector · {found.summary}", DESCRIPTION_CHARS), body, found.id)
+                    _short(tr.gettext("Sector · %(summary)s", summary=found.summary), DESCRIPTION_CHARS), body,
+                    found.id)
     if isinstance(found, Initiative):
+        key, found = found.key, found.in_language(language)
         year = f" ({found.year})" if found.year else ""
         section = catalogue.section(found.section_id)
-        where = f" · {section.title}" if section else ""
+        where = f" · {section.header_in(language).title}" if section else ""
         body = doc(block(line(bold(found.name), f"{year} — {found.body}"),
-                         line(_short(found.description, BODY_CHARS), " ", link("Source", found.link))))
-        return Card(_card_id("i", found.key), _short(found.name + year, TITLE_CHARS),
+                         line(_short(found.description, BODY_CHARS), " ", link(tr.gettext("Source"), found.link))))
+        return Card(_card_id("i", key), _short(found.name + year, TITLE_CHARS),
                     _short(f"{found.body}{where} · {found.description}", DESCRIPTION_CHARS), body, found.section_id)
-    when = format_date(found.date)
+    key, found = found.key, found.in_language(language)
+    when = format_date(found.date, language)
     body = doc(block(line(bold(when), " · ", bold(found.title)),
-                     line(_short(found.summary, BODY_CHARS), " ", link("Read more", found.link))))
-    return Card(_card_id("u", found.key), _short(found.title, TITLE_CHARS),
+                     line(_short(found.summary, BODY_CHARS), " ", link(tr.gettext("Read more"), found.link))))
+    return Card(_card_id("u", key), _short(found.title, TITLE_CHARS),
                 _short(f"{when} · {found.summary}", DESCRIPTION_CHARS), body,
                 found.sections[0] if found.sections else "")
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 
 from bot.core.document import bold, doc, para
+from bot.core.i18n import translator
 from bot.core.messages import NO_REPLY, MembershipChange, Reply
 from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 
 
-async def membership_changed(change: MembershipChange, services: Services) -> Reply:
-    """Deactivate a chat's subscriptions when the bot is gone from it; a short hello when a group or channel adds it."""
+async def membership_changed(change: MembershipChange, services: Services, language_code: str | None = None) -> Reply:
+    """Deactivate a chat's subscriptions when the bot is gone from it; a short hello when a group or channel adds it,
+    in the language of whoever added it (`language_code`), which becomes the group's."""
     chat = change.chat
     if not change.present:
         if services.subscriptions is None:
@@ -25,6 +27,8 @@ async def membership_changed(change: MembershipChange, services: Services) -> Re
         return NO_REPLY  # a promotion is no arrival; a private chat's /start gets its own welcome
     about = services.content.catalogue.about
     address = f"@{services.bot_username}" if services.bot_username else ""
-    return Reply(doc(para("Hello! I'm ", bold(about.name), f": {about.tagline}"),
-                     para(f"/help{address} lists what I can do; an administrator can start a digest here with "
-                          f"/subscribe{address}.")))
+    tr = translator(await services.chat_language(chat.address, language_code))
+    return Reply(doc(para(tr.gettext("Hello! I'm "), bold(about.name), f": {about.tagline}"),
+                     para(tr.gettext("/help%(address)s lists what I can do; an administrator can start a digest here "
+                                     "with /subscribe%(address)s. /language%(address)s switches to Chinese.",
+                                     address=address))))

@@ -9,6 +9,7 @@ from enum import Enum
 
 from bot.core.addresses import CONSOLE, ChatAddress
 from bot.core.document import Document
+from bot.core.i18n import N_
 
 CALLBACK_DATA_LIMIT = 64
 PLACEHOLDER_LIMIT = 64  # Telegram's limit on a reply field's placeholder, in characters
@@ -60,6 +61,7 @@ class Request:
     attachment: tuple[str, bytes] | None = None  # (file name, bytes) of a document sent with the request
     addressed: bool = False  # the command named its bot (`/sector@OurBot`): in a group, meant for us
     answer: str | None = None  # the text of a reply to a prompt this command asked (line breaks kept)
+    language: str = "en"  # the chat's language, "en" or "zh-Hant": content is shown in it where translated
 
     @property
     def text(self) -> str:
@@ -115,8 +117,8 @@ class Reply:
 
 
 NO_REPLY = Reply(Document())
-# What every front end says when answering failed on our side (the failure itself goes to the log).
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+# What every front end says (translated) when answering failed on our side (the failure itself goes to the log).
+SORRY = N_("Sorry, something went wrong on my side. Please try again in a moment.")
 
 
 @dataclass(frozen=True)

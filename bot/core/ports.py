@@ -99,9 +99,10 @@ class ContentAdmin(Protocol):
         ...
 
     async def publish_update(self, day: date, sections: Sequence[str], title: str, summary: str, link: str,
-                             actor: int | None, record: Record | None = None) -> ContentOutcome:
+                             actor: int | None, record: Record | None = None, *,
+                             language: str = "en") -> ContentOutcome:
         """Add one dated update to the updates file as an upload of it would (validated, `record`ed first, kept
-        for /rollback); `actor` is the admin who published it."""
+        for /rollback); `actor` is the admin who published it; `language` the one its text is written in."""
         ...
 
     @property
@@ -116,3 +117,93 @@ class AuditLog(Protocol):
     async def record_audit(self, actor_id: int | None, action: str, detail: str, now: datetime) -> None:
         """Append one entry."""
         ...
+
+
+class Metrics(Protocol):
+    """What the bot counts and times for an operator's dashboard (bot.metrics.PrometheusMetrics records it).
+
+    Labels are from small, fixed sets: `kind` is an update's kind (`message`, `callback_query`...), `command` a
+    command of the table or `unknown`, `outcome` one of DELIVERY_OUTCOMES, `platform` the chat platform
+    (`telegram`). Every method is cheap and never raises: the delivery engine calls them per message.
+    """
+
+    def update_handled(self, kind: str, command: str) -> None:
+        """One update was handled (a command, a button, a document, a membership change)."""
+        ...
+
+    def reply_built(self, seconds: float) -> None:
+        """A command took this long to turn its Request into a Reply."""
+        ...
+
+    def reply_sent(self) -> None:
+        """A reply went out (however many messages it took)."""
+        ...
+
+    def admin_action(self, action: str) -> None:
+        """An admin ran an admin-only command."""
+        ...
+
+    def delivery(self, platform: str, kind: str, outcome: str) -> None:
+        """A delivery (digest or broadcast) was sent, failed, retried, ... (see DELIVERY_OUTCOMES)."""
+        ...
+
+    def platform_error(self, platform: str, status: str) -> None:
+        """The platform answered a send with flood control (`429`) or a server error (`5xx`)."""
+        ...
+
+    def send_round_trip(self, platform: str, seconds: float) -> None:
+        """One send's request took this long to be answered."""
+        ...
+
+    def digest_lag(self, platform: str, seconds: float) -> None:
+        """A digest was sent this long after its scheduled time."""
+        ...
+
+    def scheduler_tick(self, seconds: float, *, leading: bool) -> None:
+        """A scheduler tick ran (enqueueing and pruning when leading) in this long."""
+        ...
+
+    def content_reload(self, outcome: str) -> None:
+        """The content was reloaded: `ok` or `failed`."""
+        ...
+
+
+# What the delivery engine reports per delivery, as `Metrics.delivery`'s outcome.
+DELIVERY_OUTCOMES = ("sent", "failed", "retried", "deactivated", "migrated", "possible_duplicate")
+
+
+class NoMetrics:
+    """Records nothing: metrics turned off, tests and benchmarks that measure without them."""
+
+    def update_handled(self, kind: str, command: str) -> None:
+        """Nothing."""
+
+    def reply_built(self, seconds: float) -> None:
+        """Nothing."""
+
+    def reply_sent(self) -> None:
+        """Nothing."""
+
+    def admin_action(self, action: str) -> None:
+        """Nothing."""
+
+    def delivery(self, platform: str, kind: str, outcome: str) -> None:
+        """Nothing."""
+
+    def platform_error(self, platform: str, status: str) -> None:
+        """Nothing."""
+
+    def send_round_trip(self, platform: str, seconds: float) -> None:
+        """Nothing."""
+
+    def digest_lag(self, platform: str, seconds: float) -> None:
+        """Nothing."""
+
+    def scheduler_tick(self, seconds: float, *, leading: bool) -> None:
+        """Nothing."""
+
+    def content_reload(self, outcome: str) -> None:
+        """Nothing."""
+
+
+NO_METRICS: Metrics = NoMetrics()

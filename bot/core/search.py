@@ -7,11 +7,16 @@ import re
 import weakref
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.core.catalogue import Catalogue, Initiative, Section, Update
+from bot.core.chinese import bigrams, han_runs, has_chinese, to_traditional
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+# How a run of Chinese characters becomes tokens. Character pairs won over a dictionary segmenter (jieba) on the
+# labelled queries of bench/search_queries.yaml: see bench/README.md, "Chinese search".
+ChineseTokens = Callable[[str], list[str]]
 
 # A word in a title or name counts more than one in a description.
 TITLE_WEIGHT = 3.0
@@ -19,10 +24,18 @@ BODY_WEIGHT = 2.0
 TEXT_WEIGHT = 1.0
 
 
-def words(text: str) -> list[str]:
-    """Lowercase words of a text; 'GenA.I.' and 'gen-ai' both give searchable parts."""
+def words(text: str, chinese: ChineseTokens = bigrams) -> list[str]:
+    """Lowercase words of a text; 'GenA.I.' and 'gen-ai' both give searchable parts, and Chinese (Simplified made
+    Traditional first) gives its `chinese` tokens: `人工智能 金融` -> 人工, 工智, 智能, 金融."""
     lowered = text.lower().replace("a.i.", "ai")
-    return [w.replace(".", "").replace("'", "") for w in _WORD.findall(lowered)]
+    found = [w.replace(".", "").replace("'", "") for w in _WORD.findall(lowered)]
+    if has_chinese(lowered):
+        found.extend(token for run in han_runs(to_traditional(lowered)) for token in chinese(run))
+    return found
+
+
+def _is_chinese(token: str) -> bool:
+    return has_chinese(token[:1])
 
 
 @dataclass(frozen=True)
@@ -42,35 +55,41 @@ class SearchIndex:
     postings: dict[str, dict[int, float]]
     vocabulary: tuple[str, ...]
 
+    chinese: ChineseTokens = bigrams
+
     @classmethod
-    def build(cls, catalogue: Catalogue) -> SearchIndex:
-        """Index every section, initiative and update of a catalogue."""
+    def build(cls, catalogue: Catalogue, chinese: ChineseTokens = bigrams) -> SearchIndex:
+        """Index every section, initiative and update of a catalogue, in every language it is written in, so an
+        English or a Chinese query finds the same item."""
         documents: list[tuple[str, Section | Initiative | Update]] = []
         fields: list[list[tuple[str, float]]] = []
         for section in catalogue.sections:
             documents.append(("section", section))
-            fields.append([(" ".join((section.title, section.id, *section.aliases)), TITLE_WEIGHT),
-                           (section.summary + " " + " ".join(section.key_points), TEXT_WEIGHT)])
+            fields.append([field for shown in (section, *section.translations) for field in (
+                (" ".join((shown.title, shown.id, *shown.aliases)), TITLE_WEIGHT),
+                (shown.summary + " " + " ".join(shown.key_points), TEXT_WEIGHT))])
             for initiative in section.initiatives:
                 documents.append(("initiative", initiative))
-                fields.append([(initiative.name, TITLE_WEIGHT), (initiative.body, BODY_WEIGHT),
-                               (f"{initiative.description} {initiative.year or ''}", TEXT_WEIGHT)])
+                fields.append([field for shown in (initiative, *initiative.translations) for field in (
+                    (shown.name, TITLE_WEIGHT), (shown.body, BODY_WEIGHT),
+                    (f"{shown.description} {shown.year or ''}", TEXT_WEIGHT))])
         for update in catalogue.updates:
             documents.append(("update", update))
-            fields.append([(update.title, TITLE_WEIGHT), (update.summary, TEXT_WEIGHT)])
+            fields.append([field for shown in (update, *update.translations)
+                           for field in ((shown.title, TITLE_WEIGHT), (shown.summary, TEXT_WEIGHT))])
         postings: dict[str, dict[int, float]] = defaultdict(dict)
         for number, document_fields in enumerate(fields):
             for text, weight in document_fields:
-                for word in words(text):
+                for word in words(text, chinese):
                     postings[word][number] = max(postings[word].get(number, 0.0), weight)
-        return cls(tuple(documents), dict(postings), tuple(sorted(postings)))
+        return cls(tuple(documents), dict(postings), tuple(sorted(postings)), chinese)
 
     def search(self, query: str, limit: int = 8) -> list[Hit]:
         """Rank documents by how many query words they hold, weighted by rarity (idf) and field."""
         scores: dict[int, float] = defaultdict(float)
         matched: dict[int, int] = defaultdict(int)
         total = len(self.documents) or 1
-        for word in dict.fromkeys(words(query)):
+        for word in dict.fromkeys(words(query, self.chinese)):
             for term in self._terms(word):
                 postings = self.postings[term]
                 idf = math.log(1 + total / len(postings))
@@ -83,8 +102,9 @@ class SearchIndex:
         return [Hit(scores[n], *self.documents[n]) for n in ranked[:limit]]
 
     def _terms(self, word: str) -> list[str]:
-        """The word itself and, for words of 3+ letters, indexed words it begins (`health` -> `healthcare`)."""
-        if len(word) < 3:
+        """The word itself and, for words of 3+ letters, indexed words it begins (`health` -> `healthcare`); a
+        Chinese token matches only itself (`金融` must not find every token that starts with 金)."""
+        if len(word) < 3 or _is_chinese(word):
             return [word] if word in self.postings else []
         found = []
         for term in self.vocabulary[bisect_left(self.vocabulary, word):]:

@@ -27,6 +27,7 @@ class Subscription:
     created_at: datetime
     next_due_at: datetime
     spotlight: bool = True
+    language: str = "en"  # the chat's language (kept with the chat, not the subscription): digests go out in it
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,16 @@ class DeliveryStats:
     last_broadcast_failed: int = 0
 
 
+@dataclass(frozen=True)
+class OperationsCounts:
+    """What a metrics scrape reads from the store: open deliveries, the oldest one's creation, active subscriptions
+    by cadence (`{"daily": 120, "weekly": 14}`)."""
+
+    open_deliveries: int
+    oldest_open_at: datetime | None
+    active_by_cadence: dict[str, int] = field(default_factory=dict)
+
+
 class IncomingClaim(Enum):
     """What to do with an incoming update (a chat platform's numbered event, e.g. Telegram's update_id) that may
     have been posted before: NEW and RETAKEN are to be handled (RETAKEN: its earlier handler's lease ran out),
@@ -164,6 +175,14 @@ class SubscriptionStore(Protocol):
 
     async def get_quiet_hours(self, chat: ChatAddress) -> QuietHours | None:
         """A chat's quiet hours, if any."""
+        ...
+
+    async def set_chat_language(self, chat: ChatAddress, language: str) -> None:
+        """Keep a chat's language ("en", "zh-Hant"); its subscriptions' digests go out in it."""
+        ...
+
+    async def get_chat_language(self, chat: ChatAddress) -> str | None:
+        """A chat's language, or None before its first contact set one."""
         ...
 
     async def count_active(self) -> int:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from bot.core.candidates import CandidateStore
 from bot.core.catalogue import Catalogue
 from bot.core.document import Document, doc
+from bot.core.i18n import ENGLISH, Translator, translator
 from bot.core.ports import ContentSource, WallClock
 from bot.sources.fetch import FeedFetcher
 from bot.sources.poll import poll_sources
@@ -28,12 +29,18 @@ NOTICE_INTERVAL = timedelta(hours=1)
 FetcherFactory = Callable[[], contextlib.AbstractAsyncContextManager[FeedFetcher]]
 NotifyAdmin = Callable[[int, Document], Awaitable[None]]
 Hushed = Callable[[int], Awaitable[bool]]
+LanguageOf = Callable[[int], Awaitable[str]]
 
 
-def notice(count: int) -> Document:
+async def _english(chat_id: int) -> str:
+    return ENGLISH
+
+
+def notice(count: int, tr: Translator | None = None) -> Document:
     """The admins' notice: "3 new candidates from official sources: /review"."""
-    noun = "candidate" if count == 1 else "candidates"
-    return doc(f"{count} new {noun} from official sources: /review")
+    tr = tr or translator(ENGLISH)
+    return doc(tr.ngettext("%(count)s new candidate from official sources: /review",
+                           "%(count)s new candidates from official sources: /review", count))
 
 
 class SourcePolling:
@@ -41,7 +48,8 @@ class SourcePolling:
 
     def __init__(self, candidates: CandidateStore, content: ContentSource, clock: WallClock,
                  fetchers: FetcherFactory, *, admin_ids: frozenset[int], notify: NotifyAdmin | None,
-                 hushed: Hushed, notice_interval: timedelta = NOTICE_INTERVAL) -> None:
+                 hushed: Hushed, notice_interval: timedelta = NOTICE_INTERVAL,
+                 language_of: LanguageOf = _english) -> None:
         self.candidates = candidates
         self.content = content
         self.clock = clock
@@ -49,6 +57,7 @@ class SourcePolling:
         self.admin_ids = admin_ids
         self.notify = notify
         self.hushed = hushed
+        self.language_of = language_of  # an admin's language: their private chat's, whose id is their user id
         self.notice_interval = notice_interval
         self.pending: dict[int, int] = {}  # admin id -> candidates not yet announced to them
         self.last_notice_at: dict[int, datetime] = {}
@@ -101,7 +110,7 @@ class SourcePolling:
             if await self.hushed(admin_id):  # an admin's private chat id is their user id
                 continue
             try:
-                await self.notify(admin_id, notice(count))
+                await self.notify(admin_id, notice(count, translator(await self.language_of(admin_id))))
             except Exception:
                 log.exception("could not notify admin %s of new candidates", admin_id)
                 continue

@@ -270,6 +270,15 @@ def m009_prompts(d: Dialect) -> Statements:
 
 
 @migration
+def m010_chat_language(d: Dialect) -> Statements:
+    """Each chat's language ("en", "zh-Hant"): NULL until its first contact sets it from the user's language_code.
+
+    Numbered 010: 009 is taken by a change developed at the same time.
+    """
+    return ["ALTER TABLE chat_settings ADD COLUMN language TEXT"]
+
+
+@migration
 def m011_chat_addresses(d: Dialect) -> Statements:
     """Chats become platform-qualified addresses: subscriptions.chat_id -100123 becomes chat 'telegram:-100123', and
     chat_settings and prompts the same; every subscription, delivery, history, settings and prompt row is kept."""
@@ -343,11 +352,12 @@ def m011_chat_addresses(d: Dialect) -> Statements:
             chat TEXT PRIMARY KEY,
             quiet_start TEXT,
             quiet_end TEXT,
-            quiet_timezone TEXT
+            quiet_timezone TEXT,
+            language TEXT
         )
         """,
-        f"INSERT INTO chat_settings_new SELECT '{TELEGRAM_PREFIX}' || chat_id, quiet_start, quiet_end, quiet_timezone"
-        " FROM chat_settings",
+        f"INSERT INTO chat_settings_new SELECT '{TELEGRAM_PREFIX}' || chat_id, quiet_start, quiet_end, quiet_timezone,"
+        " language FROM chat_settings",
         f"""
         CREATE TABLE prompts_new (
             chat TEXT NOT NULL,

@@ -24,6 +24,7 @@ from bot.core.subscriptions import (
     DigestHistory,
     DigestPayload,
     IncomingClaim,
+    OperationsCounts,
     Subscription,
     SubscriptionRequest,
 )
@@ -46,7 +47,10 @@ _SUBSCRIPTION_FIELDS = (
     "id", "chat", "thread_id", "chat_kind", "cadence", "weekday", "at_time", "timezone",
     "sections", "spotlight", "active", "created_at", "next_due_at",
 )
-SUBSCRIPTION_COLUMNS = ", ".join(f"s.{name}" for name in _SUBSCRIPTION_FIELDS)
+# The chat's language comes with every subscription read (kept in chat_settings, one per chat): digests go out in it.
+CHAT_LANGUAGE = "(SELECT c.language FROM chat_settings c WHERE c.chat = s.chat)"
+SUBSCRIPTION_COLUMNS = ", ".join(f"s.{name}" for name in _SUBSCRIPTION_FIELDS) + f", {CHAT_LANGUAGE}"
+_SUBSCRIPTION_WIDTH = len(_SUBSCRIPTION_FIELDS) + 1
 DELIVERY_COLUMNS = (
     "d.id, d.period, d.kind, d.status, d.attempts, d.parts_sent, d.payload, d.in_flight_at_crash, d.not_before"
 )
@@ -190,7 +194,7 @@ class SqlStore:
 
     def _subscription(self, row: Row, start: int = 0) -> Subscription:
         (sid, chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections, spotlight, active,
-         created_at, next_due_at) = row[start : start + len(_SUBSCRIPTION_FIELDS)]
+         created_at, next_due_at, language) = row[start : start + _SUBSCRIPTION_WIDTH]
         return Subscription(
             id=int(sid),
             chat=ChatAddress.parse(chat),
@@ -202,6 +206,7 @@ class SqlStore:
             created_at=self.driver.decode_time(created_at),
             next_due_at=self.driver.decode_time(next_due_at),
             spotlight=bool(spotlight),
+            language=language or "en",
         )
 
     def _delivery(self, row: Row) -> Delivery:
@@ -242,8 +247,9 @@ class SqlStore:
                     request.spotlight, now, now, schedule.next_after(now),
                 ),
             )
-        assert row is not None  # INSERT ... RETURNING always yields the row
-        return self._subscription(row)
+            assert row is not None  # INSERT ... RETURNING always yields the row
+            language = await tx.fetchone("SELECT language FROM chat_settings WHERE chat = ?", (str(request.chat),))
+        return self._subscription((*row, language[0] if language else None))
 
     async def get_subscription(self, chat: ChatAddress, thread_id: int | None) -> Subscription | None:
         """The subscription of a chat or forum topic, active or not."""
@@ -374,6 +380,21 @@ class SqlStore:
             return None
         return QuietHours(time.fromisoformat(row[0]), time.fromisoformat(row[1]), row[2])
 
+    async def set_chat_language(self, chat: ChatAddress, language: str) -> None:
+        """Keep a chat's language ("en", "zh-Hant"); its subscriptions' digests go out in it."""
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO chat_settings (chat, language) VALUES (?, ?)"
+                " ON CONFLICT (chat) DO UPDATE SET language = excluded.language",
+                (str(chat), language),
+            )
+
+    async def get_chat_language(self, chat: ChatAddress) -> str | None:
+        """A chat's language, or None before its first contact set one."""
+        async with self.driver.transaction(write=False) as tx:
+            row = await tx.fetchone("SELECT language FROM chat_settings WHERE chat = ?", (str(chat),))
+        return None if row is None or row[0] is None else str(row[0])
+
     async def count_active(self) -> int:
         """Number of active subscriptions."""
         async with self.driver.transaction(write=False) as tx:
@@ -395,6 +416,19 @@ class SqlStore:
         async with self.driver.transaction(write=False) as tx:
             row = await tx.fetchone("SELECT MIN(next_due_at) FROM subscriptions WHERE active")
         return None if row is None or row[0] is None else self.driver.decode_time(row[0])
+
+    async def operations_counts(self) -> OperationsCounts:
+        """Open deliveries (pending or being sent) and the oldest one's creation, and active subscriptions by cadence,
+        for a metrics scrape: two indexed reads."""
+        async with self.driver.transaction(write=False) as tx:
+            open_row = await tx.fetchone(
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries" + self.driver.dialect.indexed_by("deliveries_open") +
+                " WHERE status IN ('pending', 'sending')")
+            cadences = await tx.fetchall("SELECT cadence, COUNT(*) FROM subscriptions WHERE active GROUP BY cadence")
+        count, oldest = open_row if open_row is not None else (0, None)
+        return OperationsCounts(open_deliveries=int(count or 0),
+                                oldest_open_at=None if oldest is None else self.driver.decode_time(oldest),
+                                active_by_cadence={str(cadence): int(n) for cadence, n in cadences})
 
     async def next_claimable_at(self) -> datetime | None:
         """When the earliest open delivery can next be claimed: a pending one at its not_before (now when it has

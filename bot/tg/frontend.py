@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import time
 
 from telegram import (
     BotCommand,
@@ -33,11 +35,13 @@ from telegram.ext import (
 from bot.core.admin import MAX_UPLOAD_BYTES
 from bot.core.commands import COMMANDS, dispatch, find_command
 from bot.core.document import Document, doc, line, link
-from bot.core.inline import InlinePage, inline_page, language_for
+from bot.core.i18n import CHINESE, ENGLISH, language_from_code, translator
+from bot.core.inline import InlinePage, inline_page
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
+from bot.logs import log_context
 from bot.tg.downloads import download_capped
 from bot.tg.ids import chat_address, telegram_id
 from bot.tg.inline import CACHE_SECONDS, articles, results_button
@@ -82,6 +86,17 @@ def core_user(update: Update) -> User | None:
         return User(id=message.chat.id, name=message.chat.title or "")
     user = update.effective_user
     return User(id=user.id, name=user.full_name) if user else None
+
+
+def language_code(update: Update) -> str | None:
+    """The sender's Telegram language_code (`zh-hk`, `en`), None when there is no user (a channel post)."""
+    user = update.effective_user
+    return user.language_code if user is not None else None
+
+
+# The Telegram menus: the default one in English, and one for users whose Telegram speaks Chinese. Telegram's
+# language_code for a menu is a two-letter ISO 639-1 code, so `zh` covers zh-hk, zh-tw and zh-hans users alike.
+MENU_LANGUAGES = ((None, ENGLISH), ("zh", CHINESE))
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
@@ -151,15 +166,27 @@ class TelegramFrontEnd:
         application.add_error_handler(self.on_error)
 
     async def announce_commands(self, application: Application) -> None:  # type: ignore[type-arg]
-        """Publish the command menu from the command table."""
-        await application.bot.set_my_commands(
-            [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu and not c.admin_only])
-        admin_menu = [BotCommand(c.name, c.summary) for c in COMMANDS if c.in_menu]
+        """Publish the command menus from the command table: the default one and the Chinese one."""
+        for code, language in MENU_LANGUAGES:
+            tr = translator(language)
+            await application.bot.set_my_commands(
+                [BotCommand(c.name, c.describe(tr)) for c in COMMANDS if c.in_menu and not c.admin_only],
+                language_code=code)
         for admin_id in sorted(self.services.admin_ids):
-            try:
-                await application.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id))
-            except TelegramError as exc:  # the admin has not started a chat with the bot yet
-                log.info("no admin command menu for user %s: %s", admin_id, exc)
+            for code, language in MENU_LANGUAGES:
+                tr = translator(language)
+                admin_menu = [BotCommand(c.name, c.describe(tr)) for c in COMMANDS if c.in_menu]
+                try:
+                    await application.bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id),
+                                                          language_code=code)
+                except TelegramError as exc:  # the admin has not started a chat with the bot yet
+                    log.info("no admin command menu for user %s: %s", admin_id, exc)
+                    break
+
+    async def _in_language(self, request: Request, update: Update) -> Request:
+        """The request with its chat's language (set from the sender's language_code on first contact)."""
+        language = await self.services.chat_language(request.chat.address, language_code(update))
+        return dataclasses.replace(request, language=language)
 
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A command or, in a private chat, plain text (a search)."""
@@ -172,7 +199,7 @@ class TelegramFrontEnd:
             return
         if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
-        reply = await dispatch(request, self.services)
+        reply = await self._dispatch("message", await self._in_language(request, update))
         if reply.body:
             await self._send(context, chat, reply, request.user)
 
@@ -190,7 +217,7 @@ class TelegramFrontEnd:
             request = None if asked is None else answering(asked, message.text, chat, core_user(update),
                                                            context.bot.username)
             if request is not None:
-                reply = await dispatch(request, self.services)
+                reply = await self._dispatch("message", await self._in_language(request, update))
                 if reply.body:
                     await self._send(context, chat, reply, request.user)
                 return
@@ -200,6 +227,7 @@ class TelegramFrontEnd:
     async def _send(self, context: ContextTypes.DEFAULT_TYPE, chat: Chat, reply: Reply, user: User | None) -> None:
         """Send a reply; when it asks for an answer, remember which message asked and whom."""
         sent = await send_reply(context.application, chat, reply, user)
+        self.services.metrics.reply_sent()
         prompts = self.services.prompts
         if reply.prompt is not None and prompts is not None and sent and chat.kind is not ChatKind.CHANNEL:
             await prompts.save_prompt(chat.address, sent[-1].message_id, OpenPrompt(
@@ -214,8 +242,10 @@ class TelegramFrontEnd:
         document = message.document
         attachment = None
         is_admin = user is not None and user.id in self.services.admin_ids
+        request = await self._in_language(Request("upload", (), chat, user), update)
         if is_admin:
-            too_big = Reply(doc(f"That file is over {MAX_UPLOAD_BYTES // 1024} KiB; content files are small."))
+            too_big = Reply(doc(translator(request.language).gettext(
+                "That file is over %(size)s KiB; content files are small.", size=MAX_UPLOAD_BYTES // 1024)))
             if document.file_size is not None and document.file_size > MAX_UPLOAD_BYTES:
                 await send_reply(context.application, chat, too_big)
                 return
@@ -230,9 +260,9 @@ class TelegramFrontEnd:
                 await send_reply(context.application, chat, too_big)
                 return
             attachment = (document.file_name or "upload.yaml", data)
-        reply = await dispatch(Request("upload", (), chat, user, attachment=attachment), self.services)
+        reply = await self._dispatch("document", dataclasses.replace(request, attachment=attachment))
         if reply.body:
-            await send_reply(context.application, chat, reply)
+            await self._send(context, chat, reply, request.user)
 
     async def on_my_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """The bot was added to, removed from or blocked in a chat (Telegram's my_chat_member update)."""
@@ -243,11 +273,13 @@ class TelegramFrontEnd:
         chat = Chat(chat_address(tg_chat.id), kind=_KINDS.get(tg_chat.type, ChatKind.GROUP), title=tg_chat.title)
         change = MembershipChange(chat, present=is_present(changed.new_chat_member),
                                   was_present=is_present(changed.old_chat_member))
-        reply = await membership_changed(change, self.services)
+        log_context(chat=str(chat.address))
+        self.services.metrics.update_handled("my_chat_member", "")
+        reply = await membership_changed(change, self.services, language_code(update) if change.present else None)
         if not reply.body:
             return
         try:
-            await send_reply(context.application, chat, reply)
+            await self._send(context, chat, reply, None)
         except TelegramError as exc:  # e.g. a group where members (the bot too) may not write
             log.info("could not greet chat %s: %s", chat.address, exc)
 
@@ -262,20 +294,33 @@ class TelegramFrontEnd:
         if request is None:
             await query.answer()
             return
-        reply = await dispatch(request, self.services)
+        reply = await self._dispatch("callback_query", await self._in_language(request, update))
         await query.answer(text=reply.notice)
         if not reply.body:
             return
         if reply.replace and message is not None and await self._edit(query, reply):
+            self.services.metrics.reply_sent()
             return
         await self._send(context, chat, reply, request.user)
+
+    async def _dispatch(self, kind: str, request: Request) -> Reply:
+        """Run the request's command, counted and timed for the metrics; name it in this update's log lines."""
+        found = find_command(request.command)
+        command = found.name if found is not None else "unknown"  # a label from the table, never a user's word
+        log_context(chat=str(request.chat.address), command=command)
+        started = time.perf_counter()
+        reply = await dispatch(request, self.services)
+        self.services.metrics.reply_built(time.perf_counter() - started)
+        self.services.metrics.update_handled(kind, command)
+        return reply
 
     async def on_inline_query(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """`@OurBot finance` typed in any chat: a page of cards, in the user's language, with the next offset."""
         query = update.inline_query
         if query is None:
             return
-        language = language_for(query.from_user.language_code)
+        self.services.metrics.update_handled("inline_query", "")
+        language = language_from_code(query.from_user.language_code)
         try:
             page = inline_page(self.services.content.catalogue, query.query, query.offset, language)
             results = articles(page, context.bot.username or "")
@@ -309,15 +354,19 @@ class TelegramFrontEnd:
         log.error("error while handling an update", exc_info=context.error)
         if not isinstance(update, Update):
             return
+        # Only the cached language: asking the store might fail again the way that just failed.
+        chat = update.effective_chat
+        cached = self.services.language_cache.fresh(chat_address(chat.id)) if chat is not None else None
+        sorry = translator(cached or ENGLISH).gettext(SORRY)
         if update.callback_query is not None:
             with contextlib.suppress(TelegramError):
-                await update.callback_query.answer(SORRY[:200])
+                await update.callback_query.answer(sorry[:200])
             return
         message = update.effective_message
         if update.effective_chat is not None:
             # In a forum topic the apology goes where the user wrote, or they would never see it.
             thread = message.message_thread_id if message is not None and message.is_topic_message else None
             try:
-                await context.bot.send_message(update.effective_chat.id, SORRY, message_thread_id=thread)
+                await context.bot.send_message(update.effective_chat.id, sorry, message_thread_id=thread)
             except TelegramError as exc:
                 log.warning("could not apologise to chat %s: %s", update.effective_chat.id, exc)

@@ -22,9 +22,8 @@ from bot.tg.sender import NO_PREVIEW
 CACHE_SECONDS = 120
 # What /start accepts as a deep-link payload (Bot API: 1-64 characters of A-Z, a-z, 0-9, _ and -).
 _START_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
-OPEN_LABEL = "Open in HK AI Pulse"
 # Above an empty list: a way into the bot. /start with a payload that names no sector is the plain welcome.
-NOTHING_FOUND = InlineQueryResultsButton("Nothing found: browse the sectors in the bot", start_parameter="browse")
+BROWSE_PAYLOAD = "browse"
 
 
 def deep_link(bot_username: str, section_id: str) -> str | None:
@@ -35,13 +34,13 @@ def deep_link(bot_username: str, section_id: str) -> str | None:
     return f"https://t.me/{bot_username}?start={section_id}"
 
 
-def article(card: Card, bot_username: str) -> InlineQueryResultArticle:
+def article(card: Card, bot_username: str, open_label: str = "Open in HK AI Pulse") -> InlineQueryResultArticle:
     """One card as an article: its title and description in the list; when chosen, the card as HTML."""
     html = render_html(card.body)
     if text_length(html) > MESSAGE_LIMIT:  # the core keeps cards short; this only guards the Bot API's limit
         html = split_message(html)[0]
     url = deep_link(bot_username, card.section_id)
-    markup = InlineKeyboardMarkup([[InlineKeyboardButton(OPEN_LABEL, url=url)]]) if url else None
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton(open_label, url=url)]]) if url else None
     return InlineQueryResultArticle(
         id=card.id, title=card.title or "HK AI Pulse", description=card.description or None,
         input_message_content=InputTextMessageContent(html, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW),
@@ -50,9 +49,11 @@ def article(card: Card, bot_username: str) -> InlineQueryResultArticle:
 
 def articles(page: InlinePage, bot_username: str) -> list[InlineQueryResultArticle]:
     """Every card of a page, as articles."""
-    return [article(card, bot_username) for card in page.cards]
+    return [article(card, bot_username, page.open_label) for card in page.cards]
 
 
 def results_button(page: InlinePage, offset: str) -> InlineQueryResultsButton | None:
     """The button above the results: only when a first page found nothing, so the user still has somewhere to go."""
-    return NOTHING_FOUND if not page.cards and not offset else None
+    if page.cards or offset:
+        return None
+    return InlineQueryResultsButton(page.nothing_found, start_parameter=BROWSE_PAYLOAD)

@@ -169,7 +169,7 @@ def answer_outcome(status: int, payload: bytes) -> Exception:
         return ChatGone(message) if is_chat_gone(message) else PermanentFailure(message)
     if status == HTTPStatus.CONFLICT:
         return tg_error.Conflict(message)
-    return TransientFailure(message)
+    return TransientFailure(message, status)
 
 
 def _api_message(description: str) -> str:

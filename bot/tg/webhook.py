@@ -204,7 +204,7 @@ def webhook_server(application: Application | None, *, path: str, secret: str,  
                    health: Callable[[], Awaitable[dict[str, Any]]],
                    extra_routes: Sequence[tuple[str, type[RequestHandler], dict[str, Any]]] = ()) -> HTTPServer:
     """An HTTP server with the webhook at `path` (when there is a Telegram application), the health check at
-    /healthz and `extra_routes` (Slack's events), not yet listening."""
+    /healthz and `extra_routes` (/metrics, Slack's events), not yet listening."""
     routes: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [("/healthz", HealthHandler, {"check": health}),
                                                                        *extra_routes]
     if application is not None:

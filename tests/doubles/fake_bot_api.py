@@ -69,6 +69,7 @@ _CHAT_ACTIONS = frozenset(
 )
 _BUTTON_NON_ACTION_FIELDS = frozenset({"text", "icon_custom_emoji_id", "style"})
 _COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
+_LANGUAGE_CODE_RE = re.compile(r"[a-z]{2}")
 _INT_RE = re.compile(r"-?\d+")
 _DISCRIMINATOR_RE = re.compile(r'(?:always|must be) "?([A-Za-z_]+)"?')
 
@@ -1126,8 +1127,9 @@ class FakeBotApi:
         title: str | None,
         thread_id: int | None,
         first_name: str,
+        language_code: str = "en",
     ) -> JSONDict:
-        user: JSONDict = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"}
+        user: JSONDict = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": language_code}
         chat = self._incoming_chat(chat_id, chat_type, title, first_name, forum=thread_id is not None)
         msg: JSONDict = {
             "message_id": self._next_message_id(chat_id),
@@ -1150,13 +1152,14 @@ class FakeBotApi:
         title: str | None = None,
         thread_id: int | None = None,
         first_name: str = "Ada",
+        language_code: str = "en",
     ) -> dict[str, Any]:
         """Build a message Update with a bot_command entity covering the leading ``/command[@bot]``."""
         if not text.startswith("/"):
             raise ValueError("a command must start with '/'")
         command = text.split(maxsplit=1)[0]
         update = self.text_update(text, chat_id=chat_id, user_id=user_id, chat_type=chat_type, title=title,
-                                  thread_id=thread_id, first_name=first_name)
+                                  thread_id=thread_id, first_name=first_name, language_code=language_code)
         update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
         return update
 
@@ -1170,8 +1173,9 @@ class FakeBotApi:
         title: str | None = None,
         thread_id: int | None = None,
         first_name: str = "Ada",
+        language_code: str = "en",
     ) -> dict[str, Any]:
-        """Build a plain text message Update (no entities)."""
+        """Build a plain text message Update (no entities); ``language_code`` is the sender's (``zh-hk``)."""
         msg = self._incoming_message(
             chat_id=chat_id,
             user_id=user_id,
@@ -1179,6 +1183,7 @@ class FakeBotApi:
             title=title,
             thread_id=thread_id,
             first_name=first_name,
+            language_code=language_code,
         )
         msg["text"] = text
         return {"message": msg}
@@ -1212,6 +1217,7 @@ class FakeBotApi:
         message_id: int,
         chat_type: str | None = None,
         first_name: str = "Ada",
+        language_code: str = "en",
     ) -> dict[str, Any]:
         """Build a callback_query Update pressed on the bot's message ``message_id``."""
         message = self._messages.get((chat_id, message_id))
@@ -1228,7 +1234,7 @@ class FakeBotApi:
         return {
             "callback_query": {
                 "id": query_id,
-                "from": {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"},
+                "from": {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": language_code},
                 "message": copy.deepcopy(message),
                 "chat_instance": str(-((abs(chat_id) * 7919 + self.bot_id) % 10**18)),
                 "data": data,
@@ -1270,6 +1276,7 @@ class FakeBotApi:
         title: str | None = None,
         user_id: int = 1001,
         first_name: str = "Ada",
+        language_code: str = "en",
     ) -> dict[str, Any]:
         """Build the my_chat_member Update Telegram sends when the bot's own status in a chat changes.
 
@@ -1289,7 +1296,7 @@ class FakeBotApi:
         return {
             "my_chat_member": {
                 "chat": chat,
-                "from": {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"},
+                "from": {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": language_code},
                 "date": int(time.time()),
                 "old_chat_member": self._member(chat, self.bot_id, old_status),
                 "new_chat_member": self._member(chat, self.bot_id, new_status),
@@ -1756,6 +1763,10 @@ class FakeBotApi:
         return json.dumps(scope, sort_keys=True), str(p.get("language_code") or "")
 
     async def _set_my_commands(self, p: JSONDict, call: _Call) -> Any:
+        # The spec: "A two-letter ISO 639-1 language code. If empty, commands will be applied to all users from
+        # the given scope, for whose language there are no dedicated commands".
+        if p.get("language_code") and not _LANGUAGE_CODE_RE.fullmatch(str(p["language_code"])):
+            raise _ApiError(400, "Bad Request: invalid language code specified")
         commands = p["commands"]
         if not isinstance(commands, list) or len(commands) > 100:
             raise _ApiError(400, "Bad Request: can't parse commands JSON object")
