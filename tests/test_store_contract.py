@@ -705,7 +705,7 @@ async def test_operations_counts_give_open_deliveries_their_oldest_and_subscript
     weekly = Schedule(Cadence.WEEKLY, time(9, 0), "Asia/Hong_Kong", 0)
     await store.save_subscription(req(4, schedule=weekly), T0)
     await store.save_subscription(req(5), T0)
-    await store.unsubscribe(5, None, T0)
+    await store.unsubscribe(telegram(5), None, T0)
     sent, sending, _ = await store.claim_deliveries("w1", T0, LEASE, 10)
     await store.complete_delivery(sent.id, T0)
     await store.mark_started(sending.id)
