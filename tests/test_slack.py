@@ -13,8 +13,10 @@ import pytest
 from doubles.slack_api import SlackApiDouble, message_text
 from harness import FakeClock
 from slack_harness import running_slack_bot, slack_settings
+from test_metrics import samples, value
 from test_webhook import exchange, status_of
 
+from bot.core.addresses import ChatAddress
 from bot.settings import Secret
 
 
@@ -24,6 +26,11 @@ async def eventually(read: Callable[[], Awaitable[object]], expected: object, wi
     while (value := await read()) != expected:
         assert asyncio.get_running_loop().time() < deadline, f"still {value!r}, expected {expected!r}"
         await asyncio.sleep(0.05)
+
+
+def address_of(channel: str) -> ChatAddress:
+    """A channel of the double's workspace as the store names it."""
+    return ChatAddress.parse(f"slack:T0123/{channel}")
 
 
 OWNER, MEMBER, CREATOR, BOT_ADMIN = "U0OWNER", "U0MEMBER", "U0CREATOR", "U0BOTADM"
@@ -201,3 +208,54 @@ async def test_a_huge_or_stale_slack_request_is_refused_and_nothing_runs(slack_a
     assert status_of(unsigned) == 401 and status_of(too_big) == 413 and status_of(chunked) == 413
     assert stale == 401
     assert slack_api.responses == [] and not slack_api.posted
+
+
+async def test_a_chat_s_language_follows_its_first_slack_user_s_locale_and_stays(slack_api: SlackApiDouble,
+                                                                                tmp_path: Path) -> None:
+    slack_api.add_user("U0HKUSER", locale="zh-HK")
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (runtime, slack):
+        await slack.event({"type": "message", "channel_type": "im", "channel": DM, "user": "U0HKUSER",
+                           "text": "sectors", "ts": "1700000000.1"})
+        await slack_api.wait_for(lambda: slack_api.posted.get(DM))
+        assert "範疇" in slack_api.texts(DM)[0]
+        assert await runtime.store.get_chat_language(address_of(DM)) == "zh-Hant"
+        # Someone reading English writes later: the chat keeps its language (and Slack is not asked again).
+        asked = sum(call.method == "users.info" for call in slack_api.calls)
+        await slack.command(slack_api, "sectors", channel=DM, user=MEMBER)
+        await slack_api.wait_for(lambda: slack_api.responses)
+        assert "範疇" in message_text(slack_api.responses[0])
+        assert sum(call.method == "users.info" for call in slack_api.calls) == asked
+        # A channel first reached by an English reader starts in English.
+        await slack.command(slack_api, "sectors", channel=CHANNEL, user=MEMBER, response="r2")
+        await slack_api.wait_for(lambda: len(slack_api.responses) == 2)
+        assert "Sectors" in message_text(slack_api.responses[1])
+        assert await runtime.store.get_chat_language(address_of(CHANNEL)) == "en"
+
+
+async def test_a_channel_s_digest_follows_the_channel_s_language(slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2025, 4, 16, 0, 0, tzinfo=UTC))  # 08:00 in Hong Kong
+    settings = slack_settings(slack_api, tmp_path, digest_lookback_days=5)
+    async with running_slack_bot(slack_api, settings, clock) as (runtime, slack):
+        await runtime.store.set_chat_language(address_of(CHANNEL), "zh-Hant")
+        await slack.command(slack_api, "subscribe daily 09:00", channel=CHANNEL, user=OWNER)
+        await slack_api.wait_for(lambda: slack_api.responses)
+        clock.advance(hours=1)
+        await slack_api.wait_for(lambda: slack_api.posted.get(CHANNEL))
+        [digest] = slack_api.texts(CHANNEL)
+    assert "2025年4月16日" in digest and "Wed 16 Apr" not in digest
+
+
+async def test_slack_commands_events_and_buttons_are_counted_in_the_metrics(slack_api: SlackApiDouble,
+                                                                           tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (runtime, slack):
+        await slack.command(slack_api, "sector finance", channel=CHANNEL, user=MEMBER)
+        await slack.press(slack_api, "sectors", channel=DM, user=MEMBER)
+        await slack.event({"type": "message", "channel_type": "im", "channel": DM, "user": MEMBER,
+                           "text": "help", "ts": "1700000000.1"})
+        await slack_api.wait_for(lambda: len(slack_api.responses) == 2 and slack_api.posted.get(DM))
+        assert runtime.metrics is not None
+        found = samples(runtime.metrics.exposition().decode())
+    updates = "hkaipulse_updates_handled_total"
+    assert value(found, updates, kind="slack_command", command="sector") == 1
+    assert value(found, updates, kind="slack_action", command="sectors") == 1
+    assert value(found, updates, kind="slack_event", command="help") == 1

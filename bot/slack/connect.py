@@ -48,7 +48,7 @@ def bolt_app(client: AsyncWebClient, signing_secret: str, services: Services) ->
     Socket Mode needs none (its connection is opened with the app token)."""
     app = AsyncApp(client=client, signing_secret=signing_secret, request_verification_enabled=bool(signing_secret),
                    name="hk-ai-pulse")
-    SlackFrontEnd(services).install(app)
+    SlackFrontEnd(services, client).install(app)
     return app
 
 

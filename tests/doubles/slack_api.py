@@ -146,6 +146,7 @@ class Member:
     name: str
     is_admin: bool = False
     is_owner: bool = False
+    locale: str = "en-US"  # users.info shows it only with include_locale=true
 
 
 @dataclass
@@ -187,9 +188,10 @@ class SlackApiDouble:
         """A response_url, as Slack puts in a slash command or an interaction."""
         return f"http://127.0.0.1:{self.port}/respond/{name}"
 
-    def add_user(self, user_id: str, name: str = "", *, admin: bool = False, owner: bool = False) -> Member:
+    def add_user(self, user_id: str, name: str = "", *, admin: bool = False, owner: bool = False,
+                 locale: str = "en-US") -> Member:
         """A workspace member (admin or owner if asked)."""
-        self.users[user_id] = Member(user_id, name or user_id.lower(), is_admin=admin, is_owner=owner)
+        self.users[user_id] = Member(user_id, name or user_id.lower(), is_admin=admin, is_owner=owner, locale=locale)
         return self.users[user_id]
 
     def add_channel(self, channel_id: str, creator: str, name: str = "", *, im: bool = False) -> Channel:
@@ -344,11 +346,14 @@ class SlackApiDouble:
         member = self.users.get(str(args.get("user")))
         if member is None:
             return _error("user_not_found")
-        return self._ok("users.info", {"user": {
+        user: dict[str, Any] = {
             "id": member.id, "team_id": self.team_id, "name": member.name, "deleted": False, "real_name": member.name,
             "is_admin": member.is_admin, "is_owner": member.is_owner, "is_primary_owner": False,
             "is_restricted": False, "is_ultra_restricted": False, "is_bot": False, "is_app_user": False,
-            "updated": 1700000000, "profile": {"real_name": member.name, "display_name": member.name}}})
+            "updated": 1700000000, "profile": {"real_name": member.name, "display_name": member.name}}
+        if str(args.get("include_locale", "")).lower() in ("1", "true"):
+            user["locale"] = member.locale
+        return self._ok("users.info", {"user": user})
 
     async def _conversations_info(self, args: dict[str, Any]) -> web.Response:
         channel = self.channels.get(str(args.get("channel")))
