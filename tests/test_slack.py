@@ -259,3 +259,25 @@ async def test_slack_commands_events_and_buttons_are_counted_in_the_metrics(slac
     assert value(found, updates, kind="slack_command", command="sector") == 1
     assert value(found, updates, kind="slack_action", command="sectors") == 1
     assert value(found, updates, kind="slack_event", command="help") == 1
+
+
+async def test_hkai_language_changes_a_dm_s_language(slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (runtime, slack):
+        await slack.command(slack_api, "language zh", channel=DM, user=MEMBER)
+        await slack_api.wait_for(lambda: slack_api.responses)
+        assert "繁體中文" in message_text(slack_api.responses[0])
+        await slack.command(slack_api, "sectors", channel=DM, user=MEMBER, response="r2")
+        await slack_api.wait_for(lambda: len(slack_api.responses) == 2)
+        assert "範疇" in message_text(slack_api.responses[1])
+        assert await runtime.store.get_chat_language(address_of(DM)) == "zh-Hant"
+
+
+async def test_the_hello_and_the_channel_s_language_follow_whoever_added_the_bot(slack_api: SlackApiDouble,
+                                                                                tmp_path: Path) -> None:
+    slack_api.add_user("U0HKUSER", locale="zh-HK")
+    async with running_slack_bot(slack_api, slack_settings(slack_api, tmp_path)) as (runtime, slack):
+        await slack.event({"type": "member_joined_channel", "user": "U0BOT", "inviter": "U0HKUSER",
+                           "channel": CHANNEL, "team": "T0123"})
+        await slack_api.wait_for(lambda: slack_api.posted.get(CHANNEL))
+        assert "你好！" in slack_api.texts(CHANNEL)[0]
+        assert await runtime.store.get_chat_language(address_of(CHANNEL)) == "zh-Hant"
