@@ -14,6 +14,9 @@ Variants:
 - engine-ptb: the same path with TelegramSender over PTB's Bot (HTTPXRequest, pool = in-flight).
 - ptb-loop: `for chat in chats: await bot.send_message(...)` (no store).
 - ptb-aiorl: PTB's ExtBot with AIORateLimiter(overall_max_rate=ceiling) and concurrent sends (no store).
+- engine-slack: the real delivery path to Slack channels (SlackSender, chat.postMessage through slack-sdk) against
+  the Slack Web API double (tests/doubles/slack_api.py, in a thread of the driver process); CHATS are channels,
+  the ceiling the workspace-wide pace (`python -m bench.fanout --scenario 50:2000 --variants engine-slack`).
 Baselines (and engine-ptb) stop after --cap-seconds; their rate is what they reached by then.
 """
 
@@ -52,13 +55,16 @@ from bot.core.subscriptions import DigestHistory
 from bot.delivery import DeliveryEngine, RateLimits, Sender
 from bot.digest_scheduler import DigestService, digest_composer
 from bot.metrics import PrometheusMetrics
+from bot.slack.connect import close_client, web_client
+from bot.slack.identity import slack_chat
+from bot.slack.sender import SlackSender, slack_platform
 from bot.store import open_store
 from bot.tg.platform import telegram_platform
 from bot.tg.render import html_parts
 from bot.tg.sender import BotApiSender, TelegramSender
 
 VARIANTS = ("engine-json", "engine-ptb", "ptb-loop", "ptb-aiorl")
-ENGINE_VARIANTS = ("engine-json", "engine-json-nometrics", "engine-ptb")
+ENGINE_VARIANTS = ("engine-json", "engine-json-nometrics", "engine-ptb", "engine-slack")
 JSON_VARIANTS = ("engine-json", "engine-json-nometrics")
 
 
@@ -104,7 +110,10 @@ async def _engine_run(job: Job) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store = await open_store(f"sqlite:///{tmp}/bench.sqlite3")
         try:
-            await fill_subscriptions(store, job.chats, [now - timedelta(minutes=1)])
+            if job.variant == "engine-slack":
+                await _fill_slack_channels(store, job.chats, now - timedelta(minutes=1))
+            else:
+                await fill_subscriptions(store, job.chats, [now - timedelta(minutes=1)])
             content = StaticContent(load_catalogue(CONTENT, now=now))
 
             def clock() -> datetime:
@@ -114,15 +123,21 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                                 max_claimed=max(256, 2 * job.in_flight))
             async with contextlib.AsyncExitStack() as stack:
                 sender: Sender
-                if job.variant in JSON_VARIANTS:
+                if job.variant == "engine-slack":
+                    client = web_client(job.token, job.api_url, connections=job.in_flight)
+                    stack.push_async_callback(close_client, client)
+                    sender = SlackSender(client)
+                elif job.variant in JSON_VARIANTS:
                     sender = await stack.enter_async_context(BotApiSender(f"{job.api_url}/bot{job.token}"))
                 else:
                     request = HTTPXRequest(connection_pool_size=job.in_flight, pool_timeout=30.0)
                     bot = await stack.enter_async_context(Bot(job.token, base_url=f"{job.api_url}/bot",
                                                               request=request))
                     sender = TelegramSender(bot)
+                platform = (slack_platform(sender) if job.variant == "engine-slack"
+                            else telegram_platform(sender))
                 metrics = NO_METRICS if job.variant == "engine-json-nometrics" else PrometheusMetrics("bench")
-                engine = DeliveryEngine(store, telegram_platform(sender), limits, worker_id="bench",
+                engine = DeliveryEngine(store, platform, limits, worker_id="bench",
                                         compose=digest_composer(store, content, clock, DigestRules()), now=clock,
                                         metrics=metrics)
                 service = DigestService(store, engine, clock, tick_seconds=15.0, metrics=metrics)
@@ -133,7 +148,7 @@ async def _engine_run(job: Job) -> dict[str, Any]:
                 tick_seconds = time.perf_counter() - tick0
                 # The bot's own delivery loop (retries go out when they fall due); this only watches the store.
                 service.start(schedule=False)
-                cap = job.engine_cap_seconds if job.variant in JSON_VARIANTS else job.cap_seconds
+                cap = job.engine_cap_seconds if job.variant in (*JSON_VARIANTS, "engine-slack") else job.cap_seconds
                 deadline = time.monotonic() + cap
                 capped = False
                 while engine.total.settled < enqueued and not capped:  # the engine's counters: no store query
@@ -150,6 +165,16 @@ async def _engine_run(job: Job) -> dict[str, Any]:
             "store_sent": stats.sent, "store_failed": stats.failed, "store_pending": stats.pending + stats.sending,
             "store_possible_duplicates": stats.possible_duplicates, "report": asdict(report),
             "capped": capped}
+
+
+async def _fill_slack_channels(store: Any, count: int, due: datetime) -> None:
+    """`count` Slack channels (C0000001 ...), each with a daily digest due at `due` (as fill_subscriptions does)."""
+    sql = ("INSERT INTO subscriptions (chat, thread_id, chat_kind, cadence, weekday, at_time, timezone, sections,"
+           " spotlight, active, created_at, updated_at, next_due_at) VALUES (?, 0, 'group', 'daily', NULL, '09:00',"
+           " 'Asia/Hong_Kong', '', TRUE, TRUE, ?, ?, ?)")
+    rows = [(str(slack_chat("T0123", f"C{number:07d}").address), due, due, due) for number in range(1, count + 1)]
+    async with store.driver.transaction() as tx:
+        await tx.executemany(sql, rows)
 
 
 async def _baseline_run(job: Job) -> dict[str, Any]:
@@ -211,6 +236,8 @@ def worker(job: Job) -> dict[str, Any]:
 
 def run_job(job: Job) -> dict[str, Any]:
     """Start the double and a worker process for one job; join the double's record with the worker's figures."""
+    if job.variant == "engine-slack":
+        return run_slack_job(job)
     with DoubleProcess(latency=job.latency, rate_429=job.rate_429, rate_500=job.rate_500) as double:
         spec = json.dumps(asdict(Job(**{**asdict(job), "api_url": double.api_url, "token": double.token})))
         done = subprocess.run([sys.executable, "-m", "bench.fanout", "--worker", spec], capture_output=True,
@@ -245,6 +272,60 @@ def run_job(job: Job) -> dict[str, Any]:
         "per_second": per_second,  # answers in each full second of the run, to see where a run lost time
     }
     return row
+
+
+def run_slack_job(job: Job) -> dict[str, Any]:
+    """engine-slack: the Slack Web API double in a thread of this process, the engine in a worker process."""
+    import threading
+
+    from doubles.slack_api import SlackApiDouble
+
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def serve() -> None:
+        finished = holder["finished"] = asyncio.Event()
+        holder["loop"] = asyncio.get_running_loop()
+        async with SlackApiDouble(latency=job.latency) as api:
+            for number in range(1, job.chats + 1):
+                api.add_channel(f"C{number:07d}", creator="U0OWNER")
+            holder["api"] = api
+            started.set()
+            await finished.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    started.wait(30)
+    api = holder["api"]
+    try:
+        spec = json.dumps(asdict(Job(**{**asdict(job), "api_url": api.base_url, "token": api.token})))
+        done = subprocess.run([sys.executable, "-m", "bench.fanout", "--worker", spec], capture_output=True,
+                              text=True, check=False, cwd=ROOT, env=dict(os.environ))
+        if done.returncode != 0:
+            raise RuntimeError(f"worker {job.variant} failed:\n{done.stderr[-4000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["finished"].set)
+        thread.join(30)
+    times = sorted(call.at for call in api.calls if call.method == "chat.postMessage")
+    ok = sum(len(messages) for messages in api.posted.values())
+    first, last = (times[0], times[-1]) if times else (0.0, 0.0)
+    rate = (ok - 1) / (last - first) if ok > 1 and last > first else 0.0
+    max_1s, start = 0, 0
+    for end, moment in enumerate(times):  # the most requests arriving in any 1 s window
+        while moment - times[start] >= 1.0:
+            start += 1
+        max_1s = max(max_1s, end - start + 1)
+    duplicates = sum(len(messages) - 1 for messages in api.posted.values() if len(messages) > 1)
+    return {
+        "variant": job.variant, "ceiling": job.ceiling, "chats": job.chats, "faults": _faults(job), "sent": ok,
+        "rate": rate, "ratio": rate / job.ceiling, "request_ratio": None, "max_1s": None,
+        "max_arrivals_1s": max_1s, "wall_s": result["wall_seconds"],
+        "cpu_s_per_1k": 1000 * result["cpu_seconds"] / max(ok, 1), "peak_rss_mb": result["peak_rss_mb"],
+        "duplicates": duplicates, "losses": job.chats - len(api.posted), "lost_of_tried": None,
+        "capped": bool(result.get("capped")), "attempts": len(times), "errors": len(times) - ok,
+        "over_channel_rate": api.over_channel_rate, "violations": api.violations[:10], "worker": result,
+    }
 
 
 def _faults(job: Job) -> str:
@@ -287,6 +368,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         in_flight = args.in_flight or (160 if ceiling >= 500 else 64)
         for rate_429, rate_500 in fault_sets:
             for variant in args.variants.split(","):
+                if variant == "engine-slack" and (rate_429 or rate_500):
+                    continue  # the Slack double injects faults per channel (tests), not at random
                 job = Job(variant, ceiling, chats, args.latency, rate_429, rate_500, in_flight, args.cap_seconds,
                           args.engine_cap_seconds)
                 row = run_job(job)

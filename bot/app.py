@@ -23,6 +23,7 @@ from bot.content import ContentLibrary, InvalidContent
 from bot.content.diff import ContentChange
 from bot.content.manager import ContentManager, OffLoopContentAdmin
 from bot.content.replicate import ContentSync, SyncedContentAdmin
+from bot.core.addresses import SLACK, AddressError
 from bot.core.admin import describe_outcome
 from bot.core.candidates import CandidateStore
 from bot.core.digest_composer import DigestRules
@@ -38,6 +39,11 @@ from bot.digest_scheduler import DigestService, digest_composer
 from bot.logs import configure_logging
 from bot.metrics import GaugeReading, PrometheusMetrics, metrics_route, metrics_server, seconds_since
 from bot.settings import Secret, Settings
+from bot.slack import connect as slack_connect
+from bot.slack.http import slack_routes
+from bot.slack.identity import slack_id
+from bot.slack.render import message_parts
+from bot.slack.sender import SlackSender, slack_platform
 from bot.sources.fetch import feed_session
 from bot.sources.rounds import NotifyAdmin, SourcePolling
 from bot.store import SqlStore, is_postgres, open_store
@@ -65,7 +71,7 @@ NotifyAdmins = Callable[[Notice], Awaitable[None]]
 async def admin_language(runtime: Runtime, admin_id: int) -> str:
     """An admin's language (their private chat's, whose id is their user id); English if the store cannot say."""
     try:
-        return await runtime.services.chat_language(chat_address(admin_id))
+        return await _admin_language(runtime.services, admin_id)
     except Exception:  # a notice about broken content must not fail because the store is failing too
         log.exception("could not read the language of admin %s", admin_id)
         return ENGLISH
@@ -75,6 +81,16 @@ def rate_limits(settings: Settings) -> RateLimits:
     """Delivery pacing from settings."""
     return RateLimits(messages_per_second=settings.messages_per_second, max_in_flight=settings.max_in_flight,
                       lease_seconds=settings.lease_seconds)
+
+
+@dataclass(frozen=True)
+class SlackSide:
+    """The Slack front end of a running bot: its bolt app (for /slack/events), Web API client and Services."""
+
+    bolt: Any
+    client: Any
+    services: Services
+    sender: SlackSender
 
 
 def telegram_pace(settings: Settings) -> TelegramPace:
@@ -104,6 +120,7 @@ class Runtime:
     watcher: asyncio.Task[None] | None = None
     stop_watching: asyncio.Event | None = None
     candidates: CandidateStore | None = None  # the review queue (the same SqlStore as `store`)
+    slack: SlackSide | None = None
     metrics: PrometheusMetrics | None = None  # this process's registry (None: METRICS_ENABLED=false)
 
     def services_for(self, *, bot_username: str = "", chat_admins: ChatAdmins | None = None,
@@ -158,14 +175,16 @@ def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallCl
     # Replicas on one PostgreSQL: one of them schedules, and all of them share the sending ceiling.
     replicas = is_postgres(settings.database_url)
     leadership = SchedulerLeadership(settings.database_url) if replicas else None
-    shared = replicas and settings.shared_rate_limit and settings.messages_per_second > 0
     limits = rate_limits(settings)
-    # Each platform's overall ceiling is shared by the replicas under the platform's own name.
-    pacers = {platform.name: GlobalPacer(settings.database_url, settings.messages_per_second, name=platform.name)
-              for platform in platforms if shared}
-    paced = [replace(platform, limiter=platform.limiter or RateLimiter(limits, pace=platform.pace,
-                                                                        global_pacer=pacers.get(platform.name)))
-             for platform in platforms]
+    # Each platform has its own overall ceiling (Slack's is per workspace, Telegram's per bot), shared by the
+    # replicas under the platform's own name.
+    ceilings = {platform.name: settings.slack_messages_per_second if platform.name == SLACK
+                else settings.messages_per_second for platform in platforms}
+    pacers = {name: GlobalPacer(settings.database_url, ceiling, name=name) for name, ceiling in ceilings.items()
+              if replicas and settings.shared_rate_limit and ceiling > 0}
+    paced = [replace(platform, limiter=platform.limiter or RateLimiter(
+        replace(limits, messages_per_second=ceilings[platform.name]), pace=platform.pace,
+        global_pacer=pacers.get(platform.name))) for platform in platforms]
     engine = DeliveryEngine(runtime.store, paced, limits, silent=silent, worker_id=process_id(),
                             compose=digest_composer(runtime.store, runtime.content, clock,
                                                     runtime.services.digest_rules),
@@ -176,8 +195,8 @@ def build_digests(runtime: Runtime, platforms: Sequence[Platform], clock: WallCl
     if settings.watch_sources and runtime.candidates is not None:
         polling = SourcePolling(runtime.candidates, runtime.content, clock, lambda: feed_session(settings.contact),
                                 admin_ids=services.admin_ids, notify=notify_admin,
-                                hushed=lambda admin_id: services.hushed(chat_address(admin_id)),
-                                language_of=lambda admin_id: services.chat_language(chat_address(admin_id)))
+                                hushed=lambda admin_id: _admin_hushed(services, admin_id),
+                                language_of=lambda admin_id: _admin_language(services, admin_id))
     return DigestService(runtime.store, engine, clock, tick_seconds=settings.tick_seconds, leadership=leadership,
                          closing=[part for part in (leadership, *pacers.values()) if part is not None],
                          retention=retention,
@@ -197,6 +216,24 @@ async def read_gauges(runtime: Runtime, clock: WallClock) -> GaugeReading:
         active_by_cadence=counts.active_by_cadence if counts else {},
         content_version=runtime.content.catalogue.version, content_loaded_at=manager.loaded_at,
         content_broken=manager.failing, open_candidates=waiting)
+
+
+async def _admin_language(services: Services, admin_id: int) -> str:
+    """An admin's language, kept on their private chat; a Slack admin (no such chat id) reads English here."""
+    try:
+        address = chat_address(admin_id)
+    except AddressError:
+        return ENGLISH
+    return await services.chat_language(address)
+
+
+async def _admin_hushed(services: Services, admin_id: int) -> bool:
+    """An admin's quiet hours, kept on their private chat; a Slack admin (no such chat id) has none here."""
+    try:
+        address = chat_address(admin_id)
+    except AddressError:
+        return False
+    return await services.hushed(address)
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -280,7 +317,8 @@ async def running(runtime: Runtime, platforms: Sequence[Platform], notify: Notif
 @contextlib.asynccontextmanager
 async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIterator[Runtime]:
     """Updates (long polling, or the webhook when WEBHOOK_URL is set), the command menu, the scheduler tick, the
-    delivery loop and the content watcher; all stopped gracefully on exit."""
+    delivery loop and the content watcher; all stopped gracefully on exit. Slack's HTTP mode, when attached
+    (attach_slack), is served by the same web server."""
     settings = runtime.settings
     application = build_application(settings)
     async with application:
@@ -299,8 +337,10 @@ async def telegram_running(runtime: Runtime, clock: WallClock = utc_now) -> Asyn
         # Replies go through python-telegram-bot; the digest fan-out through a lean aiohttp client to the same
         # Bot API server, which keeps up with 1,000 messages/s where PTB's httpx pool does not (bench/README.md).
         sender = BotApiSender.for_bot(application.bot, connections=max(settings.max_in_flight, 1))
-        async with sender, running(runtime, [telegram_platform(sender, telegram_pace(settings))], notify_admins, clock,
-                                   notify_admin), \
+        platforms = [telegram_platform(sender, telegram_pace(settings))]
+        if runtime.slack is not None:  # Slack too: one engine, each chat through its own platform
+            platforms.append(slack_platform(runtime.slack.sender))
+        async with sender, running(runtime, platforms, notify_admins, clock, notify_admin), \
                 _serving_metrics(runtime, clock), _receiving_updates(runtime, application, clock):
             await application.start()
             try:
@@ -329,10 +369,9 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
         await runtime.store.next_due_at()  # a cheap, indexed query: the database answers
         return {"content_version": runtime.content.catalogue.version}
 
-    routes = [] if runtime.metrics is None else [metrics_route(runtime.metrics, lambda: read_gauges(runtime, clock),
-                                                              settings.metrics_token.reveal())]
     server = webhook_server(application, path=path, secret=secret, store=runtime.store,
-                            worker=process_id(), clock=clock, health=health, extra_routes=routes)
+                            worker=process_id(), clock=clock, health=health,
+                            extra_routes=[*_metrics_routes(runtime, clock), *_slack_routes(runtime)])
     server.listen(settings.port, settings.webhook_listen)
     log.info("serving the webhook on %s:%s%s", settings.webhook_listen, settings.port, path)
     try:
@@ -343,6 +382,79 @@ async def _receiving_updates(runtime: Runtime, application: Application,  # type
     finally:
         server.stop()  # no new connections; requests in progress finish
         await server.close_all_connections()
+
+
+def _metrics_routes(runtime: Runtime, clock: WallClock) -> list[Any]:
+    """/metrics on the web server (PORT), when metrics are on."""
+    if runtime.metrics is None:
+        return []
+    token = runtime.settings.metrics_token.reveal()
+    return [metrics_route(runtime.metrics, lambda: read_gauges(runtime, clock), token)]
+
+
+def _slack_routes(runtime: Runtime) -> list[Any]:
+    slack = runtime.slack
+    return slack_routes(slack.bolt) if slack is not None and runtime.settings.slack_http_mode else []
+
+
+def _health(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def health() -> dict[str, Any]:
+        await runtime.store.next_due_at()  # a cheap, indexed query: the database answers
+        return {"content_version": runtime.content.catalogue.version}
+    return health
+
+
+def attach_slack(runtime: Runtime) -> SlackSide:
+    """The Slack front end's Services (SLACK_ADMIN_IDS are its bot admins; channel admins asked of Slack), its bolt
+    app and its sender."""
+    settings = runtime.settings
+    client = slack_connect.web_client(settings.slack_bot_token.reveal(), settings.slack_api_url,
+                                      connections=max(settings.max_in_flight, 1))
+    services = runtime.services_for(chat_admins=slack_connect.chat_admins(client, settings.slack_admin_ids),
+                                    admin_ids=slack_connect.admin_numbers(settings.slack_admin_ids))
+    signing = settings.slack_signing_secret.reveal() if settings.slack_http_mode else ""
+    bolt = slack_connect.bolt_app(client, signing, services)
+    runtime.slack = SlackSide(bolt, client, services, SlackSender(client))
+    return runtime.slack
+
+
+@contextlib.asynccontextmanager
+async def slack_running(runtime: Runtime, clock: WallClock = utc_now) -> AsyncIterator[SlackSide]:
+    """Slack alone (no Telegram): Socket Mode, or /slack/events on PORT; the digests and broadcasts go to Slack."""
+    settings = runtime.settings
+    slack = runtime.slack or attach_slack(runtime)
+    runtime.services = slack.services
+
+    async def notify_admin(admin_id: int, message: Document) -> None:
+        for part in message_parts(message):
+            try:
+                await slack.sender.post(slack_id(admin_id), part)
+            except Exception as exc:
+                log.warning("could not notify Slack admin %s: %s", admin_id, exc)
+
+    async def notify_admins(notice: Notice) -> None:
+        for admin_id in sorted(slack.services.admin_ids):
+            await notify_admin(admin_id, notice(translator(await admin_language(runtime, admin_id))))
+
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(slack_connect.close_client, slack.client)
+        await stack.enter_async_context(running(runtime, [slack_platform(slack.sender)], notify_admins, clock,
+                                                notify_admin))
+        await stack.enter_async_context(_serving_metrics(runtime, clock))
+        if settings.slack_socket_mode:
+            async with slack_connect.socket_mode(slack.bolt, settings.slack_app_token.reveal()):
+                yield slack
+            return
+        server = webhook_server(None, path="/", secret="", store=runtime.store, worker=process_id(), clock=clock,
+                                health=_health(runtime),
+                                extra_routes=[*_metrics_routes(runtime, clock), *_slack_routes(runtime)])
+        server.listen(settings.port, settings.webhook_listen)
+        log.info("serving Slack's events on %s:%s/slack/events", settings.webhook_listen, settings.port)
+        try:
+            yield slack
+        finally:
+            server.stop()
+            await server.close_all_connections()
 
 
 @contextlib.asynccontextmanager
@@ -389,9 +501,22 @@ async def serve(settings: Settings, *, clock: WallClock = utc_now, force_console
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            log.info("starting (%s) against %s", "webhook" if settings.webhook_mode else "long polling",
-                     settings.telegram_api_url)
-            async with telegram_running(runtime, clock):
+            if settings.telegram_token:
+                log.info("starting Telegram (%s) against %s", "webhook" if settings.webhook_mode else "long polling",
+                         settings.telegram_api_url)
+            if settings.slack:
+                log.info("starting Slack (%s)", "Socket Mode" if settings.slack_socket_mode else "HTTP mode")
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.slack:
+                    stack.push_async_callback(slack_connect.close_client, attach_slack(runtime).client)
+                if settings.telegram_token:
+                    await stack.enter_async_context(telegram_running(runtime, clock))
+                    if settings.slack_socket_mode:
+                        assert runtime.slack is not None
+                        await stack.enter_async_context(
+                            slack_connect.socket_mode(runtime.slack.bolt, settings.slack_app_token.reveal()))
+                else:
+                    await stack.enter_async_context(slack_running(runtime, clock))
                 freeze_startup_objects()
                 await stop.wait()
                 log.info("stopping: finishing in-flight sends")
@@ -420,6 +545,8 @@ def webhook_secret(settings: Settings) -> Secret:
 def run(settings: Settings, *, force_console: bool = False, language: str | None = None) -> int:
     """Configure logging and serve; the process's exit status. `language` is the console's (else from LANG)."""
     secrets = [settings.telegram_token, webhook_secret(settings)] if settings.telegram_token else []
+    secrets += [secret for secret in (settings.slack_bot_token, settings.slack_app_token,
+                                      settings.slack_signing_secret) if secret]
     configure_logging(settings.log_level, [*secrets, settings.metrics_token], log_format=settings.log_format,
                       replica=process_id())
     if force_console or settings.console_mode:

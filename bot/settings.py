@@ -73,6 +73,14 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     port: int = 8080
     shared_rate_limit: bool = True  # on PostgreSQL, replicas share one sending ceiling (bot/store/cluster.py)
+    slack_bot_token: Secret = field(default_factory=lambda: Secret(""))  # xoxb-...
+    slack_app_token: Secret = field(default_factory=lambda: Secret(""))  # xapp-...: Socket Mode
+    slack_signing_secret: Secret = field(default_factory=lambda: Secret(""))  # HTTP mode, with WEBHOOK_URL
+    slack_admin_ids: frozenset[str] = frozenset()  # Slack user ids (U0123ABC) of the bot's admins on Slack
+    slack_api_url: str = "https://slack.com/api/"
+    # Slack publishes no figure for chat.postMessage's workspace-wide limit: a careful default, raise it if Slack
+    # allows your workspace more (each channel gets at most one message a second anyway).
+    slack_messages_per_second: float = 10.0
     metrics_enabled: bool = True  # /metrics on the webhook server (and on METRICS_PORT when set)
     metrics_port: int = 0  # a server of its own for /metrics (long polling has no webhook server); 0: none
     metrics_listen: str = "0.0.0.0"
@@ -85,9 +93,25 @@ class Settings:
         return bool(self.webhook_url) and bool(self.telegram_token)
 
     @property
+    def slack_socket_mode(self) -> bool:
+        """With SLACK_BOT_TOKEN and SLACK_APP_TOKEN Slack's events come over Socket Mode (no public URL)."""
+        return bool(self.slack_bot_token) and bool(self.slack_app_token)
+
+    @property
+    def slack_http_mode(self) -> bool:
+        """Without an app token, SLACK_SIGNING_SECRET with WEBHOOK_URL: Slack posts to /slack/events."""
+        return (bool(self.slack_bot_token) and not self.slack_app_token and bool(self.slack_signing_secret)
+                and bool(self.webhook_url))
+
+    @property
+    def slack(self) -> bool:
+        """Whether the Slack front end runs."""
+        return self.slack_socket_mode or self.slack_http_mode
+
+    @property
     def console_mode(self) -> bool:
-        """With no token the bot runs in the terminal (the embedded default)."""
-        return not self.telegram_token
+        """With no Telegram token and no Slack configuration the bot runs in the terminal (the embedded default)."""
+        return not self.telegram_token and not self.slack
 
 
 # setting name -> (environment variable, parser)
@@ -118,6 +142,12 @@ ENVIRONMENT: dict[str, str] = {
     "webhook_listen": "WEBHOOK_LISTEN",
     "port": "PORT",
     "shared_rate_limit": "SHARED_RATE_LIMIT",
+    "slack_bot_token": "SLACK_BOT_TOKEN",
+    "slack_app_token": "SLACK_APP_TOKEN",
+    "slack_signing_secret": "SLACK_SIGNING_SECRET",
+    "slack_admin_ids": "SLACK_ADMIN_IDS",
+    "slack_api_url": "SLACK_API_URL",
+    "slack_messages_per_second": "SLACK_MESSAGES_PER_SECOND",
     "metrics_enabled": "METRICS_ENABLED",
     "metrics_port": "METRICS_PORT",
     "metrics_listen": "METRICS_LISTEN",
@@ -126,14 +156,15 @@ ENVIRONMENT: dict[str, str] = {
 }
 
 # settings read from the environment only
-SECRETS = frozenset({"telegram_token", "webhook_secret", "metrics_token"})
+SECRETS = frozenset({"telegram_token", "webhook_secret", "metrics_token", "slack_bot_token", "slack_app_token",
+                     "slack_signing_secret"})
 
 # numeric settings: name -> (type, smallest allowed value)
 _NUMBERS: dict[str, tuple[type, float]] = {
     "tick_seconds": (float, 0.01), "messages_per_second": (float, 0.0), "group_messages_per_minute": (int, 0),
     "private_chat_interval": (float, 0.0), "max_in_flight": (int, 1), "lease_seconds": (float, 1.0),
     "digest_lookback_days": (int, 0), "port": (int, 1), "delivery_retention_days": (int, 0),
-    "candidate_expiry_days": (int, 0), "metrics_port": (int, 0),
+    "candidate_expiry_days": (int, 0), "slack_messages_per_second": (float, 0.0), "metrics_port": (int, 0),
 }
 
 
@@ -148,8 +179,8 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         unknown = (set(loaded) - set(ENVIRONMENT)) | (SECRETS & set(loaded))
         if unknown:
             raise SettingsError(f"{path}: unknown or misplaced settings: {', '.join(sorted(unknown))} "
-                                "(TELEGRAM_BOT_TOKEN, WEBHOOK_SECRET and METRICS_TOKEN belong in the environment, "
-                                "never in a file)")
+                                "(tokens and secrets such as TELEGRAM_BOT_TOKEN, WEBHOOK_SECRET, METRICS_TOKEN and "
+                                "SLACK_BOT_TOKEN belong in the environment, never in a file)")
         raw.update(loaded)
     env = environ if environ is not None else {}
     for name, variable in ENVIRONMENT.items():
@@ -201,7 +232,22 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     secret = str(raw.get("webhook_secret", ""))
     if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
         raise SettingsError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    slack_admins = raw.get("slack_admin_ids", [])
+    if isinstance(slack_admins, str):
+        slack_admins = [part for part in slack_admins.replace(" ", "").split(",") if part]
+    slack_admin_ids = frozenset(str(value).strip() for value in slack_admins)
+    bad = sorted(value for value in slack_admin_ids if not re.fullmatch(r"[UW][A-Z0-9]{2,31}", value))
+    if bad:
+        raise SettingsError(f"slack_admin_ids / SLACK_ADMIN_IDS must be Slack user ids such as U0123ABC, got {bad}")
+    slack_api_url = str(raw.get("slack_api_url", "https://slack.com/api/")).rstrip("/") + "/"
+    if not slack_api_url.startswith(("http://", "https://")):
+        raise SettingsError(f"slack_api_url / SLACK_API_URL must be an http(s) URL, got {slack_api_url!r}")
     return Settings(
+        slack_bot_token=Secret(str(raw.get("slack_bot_token", ""))),
+        slack_app_token=Secret(str(raw.get("slack_app_token", ""))),
+        slack_signing_secret=Secret(str(raw.get("slack_signing_secret", ""))),
+        slack_admin_ids=slack_admin_ids,
+        slack_api_url=slack_api_url,
         webhook_url=webhook_url,
         webhook_secret=Secret(secret),
         webhook_listen=str(raw.get("webhook_listen", "0.0.0.0")),

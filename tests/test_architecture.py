@@ -82,6 +82,17 @@ def test_only_the_telegram_front_end_and_the_composition_root_import_telegram() 
     assert offenders("only bot.tg and bot.app", ("telegram",), ("bot.tg", "bot.app")) == []
 
 
+def test_only_the_slack_front_end_imports_slack_bolt_and_slack_sdk() -> None:
+    assert "slack_bolt.async_app" in imports()["bot.slack.connect"]  # the scan sees them
+    assert offenders("only bot.slack", ("slack_bolt", "slack_sdk"), ("bot.slack",)) == []
+
+
+def test_the_slack_front_end_imports_no_telegram() -> None:
+    bad = [f"{module}: {name}" for module, names in imports().items() if within(module, "bot.slack")
+           for name in names if within(name, "telegram", "bot.tg")]
+    assert bad == []
+
+
 def test_only_the_page_reader_imports_the_html_library() -> None:
     # Pages are read one way, with declared selectors; the content validator asks bot.sources.page about them.
     assert offenders("only bot.sources.page", ("selectolax",), ("bot.sources.page",)) == []

@@ -32,6 +32,12 @@ def test_fanout_quick_delivers_every_digest_exactly_once_with_and_without_faults
         assert row["worker"]["store_sent"] == row["chats"], row
 
 
+def test_fanout_to_slack_channels_delivers_every_digest_once_within_slacks_spec() -> None:
+    [row] = fanout.main(["--quick", "--variants", "engine-slack", "--faults", "none", "--name", "fanout-slack"])
+    assert row["duplicates"] == 0 and row["losses"] == 0 and row["violations"] == [], row
+    assert row["worker"]["store_sent"] == row["chats"] and row["over_channel_rate"] == 0
+
+
 def test_search_zh_scores_every_tokeniser_on_every_labelled_query() -> None:
     rows = search_zh.main()
     assert [row["tokeniser"] for row in rows] == ["character bigrams", *search_zh._jieba()]

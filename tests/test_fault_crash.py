@@ -146,3 +146,118 @@ async def test_killed_mid_broadcast_then_restarted_every_chat_gets_its_digest(fa
         await store.close()
     print(f"\nkill after {at_kill} sends; {len(duplicates)} chat(s) got a repeat (bound {MAX_IN_FLIGHT}); "
           f"possible duplicates flagged: {stats.possible_duplicates}")
+
+
+SLACK_CHANNELS = 500
+ARCHIVED = range(1, 6)  # is_archived: deactivated
+SLACK_FLOODED = range(6, 11)  # ratelimited once
+SLACK_BROKEN = range(11, 16)  # HTTP 500 twice
+
+
+def channel_name(number: int) -> str:
+    """The Slack id of test channel `number`: C0000001 ..."""
+    return f"C{number:07d}"
+
+
+async def test_killed_mid_broadcast_with_telegram_and_slack_subscribers_every_chat_gets_its_digest(
+        fake: FakeBotApi, tmp_path: Path) -> None:
+    from doubles.slack_api import HTTP_500, SlackApiDouble
+
+    from bot.slack.identity import slack_chat
+
+    database_url = f"sqlite:///{tmp_path}/bot.sqlite3"
+    telegram_chats = range(1, CHATS // 2 + 1)
+    store = await open_store(database_url)
+    try:
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        schedule = Schedule(Cadence.DAILY, clock_time(9, 0), "Asia/Hong_Kong")
+        for chat_id in telegram_chats:
+            await store.save_subscription(SubscriptionRequest(telegram(chat_id), None, ChatKind.PRIVATE, schedule),
+                                          yesterday)
+        for number in range(1, SLACK_CHANNELS + 1):
+            chat = slack_chat("T0123", channel_name(number))
+            await store.save_subscription(SubscriptionRequest(chat.address, None, chat.kind, schedule), yesterday)
+    finally:
+        await store.close()
+    for chat in BLOCKED:
+        fake.add_fault(chat_id=chat, error_code=403, description="Forbidden: bot was blocked by the user")
+    async with SlackApiDouble() as slack:
+        slack.add_user("U0OWNER", owner=True)
+        for number in range(1, SLACK_CHANNELS + 1):
+            slack.add_channel(channel_name(number), creator="U0OWNER")
+        for number in ARCHIVED:
+            slack.channels[channel_name(number)].is_archived = True
+        for number in SLACK_FLOODED:
+            slack.fail("chat.postMessage", "ratelimited", channel=channel_name(number), retry_after=1)
+        for number in SLACK_BROKEN:
+            slack.fail("chat.postMessage", HTTP_500, channel=channel_name(number), times=2)
+        env = {**bot_environment(fake, tmp_path, database_url), "SLACK_BOT_TOKEN": slack.token,
+               "SLACK_SIGNING_SECRET": "crash-test-secret", "SLACK_API_URL": slack.base_url,
+               "SLACK_MESSAGES_PER_SECOND": "150",
+               "WEBHOOK_URL": "https://bot.example.test/telegram", "WEBHOOK_LISTEN": "127.0.0.1",
+               "PORT": str(_free_port())}
+        log = tmp_path / "bot.log"
+
+        def slack_digests() -> Counter[str]:
+            return Counter(channel for channel, messages in slack.posted.items() for message in messages
+                           if "digest" in str(message.get("text", "")))
+
+        def delivered() -> int:
+            return len(fake.sent_messages()) + sum(slack_digests().values())
+
+        first = await start_bot(env, log)
+        try:
+            await wait_until(lambda: delivered() >= 300, 60, "300 digests before the kill")
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        finally:
+            if first.returncode is None:
+                first.kill()
+        at_kill = delivered()
+        assert at_kill < len(telegram_chats) + SLACK_CHANNELS, "the kill must land in the middle of the broadcast"
+
+        second = await start_bot(env, log)
+        try:
+            expected_telegram = set(telegram_chats) - set(BLOCKED)
+            expected_slack = {channel_name(n) for n in range(1, SLACK_CHANNELS + 1)} - {
+                channel_name(n) for n in ARCHIVED}
+            await wait_until(lambda: expected_telegram <= set(digests_per_chat(fake))
+                             and expected_slack <= set(slack_digests()), 120,
+                             "every chat's digest after the restart, on both platforms")
+            await asyncio.sleep(1.0)  # let anything still owed (or wrongly repeated) arrive
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.wait(), 30) == 0, log.read_text()[-3000:]
+        finally:
+            if second.returncode is None:
+                second.kill()
+        assert slack.violations == []
+        slack_counts = slack_digests()
+
+    telegram_counts = digests_per_chat(fake)
+    assert set(telegram_counts) <= set(telegram_chats)  # no Slack chat was sent to Telegram
+    duplicates = {**{chat: n for chat, n in telegram_counts.items() if n > 1},
+                  **{channel: n for channel, n in slack_counts.items() if n > 1}}
+    assert len(duplicates) <= MAX_IN_FLIGHT, duplicates
+    assert all(n == 2 for n in duplicates.values()), duplicates
+    assert not set(telegram_counts) & set(BLOCKED)
+    assert not set(slack_counts) & {channel_name(n) for n in ARCHIVED}
+    store = await open_store(database_url)
+    try:
+        for number in ARCHIVED:
+            gone = await store.get_subscription(slack_chat("T0123", channel_name(number)).address, None)
+            assert gone is not None and not gone.active
+        stats = await store.delivery_stats()
+        assert len(duplicates) <= stats.possible_duplicates <= MAX_IN_FLIGHT
+        assert stats.pending == 0 and stats.sending == 0
+        assert stats.sent == len(telegram_chats) + SLACK_CHANNELS - len(BLOCKED) - len(ARCHIVED)
+    finally:
+        await store.close()
+    print(f"\nkill after {at_kill} sends; {len(duplicates)} chat(s) got a repeat (bound {MAX_IN_FLIGHT}); "
+          f"possible duplicates flagged: {stats.possible_duplicates}")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

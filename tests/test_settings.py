@@ -96,3 +96,29 @@ def test_log_lines_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
         logger.exception("request failed")
     assert TOKEN not in caplog.text
     assert "/bot[redacted]/getMe" in caplog.text
+
+
+def test_slack_runs_in_socket_mode_with_both_tokens_and_in_http_mode_with_the_signing_secret(tmp_path: Path) -> None:
+    none = tmp_path / "none.yaml"
+    socket = load_settings(none, {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"})
+    assert socket.slack_socket_mode and not socket.slack_http_mode and not socket.console_mode
+    http = load_settings(none, {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "abc",
+                                "WEBHOOK_URL": "https://bot.example/telegram"})
+    assert http.slack_http_mode and not http.slack_socket_mode and not http.webhook_mode  # no Telegram token
+    assert not load_settings(none, {"SLACK_BOT_TOKEN": "xoxb-1"}).slack  # neither mode: console
+    assert load_settings(none, {}).console_mode
+    assert "xoxb" not in repr(socket) and "xapp" not in repr(socket)
+
+
+def test_slack_admin_ids_must_be_slack_user_ids(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "none.yaml", {"SLACK_ADMIN_IDS": "U0123ABC, W0456DEF"})
+    assert settings.slack_admin_ids == frozenset({"U0123ABC", "W0456DEF"})
+    with pytest.raises(SettingsError, match="Slack user ids"):
+        load_settings(tmp_path / "none.yaml", {"SLACK_ADMIN_IDS": "12345"})
+
+
+def test_slack_tokens_may_not_be_written_in_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text("slack_bot_token: xoxb-1\n")
+    with pytest.raises(SettingsError, match="slack_bot_token"):
+        load_settings(config, {})

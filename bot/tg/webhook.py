@@ -199,17 +199,16 @@ class HealthHandler(RequestHandler):
         self.finish({"ok": True, **details})
 
 
-def webhook_server(application: Application, *, path: str, secret: str,  # type: ignore[type-arg]
+def webhook_server(application: Application | None, *, path: str, secret: str,  # type: ignore[type-arg]
                    store: SubscriptionStore, worker: str, clock: WallClock,
                    health: Callable[[], Awaitable[dict[str, Any]]],
                    extra_routes: Sequence[tuple[str, type[RequestHandler], dict[str, Any]]] = ()) -> HTTPServer:
-    """An HTTP server with the webhook at `path`, the health check at /healthz and `routes` (/metrics), not yet
-    listening."""
-    routes: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [
-        (path, UpdateHandler, {"telegram_app": application, "secret": secret, "store": store, "worker": worker,
-                               "clock": clock}),
-        ("/healthz", HealthHandler, {"check": health}),
-        *extra_routes,
-    ]
+    """An HTTP server with the webhook at `path` (when there is a Telegram application), the health check at
+    /healthz and `extra_routes` (/metrics, Slack's events), not yet listening."""
+    routes: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [("/healthz", HealthHandler, {"check": health}),
+                                                                       *extra_routes]
+    if application is not None:
+        routes.insert(0, (path, UpdateHandler, {"telegram_app": application, "secret": secret, "store": store,
+                                                "worker": worker, "clock": clock}))
     # No route reads a larger body: tornado refuses one (any path) before buffering it.
     return HTTPServer(WebApplication(routes), xheaders=True, max_body_size=MAX_UPDATE_BYTES)
