@@ -53,7 +53,7 @@ def offenders(may_import: str, wanted: tuple[str, ...], allowed: tuple[str, ...]
 
 def test_the_scan_sees_the_imports_it_judges() -> None:
     found = imports()
-    assert "telegram" in found["bot.tg.frontend"] and "bot.core.commands.dispatch" in found["bot.tg.frontend"]
+    assert "telegram" in found["bot.tg.frontend"] and "bot.handling.dispatch_counted" in found["bot.tg.frontend"]
     assert "psycopg" in found["bot.store.drivers"] and "bot.core.messages" in found["bot.core.commands"]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bot.core.catalogue import ENGLISH, Catalogue, Initiative, Section, Update
 from bot.core.document import Document, block, bold, doc, italic, line, link
 from bot.core.i18n import translator
-from bot.core.messages import clean_text
+from bot.core.messages import clean_text, shorten_at_word
 from bot.core.numbers import whole_number
 from bot.core.render import format_date
 from bot.core.search import index_of
@@ -124,9 +124,4 @@ def _card_id(kind: str, key: str) -> str:
 
 def _short(text: str, limit: int) -> str:
     """At most `limit` characters, cut at a word with an ellipsis; line breaks become spaces."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[:limit - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:·—-") + "…"
+    return shorten_at_word(text, limit, trailing=" ,;:·—-")

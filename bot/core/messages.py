@@ -139,6 +139,17 @@ def replacing_on_button(reply: Reply, request: Request) -> Reply:
     return replace(reply, replace=True) if request.from_button and reply.prompt is None else reply
 
 
+def shorten_at_word(text: str, limit: int, trailing: str = " ,.;:") -> str:
+    """At most `limit` characters on one line, cut at a word where there is one (in its second half), with an
+    ellipsis; `trailing` are the marks dropped before it."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(trailing) + "…"
+
+
 def clean_text(text: str) -> str:
     r"""Text as the core reads it: `"\u200f/sector a\x00b\ud800 "` becomes `"/sector ab\ufffd"` (lone surrogates
     replaced, control characters other than line breaks and tabs dropped, blanks and invisible marks trimmed)."""

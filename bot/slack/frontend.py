@@ -14,13 +14,13 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.commands import dispatch, find_command
+from bot.core.commands import find_command
 from bot.core.document import doc
 from bot.core.i18n import ENGLISH, translator
 from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, MembershipChange, Reply, Request, User, interpret
 from bot.core.services import Services
-from bot.logs import log_context
+from bot.handling import dispatch_counted
 from bot.slack.identity import NotASlackId, slack_chat, slack_id, slack_user
 from bot.slack.render import ACTION_PREFIX, SLASH_COMMAND, reply_messages
 
@@ -85,13 +85,8 @@ class SlackFrontEnd:
         """The request in its chat's language, its reply, and whether the asker may manage this chat's subscription
         (asked only where it decides whether the channel sees the answer). Counted and timed for the metrics."""
         request = await self._in_language(request)
+        reply = await dispatch_counted(kind, request, self.services)
         known = find_command(request.command)
-        command = known.name if known is not None else "unknown"  # a label from the table, never a user's word
-        log_context(chat=str(request.chat.address), command=command)
-        started = time.perf_counter()
-        reply = await dispatch(request, self.services)
-        self.services.metrics.reply_built(time.perf_counter() - started)
-        self.services.metrics.update_handled(kind, command)
         allowed = (request.chat.kind.is_group and known is not None and known.name in CHANNEL_NEWS
                    and await self.services.chat_admins.is_admin(request.chat, request.user))
         return request, reply, allowed

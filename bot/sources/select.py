@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.core.candidates import FoundItem
 from bot.core.catalogue import Catalogue, SourceRules, WatchedSource
+from bot.core.messages import shorten_at_word
 
 EXCERPT_CHARS = 300
 TRACKING_PARAMS = frozenset({
@@ -145,9 +146,4 @@ def title_key(title: str, link: str = "") -> str:
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """The first `limit` characters of a plain text, cut at a word where there is one, with an ellipsis."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[:limit - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,.;:") + "…"
+    return shorten_at_word(text, limit, trailing=" ,.;:")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
 
 from telegram import (
     BotCommand,
@@ -33,7 +32,7 @@ from telegram.ext import (
 )
 
 from bot.core.admin import MAX_UPLOAD_BYTES
-from bot.core.commands import COMMANDS, dispatch, find_command
+from bot.core.commands import COMMANDS, find_command
 from bot.core.document import Document, doc, line, link
 from bot.core.i18n import CHINESE, ENGLISH, language_from_code, translator
 from bot.core.inline import InlinePage, inline_page
@@ -41,6 +40,7 @@ from bot.core.membership import membership_changed
 from bot.core.messages import SORRY, Chat, ChatKind, MembershipChange, Reply, Request, User, interpret
 from bot.core.prompts import OpenPrompt, answering
 from bot.core.services import Services
+from bot.handling import dispatch_counted
 from bot.logs import log_context
 from bot.tg.downloads import download_capped
 from bot.tg.ids import chat_address, telegram_id
@@ -199,7 +199,7 @@ class TelegramFrontEnd:
             return
         if chat.kind.is_group and not request.addressed and find_command(request.command) is None:
             return  # a bare command in a group may be meant for another bot: answer only the ones we know
-        reply = await self._dispatch("message", await self._in_language(request, update))
+        reply = await dispatch_counted("message", await self._in_language(request, update), self.services)
         if reply.body:
             await self._send(context, chat, reply, request.user)
 
@@ -217,7 +217,7 @@ class TelegramFrontEnd:
             request = None if asked is None else answering(asked, message.text, chat, core_user(update),
                                                            context.bot.username)
             if request is not None:
-                reply = await self._dispatch("message", await self._in_language(request, update))
+                reply = await dispatch_counted("message", await self._in_language(request, update), self.services)
                 if reply.body:
                     await self._send(context, chat, reply, request.user)
                 return
@@ -260,7 +260,7 @@ class TelegramFrontEnd:
                 await send_reply(context.application, chat, too_big)
                 return
             attachment = (document.file_name or "upload.yaml", data)
-        reply = await self._dispatch("document", dataclasses.replace(request, attachment=attachment))
+        reply = await dispatch_counted("document", dataclasses.replace(request, attachment=attachment), self.services)
         if reply.body:
             await self._send(context, chat, reply, request.user)
 
@@ -294,7 +294,7 @@ class TelegramFrontEnd:
         if request is None:
             await query.answer()
             return
-        reply = await self._dispatch("callback_query", await self._in_language(request, update))
+        reply = await dispatch_counted("callback_query", await self._in_language(request, update), self.services)
         await query.answer(text=reply.notice)
         if not reply.body:
             return
@@ -302,17 +302,6 @@ class TelegramFrontEnd:
             self.services.metrics.reply_sent()
             return
         await self._send(context, chat, reply, request.user)
-
-    async def _dispatch(self, kind: str, request: Request) -> Reply:
-        """Run the request's command, counted and timed for the metrics; name it in this update's log lines."""
-        found = find_command(request.command)
-        command = found.name if found is not None else "unknown"  # a label from the table, never a user's word
-        log_context(chat=str(request.chat.address), command=command)
-        started = time.perf_counter()
-        reply = await dispatch(request, self.services)
-        self.services.metrics.reply_built(time.perf_counter() - started)
-        self.services.metrics.update_handled(kind, command)
-        return reply
 
     async def on_inline_query(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """`@OurBot finance` typed in any chat: a page of cards, in the user's language, with the next offset."""
