@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from slack_bolt.adapter.tornado.handler import set_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
-from tornado.http1connection import HTTP1Connection
 from tornado.web import RequestHandler, stream_request_body
+
+from bot.web import MAX_BODY_BYTES, CappedBodyHandler
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-# The same cap as Telegram's webhook (bot.tg.webhook.MAX_UPDATE_BYTES): an event, a slash command or a button press
-# is a few KB; a large view submission tens of KB.
-MAX_EVENT_BYTES = 1024 * 1024
+# The web server's cap (bot.web), as for Telegram's webhook: an event, a slash command or a button press is a few
+# KB; a large view submission tens of KB.
+MAX_EVENT_BYTES = MAX_BODY_BYTES
 _SIGNED = ("X-Slack-Signature", "X-Slack-Request-Timestamp")
 
 
 @stream_request_body
-class SlackEventsHandler(RequestHandler):
+class SlackEventsHandler(CappedBodyHandler):
     """Slack's POST of one event, slash command or interaction: refused unsigned or too large before its body is
     read, then checked (signature and age) and handled by bolt, which answers within Slack's 3 s by its ack."""
 
-    def initialize(self, bolt: AsyncApp) -> None:
+    what = "a Slack request"
+    error_key = "error"
+
+    def initialize(self, bolt: AsyncApp) -> None:  # type: ignore[override]
+        super().initialize()
         self.bolt = bolt
-        self.body = bytearray()
 
     def prepare(self) -> None:
         """Refuse on the headers alone: unsigned (401), too large (413)."""
@@ -36,31 +39,7 @@ class SlackEventsHandler(RequestHandler):
             log.warning("rejected an unsigned Slack request from %s", self.request.remote_ip)
             self.refuse(401, "unsigned request")
             return
-        declared = self.request.headers.get("Content-Length")
-        if declared is None:
-            if isinstance(self.request.connection, HTTP1Connection):
-                self.request.connection.set_max_body_size(sys.maxsize)  # counted in data_received instead
-            return
-        lengths = {piece.strip() for piece in declared.split(",")}
-        if len(lengths) != 1 or not (length := lengths.pop()).isdigit():
-            self.refuse(400, "bad Content-Length")
-        elif int(length) > MAX_EVENT_BYTES:
-            self.refuse(413, f"a Slack request is at most {MAX_EVENT_BYTES} bytes")
-
-    def data_received(self, chunk: bytes) -> None:
-        """Keep the body, up to the cap."""
-        if self._finished:
-            return
-        if len(self.body) + len(chunk) > MAX_EVENT_BYTES:
-            self.refuse(413, f"a Slack request is at most {MAX_EVENT_BYTES} bytes")
-            return
-        self.body += chunk
-
-    def refuse(self, status: int, description: str) -> None:
-        """Answer an error and close the connection."""
-        self.set_status(status)
-        self.set_header("Connection", "close")
-        self.finish({"ok": False, "error": description})
+        self.check_length()
 
     async def post(self) -> None:
         """Hand the request to bolt (which checks the signature: 401 when wrong or stale)."""

@@ -9,28 +9,26 @@ import hmac
 import json
 import logging
 import secrets
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from telegram import Update
 from telegram.ext import Application
-from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.web import Application as WebApplication
 from tornado.web import RequestHandler, stream_request_body
 
 from bot.core.ports import WallClock
 from bot.core.subscriptions import IncomingClaim, SubscriptionStore
+from bot.web import MAX_BODY_BYTES, CappedBodyHandler
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-# Why 1 MiB: an update is one message or event (text at most 4,096 characters, a caption 1,024) with its entities,
-# the message it replies to, a quote and a keyboard: a few KB, tens of KB at the extreme. A refused update is lost
-# for good, so the cap leaves a wide margin for what the Bot API does not bound (entity counts, URL lengths); it
-# still bounds what one request may hold in memory, and a request without the secret holds none (see prepare).
-MAX_UPDATE_BYTES = 1024 * 1024
+# Why 1 MiB (bot.web): an update is one message or event (text at most 4,096 characters, a caption 1,024) with its
+# entities, the message it replies to, a quote and a keyboard: a few KB, tens of KB at the extreme. A request without
+# the secret holds none of its body (see prepare).
+MAX_UPDATE_BYTES = MAX_BODY_BYTES
 # How long a replica may take to handle an update before another may take it over. Handling is a command (a few
 # database calls and a reply, seconds at worst); a replica that died mid-way holds its updates this long.
 HANDLING_LEASE_SECONDS = 60.0
@@ -62,55 +60,32 @@ def parse_update(body: bytes) -> tuple[int, dict[str, Any]]:
 
 
 @stream_request_body
-class UpdateHandler(RequestHandler):
+class UpdateHandler(CappedBodyHandler):
     """Telegram's POST of one Update: checked, processed once, and only then acknowledged.
 
     Answering after processing means an update whose replica dies mid-way is not acknowledged, and Telegram
     delivers it again (to whichever replica the router picks).
     """
 
-    def initialize(self, telegram_app: Application, secret: str,  # type: ignore[type-arg]
+    what = "an update"
+
+    def initialize(self, telegram_app: Application, secret: str,  # type: ignore[type-arg,override]
                    store: SubscriptionStore, worker: str, clock: WallClock) -> None:
+        super().initialize()
         self.telegram_app = telegram_app  # not `application`: RequestHandler uses that name for tornado's app
         self.secret = secret
         self.store = store
         self.worker = worker
         self.clock = clock
-        self.body = bytearray()
 
     def prepare(self) -> None:
         """Refuse on the headers alone, before a byte of the body is read: no secret (403), too large (413)."""
-        # Answering here makes tornado close the connection once the answer is out, instead of reading the body.
         given = self.request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
             log.warning("rejected a webhook request without the right secret token from %s", self.request.remote_ip)
             self.refuse(403, "wrong or missing secret token")
             return
-        declared = self.request.headers.get("Content-Length")
-        if declared is None:
-            # A chunked body: data_received counts it and answers 413 at the cap. Tornado's own limit adds up the
-            # declared chunk sizes and would answer a bare 400 instead; either way it reads a chunk in 64 KB pieces.
-            if isinstance(self.request.connection, HTTP1Connection):
-                self.request.connection.set_max_body_size(sys.maxsize)
-            return
-        lengths = {piece.strip() for piece in declared.split(",")}  # proxies may repeat the header
-        if len(lengths) != 1 or not (length := lengths.pop()).isdigit():
-            self.refuse(400, "bad Content-Length")
-        elif int(length) > MAX_UPDATE_BYTES:
-            self.refuse(413, f"an update is at most {MAX_UPDATE_BYTES} bytes")
-
-    def data_received(self, chunk: bytes) -> None:
-        """Keep the body, up to the cap (a chunked body announces no length)."""
-        if len(self.body) + len(chunk) > MAX_UPDATE_BYTES:
-            self.refuse(413, f"an update is at most {MAX_UPDATE_BYTES} bytes")
-            return
-        self.body += chunk
-
-    def refuse(self, status: int, description: str) -> None:
-        """Answer an error with a short JSON description and close the connection."""
-        self.set_status(status)
-        self.set_header("Connection", "close")
-        self.finish({"ok": False, "description": description})
+        self.check_length()
 
     async def post(self) -> None:
         """Parse the update; process it unless it was processed before; answer 200."""
